@@ -1,0 +1,83 @@
+"""The ``cifarkit`` command: a thin typer layer over the library.
+
+Each command module parses options, calls the library, and renders with rich. Errors from
+the library (``CifarkitError``) become one red line on stderr and the error's exit code; a
+traceback only with ``--debug``. Command modules import heavy libraries inside the command
+functions, so ``cifarkit --help`` and ``cifarkit predict --help`` start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.markup import escape
+
+from cifarkit.cli._common import err_console, state
+
+app = typer.Typer(
+    name="cifarkit",
+    help="Train Keras CIFAR-10 classifiers, export them to ONNX, run and benchmark them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    state.debug = debug
+
+
+# Command modules (one per stage). Each defines ``register(app)``.
+from cifarkit.cli import data_cmd, models_cmd, train_cmd  # noqa: E402
+
+for _module in (models_cmd, data_cmd, train_cmd):
+    _module.register(app)
+
+
+def main() -> None:
+    from cifarkit.errors import CifarkitError
+
+    # Keep TensorFlow's C++ start-up chatter out of the user's terminal.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        rc = app(standalone_mode=False)
+    except CifarkitError as exc:
+        if state.debug:
+            err_console.print_exception()
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:
+        # typer/click usage errors carry their own exit codes.
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            err_console.print("[yellow]aborted[/]")
+            sys.exit(130)
+        if state.debug:
+            err_console.print_exception()
+        else:
+            err_console.print(
+                f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+                "run again with --debug for the traceback", highlight=False,
+            )
+        sys.exit(70)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,62 @@
+"""Shared CLI pieces: consoles, global state, a progress bar fed by library callbacks."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class _State:
+    debug: bool = False
+
+
+state = _State()
+
+
+def parse_csv(value: str | None, what: str) -> list[str]:
+    """``"a,b, c"`` → ``["a", "b", "c"]`` (option values such as ``--precision fp32,int8``)."""
+    if not value:
+        return []
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        from cifarkit.errors import UsageError
+
+        raise UsageError(f"{what}: empty list")
+    return items
+
+
+@contextlib.contextmanager
+def progress_bar(transient: bool = True) -> Iterator[Callable[[int, int, str], None]]:
+    """Yield ``update(done, total, what)``: the library's progress callback, drawn by rich."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=transient) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def update(done: int, total: int, what: str) -> None:
+            if what not in tasks:
+                tasks[what] = progress.add_task(what, total=total)
+            progress.update(tasks[what], completed=done, total=total)
+
+        yield update

@@ -1,0 +1,131 @@
+"""The one function that turns any image file into a 32×32 RGB uint8 array.
+
+Used by the image-folder data source, ``cifarkit predict`` and ``cifarkit bench`` alike, so
+a picture is seen the same way in training and in inference.
+
+How an image becomes 32×32×3 uint8:
+1. Pillow opens it. Files over ``MAX_PIXELS`` are rejected from the header, before any
+   pixel is decoded (decompression bombs).
+2. The first frame is used (animated GIF/WebP, multi-page TIFF); EXIF orientation is applied.
+3. Modes become RGB: palette and grey images are expanded; images with alpha (LA, PA, RGBA,
+   P with transparency) are composited over a **white** background (``BACKGROUND``); CMYK and
+   YCbCr are converted by Pillow; 16-bit integer images (I;16, I) are scaled from 0–65535 to
+   0–255; float images (F) are taken as 0–1 when their maximum is ≤ 1, else as 0–255.
+4. Non-square images are centre-cropped to a square (CIFAR-10 photos are square, and
+   squashing changes object shapes), then resized to 32×32 with Pillow's antialiased
+   Lanczos filter (``Image.Resampling.LANCZOS`` with ``reducing_gap=2``: a cheap box
+   reduction first for large images, then Lanczos). Large JPEGs are decoded at a reduced
+   scale by libjpeg (``Image.draft``), which is both faster and antialiased.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cifarkit.errors import ImageError
+
+SIZE = 32
+BACKGROUND = (255, 255, 255)
+# Pillow warns past MAX_IMAGE_PIXELS and raises past twice that; we raise past it.
+MAX_PIXELS = 64 * 1024 * 1024
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+)
+
+
+def is_image_path(path: str | os.PathLike[str]) -> bool:
+    """True for file names with an image extension (case-insensitive)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "P" and "transparency" in img.info:
+        img, mode = img.convert("RGBA"), "RGBA"
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64) / 257.0
+        return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        finite = arr[np.isfinite(arr)]
+        scale = 255.0 if finite.size and finite.max() <= 1.0 else 1.0
+        arr = np.nan_to_num(arr * scale, nan=0.0, posinf=255.0, neginf=0.0)
+        return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _center_square(img: Image.Image) -> Image.Image:
+    w, h = img.size
+    if w == h:
+        return img
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    return img.crop((left, top, left + side, top + side))
+
+
+def load_image(path: str | os.PathLike[str], *, require_32: bool = False) -> np.ndarray:
+    """Decode ``path`` into a ``(32, 32, 3)`` uint8 RGB array; raise ``ImageError`` if it can't.
+
+    The error message names the file and the reason (empty, truncated, not an image,
+    too many pixels, unreadable), so a batch job can report it and carry on.
+    ``require_32`` refuses images that are not already 32×32 (data sets must not be resized).
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageError(f"{path}: empty file (0 bytes)")
+        with warnings.catch_warnings():
+            # Turn Pillow's bomb warning into an error: checked from the header, pre-decode.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            old_limit = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+            try:
+                with Image.open(path) as img:
+                    if require_32 and img.size != (SIZE, SIZE):
+                        w, h = img.size
+                        raise ImageError(f"{path}: image is {w}×{h}; CIFAR-10 images are 32×32")
+                    if getattr(img, "n_frames", 1) > 1:
+                        img.seek(0)
+                    if img.format == "JPEG" and min(img.size) > 2 * SIZE:
+                        img.draft("RGB", (2 * SIZE, 2 * SIZE))
+                    img.load()
+                    img = ImageOps.exif_transpose(img)
+                    img = _to_rgb(img)
+                    img = _center_square(img)
+                    if img.size != (SIZE, SIZE):
+                        img = img.resize((SIZE, SIZE), Image.Resampling.LANCZOS, reducing_gap=2.0)
+                    arr = np.asarray(img, dtype=np.uint8)
+            finally:
+                Image.MAX_IMAGE_PIXELS = old_limit
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: image too large (decompression bomb guard): {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image Pillow can read") from None
+    except FileNotFoundError:
+        raise ImageError(f"{path}: file not found (missing or vanished)") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except OSError as exc:
+        # Pillow reports truncated/corrupt data as OSError ("image file is truncated", ...).
+        raise ImageError(f"{path}: corrupt or truncated image: {exc}") from None
+    except (ValueError, SyntaxError, EOFError) as exc:
+        raise ImageError(f"{path}: cannot decode image: {exc}") from None
+    if arr.shape != (SIZE, SIZE, 3):  # pragma: no cover - guarded by the steps above
+        raise ImageError(f"{path}: decoded to shape {arr.shape}, expected (32, 32, 3)")
+    return arr
