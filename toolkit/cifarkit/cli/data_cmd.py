@@ -19,7 +19,9 @@ def data(
     data_path: Path = typer.Option(None, "--data", help=DATA_HELP),
     limit: int = typer.Option(None, "--limit", help="Stratified subset of N images per split."),
     grid: Path = typer.Option(None, "--grid", help="Write a PNG of the first N images per class."),
-    per_class: int = typer.Option(8, "--per-class", min=1, max=50, help="Images per class in --grid."),
+    per_class: int = typer.Option(
+        8, "--per-class", min=1, max=50, help="Images per class in --grid."
+    ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Decode image folders afresh."),
 ) -> None:
     """Summarise the CIFAR-10 data: source, shapes, per-class counts."""

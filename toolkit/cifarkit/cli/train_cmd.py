@@ -1,9 +1,112 @@
-"""``cifarkit train`` (filled in below)."""
+"""``cifarkit train ARCH``: fit an architecture with a recipe, with live progress."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from cifarkit.cli._common import console, err_console, progress_bar
+from cifarkit.cli.data_cmd import DATA_HELP
+
+
+def train(
+    arch: str = typer.Argument(..., help="Architecture name (see `cifarkit models`)."),
+    recipe: str = typer.Option("default", "--recipe", help="default | seed (the notebook's)."),
+    epochs: int = typer.Option(None, "--epochs", help="Override the recipe's epochs."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Override the batch size."),
+    lr: float = typer.Option(None, "--lr", help="Override the (peak) learning rate."),
+    val_split: float = typer.Option(None, "--val-split", help="Validation fraction, stratified."),
+    seed: int = typer.Option(0, "--seed", help="Seed for splits, init and augmentation."),
+    data: Path = typer.Option(None, "--data", help=DATA_HELP),
+    limit: int = typer.Option(None, "--limit", help="Stratified subset of N images per split."),
+    out: Path = typer.Option(None, "--out", help="Run folder (default runs/<arch>/)."),
+    mixed_precision: bool = typer.Option(False, "--mixed-precision", help="float16 compute."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard an interrupted run."),
+    weights: str = typer.Option(
+        None, "--weights", help="VGG16 only: 'imagenet' (default), a .h5 path, or 'none'."
+    ),
+) -> None:
+    """Train ARCH on CIFAR-10 and write runs/<arch>/ (model, history, curves, run.json)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from cifarkit.train import train as run_training
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[stats]}"),
+        TimeRemainingColumn(), console=err_console, transient=True,
+    )
+    task: dict[str, Any] = {}
+
+    def on_event(event: str, info: dict[str, Any]) -> None:
+        if event == "data":
+            console.print(f"data: {info['source']} ({info['kind']}): train {info['train']:,}, "
+                          f"val {info['val']:,}, test {info['test']:,}")
+            for note in info["notes"]:
+                console.print(f"  [dim]{note}[/]")
+        elif event == "start":
+            r = info["recipe"]
+            console.print(f"training [bold cyan]{info['arch']}[/], recipe [bold]{r['name']}[/] "
+                          f"({r['epochs']} epochs, batch {r['batch_size']}, lr {r['lr']}) "
+                          f"on [bold]{info['device']}[/]")
+            if info["resumed_epochs"]:
+                console.print(f"resuming after epoch {info['resumed_epochs']}")
+            bar.start()
+        elif event == "epoch_begin":
+            if "id" in task:
+                bar.remove_task(task["id"])
+            task["id"] = bar.add_task(f"epoch {info['epoch']}/{info['epochs']}",
+                                      total=info["steps"], stats="")
+        elif event == "batch":
+            bar.update(task["id"], completed=info["step"],
+                       stats=f"loss {info['loss']:.4f} acc {info['accuracy']:.4f}")
+        elif event == "epoch_end":
+            logs = info["logs"]
+            val = ""
+            if "val_accuracy" in logs:
+                val = f"  val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.4f}"
+            bar.console.print(
+                f"epoch {info['epoch']:>3}/{info['epochs']}  {info['seconds']:6.1f}s  "
+                f"loss {logs.get('loss', float('nan')):.4f}  "
+                f"acc {logs.get('accuracy', float('nan')):.4f}{val}")
+        elif event == "evaluate":
+            bar.stop()
+            console.print(f"evaluating on {info['test']:,} test images")
+
+    try:
+        with progress_bar() as data_update:
+            result = run_training(
+                arch, recipe, data=data, limit=limit, epochs=epochs, batch_size=batch_size,
+                lr=lr, val_split=val_split, seed=seed, out=out, mixed_precision=mixed_precision,
+                resume=resume, overwrite=overwrite, weights=weights, progress=on_event,
+                data_progress=data_update,
+            )
+    finally:
+        bar.stop()
+    if result.interrupted:
+        err_console.print(
+            f"[yellow]interrupted after {len(result.epoch_seconds)} epoch(s)[/]; continue with "
+            f"`cifarkit train {arch} --recipe {recipe} --out {result.run_dir} --resume`")
+        raise typer.Exit(130)
+    table = Table(title=f"{arch} · recipe {result.recipe.name}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("epochs", str(len(result.epoch_seconds)))
+    secs = result.epoch_seconds
+    table.add_row("seconds / epoch (mean)", f"{sum(secs) / max(1, len(secs)):.1f}")
+    table.add_row("train time", f"{sum(secs):.0f} s")
+    if result.val_accuracy is not None:
+        table.add_row("best epoch (validation)", str(result.best_epoch))
+        table.add_row("validation accuracy", f"{result.val_accuracy:.2%}")
+    table.add_row("test accuracy", f"[bold]{result.test_accuracy:.2%}")
+    table.add_row("test loss", f"{result.test_loss:.4f}")
+    table.add_row("device", result.device)
+    table.add_row("run folder", str(result.run_dir))
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("train")(train)

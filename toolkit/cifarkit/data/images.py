@@ -21,6 +21,7 @@ How an image becomes 32×32×3 uint8:
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -84,7 +85,13 @@ def load_image(path: str | os.PathLike[str], *, require_32: bool = False) -> np.
     """
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageError(f"{path}: is a directory, not an image")
+        if not stat.S_ISREG(st.st_mode):
+            # Opening a FIFO would block forever; devices can be endless.
+            raise ImageError(f"{path}: not a regular file (a pipe, socket or device)")
+        if st.st_size == 0:
             raise ImageError(f"{path}: empty file (0 bytes)")
         with warnings.catch_warnings():
             # Turn Pillow's bomb warning into an error: checked from the header, pre-decode.

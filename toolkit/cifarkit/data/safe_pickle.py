@@ -50,7 +50,9 @@ def load_batch(fileobj: IO[bytes], name: str) -> tuple[np.ndarray, np.ndarray]:
     data = np.asarray(obj["data"])
     labels = np.asarray(obj["labels"], dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise DataError(f"{name}: data has shape {data.shape} {data.dtype}, expected [N, 3072] uint8")
+        raise DataError(
+            f"{name}: data has shape {data.shape} {data.dtype}, expected [N, 3072] uint8"
+        )
     if len(labels) != len(data):
         raise DataError(f"{name}: {len(data)} images but {len(labels)} labels")
     if labels.size and (labels.min() < 0 or labels.max() > 9):

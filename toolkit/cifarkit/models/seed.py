@@ -63,9 +63,9 @@ def _cnn(name: str, num_classes: int, dropout: float, batchnorm: bool) -> Any:
     def regularize(tag: str) -> list[Any]:
         out = []
         if batchnorm:
-            out.append(layers.BatchNormalization(name=f"bn_{tag}"))
+            out.append(layers.BatchNormalization(name=f"{tag}_bn"))
         if dropout:
-            out.append(layers.Dropout(dropout, name=f"dropout_{tag}"))
+            out.append(layers.Dropout(dropout, name=f"{tag}_dropout"))
         return out
 
     return keras.Sequential(
@@ -74,15 +74,15 @@ def _cnn(name: str, num_classes: int, dropout: float, batchnorm: bool) -> Any:
             layers.Rescaling(1 / 255, name="rescale"),
             layers.Conv2D(32, 3, activation="relu", name="conv1_1"),
             layers.Conv2D(32, 3, activation="relu", name="conv1_2"),
-            *regularize("1"),
+            *regularize("block1"),
             layers.MaxPooling2D(2, name="pool1"),
             layers.Conv2D(64, 3, activation="relu", name="conv2_1"),
             layers.Conv2D(64, 3, activation="relu", name="conv2_2"),
-            *regularize("2"),
+            *regularize("block2"),
             layers.MaxPooling2D(2, name="pool2"),
             layers.Flatten(name="flatten"),
             layers.Dense(512, activation="relu", name="fc1"),
-            *regularize("fc"),
+            *regularize("fc1"),
             _head(layers, num_classes),
         ],
         name=name,

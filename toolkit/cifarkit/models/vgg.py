@@ -76,7 +76,9 @@ def _vgg16(name: str, num_classes: int, weights: str | None, image_size: int) ->
     x = base(x, training=False)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(512, activation="relu", name="fc1")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    outputs = layers.Dense(
+        num_classes, activation="softmax", dtype="float32", name="predictions"
+    )(x)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -1,0 +1,80 @@
+"""Shared fixtures: small CIFAR-shaped data sources made on the fly, and the real data."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cifarkit.data import CLASSES
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """No test reads or writes the user's caches, and none may download anything."""
+    root = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("CIFARKIT_CACHE", str(root / "cifarkit-cache"))
+    monkeypatch.setenv("KERAS_HOME", str(root / "keras"))
+    monkeypatch.setenv("CIFARKIT_NO_DOWNLOAD", "1")
+
+
+def synthetic_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Class-dependent images (a per-class colour + noise) that a small model can learn."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 10
+    # One palette for every split (fixed seed): the class signal is the same in train and test.
+    palette = np.random.default_rng(1234).integers(0, 256, (10, 3))
+    x = palette[y][:, None, None, :] + rng.normal(0, 20, (n, 32, 32, 3))
+    return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int64)
+
+
+def write_batches(folder: Path, per_batch: int = 20, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """A ``cifar-10-batches-py`` folder in the original layout (rows are C×H×W)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    xs, ys = [], []
+    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+        x, y = synthetic_images(per_batch, seed + i)
+        rows = x.transpose(0, 3, 1, 2).reshape(per_batch, 3072)
+        obj = {b"batch_label": name.encode(), b"labels": [int(v) for v in y], b"data": rows,
+               b"filenames": [f"{name}_{j}.png".encode() for j in range(per_batch)]}
+        (folder / name).write_bytes(pickle.dumps(obj, protocol=2))
+        xs.append(x)
+        ys.append(y)
+    return np.concatenate(xs[:5]), np.concatenate(ys[:5]), xs[5], ys[5]
+
+
+def write_folders(root: Path, train_per_class: int = 6, test_per_class: int = 3) -> Path:
+    """An image-folder tree ``train/<class>/*.png`` + ``test/<class>/*.png`` (lossless)."""
+    for split, per in (("train", train_per_class), ("test", test_per_class)):
+        x, y = synthetic_images(per * 10, seed=1 if split == "train" else 2)
+        for i, (img, label) in enumerate(zip(x, y, strict=True)):
+            d = root / split / CLASSES[label]
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(d / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture
+def batches_dir(tmp_path: Path) -> tuple[Path, tuple[np.ndarray, ...]]:
+    arrays = write_batches(tmp_path / "cifar-10-batches-py")
+    return tmp_path / "cifar-10-batches-py", arrays
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> Path:
+    return write_folders(tmp_path / "cifar10")
+
+
+@pytest.fixture
+def real_data() -> Path:
+    """The real CIFAR-10 images (``$CIFARKIT_DATA``); tests using it skip without them."""
+    path = os.environ.get("CIFARKIT_DATA")
+    if not path or not Path(path).is_dir():
+        pytest.skip("CIFARKIT_DATA (the real CIFAR-10 images) is not set")
+    return Path(path)

@@ -1,0 +1,66 @@
+"""Batches with CIFAR augmentation, in numpy, as a ``keras.utils.PyDataset``.
+
+Numpy rather than tf.image or Keras preprocessing layers: the same code feeds every Keras
+backend (TensorFlow, JAX, PyTorch), and augmentation stays out of the exported graph.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+
+def flip_translate(
+    x: np.ndarray, rng: np.random.Generator, flip: bool, translate: int
+) -> np.ndarray:
+    """Random horizontal flips and translations up to ``translate`` px (reflection padding)."""
+    out = x
+    if flip:
+        mask = rng.random(len(x)) < 0.5
+        out = out.copy()
+        out[mask] = out[mask, :, ::-1]
+    if translate:
+        t = translate
+        padded = np.pad(out, ((0, 0), (t, t), (t, t), (0, 0)), mode="reflect")
+        dy = rng.integers(0, 2 * t + 1, len(x))
+        dx = rng.integers(0, 2 * t + 1, len(x))
+        h, w = x.shape[1:3]
+        # One fancy-indexing gather for the whole batch: rows and columns per image.
+        rows = (dy[:, None] + np.arange(h)[None, :])[:, :, None]
+        cols = (dx[:, None] + np.arange(w)[None, :])[:, None, :]
+        out = padded[np.arange(len(x))[:, None, None], rows, cols]
+    return out
+
+
+class AugmentedBatches(keras.utils.PyDataset):
+    """Shuffled mini-batches of ``(images, one_hot)``, reshuffled and re-augmented each epoch."""
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        y_onehot: np.ndarray,
+        batch_size: int,
+        *,
+        flip: bool,
+        translate: int,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        self.x, self.y = x, y_onehot
+        self.batch_size = batch_size
+        self.flip, self.translate = flip, translate
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(x))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        xb = flip_translate(self.x[idx], self.rng, self.flip, self.translate)
+        return xb.astype(np.float32), self.y[idx]
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.x))
