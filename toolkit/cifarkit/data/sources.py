@@ -14,14 +14,15 @@ import concurrent.futures
 import hashlib
 import multiprocessing
 import os
+import shutil
 import tarfile
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from cifarkit._io import atomic_path
 from cifarkit.data.images import is_image_path, load_image
 from cifarkit.data.safe_pickle import load_batch
 from cifarkit.data.splits import stratified_subset
@@ -114,11 +115,40 @@ def _load_archive(path: Path) -> tuple[np.ndarray, ...]:
 # --- image folders ---------------------------------------------------------------------
 
 
-def _list_split(root: Path, split: str) -> list[tuple[Path, int]]:
+@dataclass
+class _Listing:
+    """One split's image files (sorted per class) with labels and a stat fingerprint."""
+
+    paths: list[str]
+    labels: np.ndarray
+    fingerprint: list[str]
+
+    def subset(self, idx: np.ndarray) -> _Listing:
+        return _Listing([self.paths[i] for i in idx], self.labels[idx],
+                        [self.fingerprint[i] for i in idx])
+
+
+def _list_class(folder: Path, split: str, name: str) -> tuple[list[str], list[str]]:
+    class_dir = os.path.join(folder, name)
+    entries = sorted(
+        (e for e in os.scandir(class_dir)
+         if not e.name.startswith(".") and is_image_path(e.name) and e.is_file()),
+        key=lambda e: e.name,
+    )
+    if not entries:
+        raise DataError(f"{class_dir}: no images")
+    prints = []
+    for e in entries:
+        st = e.stat()
+        prints.append(f"{split}/{name}/{e.name}\0{st.st_size}\0{st.st_mtime_ns}")
+    return [e.path for e in entries], prints
+
+
+def _list_split(root: Path, split: str) -> _Listing:
     folder = root / split
     if not folder.is_dir():
         raise DataError(f"{root}: no '{split}/' folder (expected {split}/<class>/*.jpg)")
-    found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
     unknown = sorted(set(found) - set(CLASSES))
     missing = [c for c in CLASSES if c not in found]
     if unknown:
@@ -127,17 +157,18 @@ def _list_split(root: Path, split: str) -> list[tuple[Path, int]]:
         )
     if missing:
         raise DataError(f"{folder}: missing class folder(s) {missing}")
-    items: list[tuple[Path, int]] = []
-    for label, name in enumerate(CLASSES):
-        files = sorted(
-            (folder / name / e.name for e in os.scandir(folder / name)
-             if e.is_file() and is_image_path(e.name) and not e.name.startswith(".")),
-            key=lambda p: p.name,
-        )
-        if not files:
-            raise DataError(f"{folder / name}: no images")
-        items.extend((f, label) for f in files)
-    return items
+    paths: list[str] = []
+    labels: list[int] = []
+    fingerprint: list[str] = []
+    # One thread per class folder: stat() releases the GIL, and on virtual disks the
+    # 60,000 stat calls dominate a cached load.
+    with concurrent.futures.ThreadPoolExecutor(len(CLASSES)) as pool:
+        listed = list(pool.map(lambda name: _list_class(folder, split, name), CLASSES))
+    for label, (class_paths, class_prints) in enumerate(listed):
+        paths += class_paths
+        fingerprint += class_prints
+        labels += [label] * len(class_paths)
+    return _Listing(paths, np.array(labels, dtype=np.int64), fingerprint)
 
 
 def _decode_chunk(paths: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -152,7 +183,7 @@ def _decode_chunk(paths: list[str]) -> tuple[np.ndarray, list[str]]:
 
 
 def decode_images(
-    paths: list[Path], workers: int | None = None, progress: Progress | None = None
+    paths: list[str] | list[Path], workers: int | None = None, progress: Progress | None = None
 ) -> np.ndarray:
     """Decode many 32×32 images in parallel processes; any bad file fails the whole load."""
     workers = workers or os.cpu_count() or 1
@@ -190,12 +221,31 @@ def decode_images(
     return out
 
 
-def _listing_key(root: Path, items: list[tuple[Path, int]]) -> str:
-    h = hashlib.sha256()
-    for path, label in items:
-        st = path.stat()
-        h.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\0{label}\n".encode())
-    return h.hexdigest()[:24]
+_CACHE_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _read_cache(folder: Path) -> tuple[np.ndarray, ...] | None:
+    try:
+        return tuple(np.load(folder / f"{name}.npy") for name in _CACHE_ARRAYS)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_cache(folder: Path, arrays: tuple[np.ndarray, ...]) -> None:
+    # Plain .npy files (no zip): a cached 60,000-image load is one read per array.
+    # Written into a temp folder renamed into place, so a reader never sees half a cache.
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for name, arr in zip(_CACHE_ARRAYS, arrays, strict=True):
+            np.save(tmp / f"{name}.npy", arr)
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process cached the same listing first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _load_folders(
@@ -204,33 +254,29 @@ def _load_folders(
     notes = []
     splits = []
     for split in ("train", "test"):
-        items = _list_split(root, split)
+        listing = _list_split(root, split)
         if limit:
-            labels = np.array([lab for _, lab in items])
-            items = [items[i] for i in stratified_subset(labels, limit, seed)]
-        splits.append(items)
-    key = _listing_key(root, splits[0] + splits[1])
-    cache_file = cache_dir() / f"folders-{key}.npz"
-    if use_cache and cache_file.is_file():
-        try:
-            with np.load(cache_file) as z:
-                arrays = tuple(z[k] for k in ("x_train", "y_train", "x_test", "y_test"))
-            notes.append(f"decoded images from cache {cache_file}")
-            return arrays, notes
-        except (OSError, KeyError, ValueError):
-            notes.append(f"ignored unreadable cache file {cache_file}")
-    arrays = []
-    for items in splits:
-        x = decode_images([p for p, _ in items], progress=progress)
-        arrays += [x, np.array([lab for _, lab in items], dtype=np.int64)]
+            listing = listing.subset(stratified_subset(listing.labels, limit, seed))
+        splits.append(listing)
+    digest = hashlib.sha256(
+        "\n".join(splits[0].fingerprint + ["--"] + splits[1].fingerprint).encode()
+    ).hexdigest()[:24]
+    cache = cache_dir() / f"folders-{digest}"
+    if use_cache and cache.is_dir():
+        cached = _read_cache(cache)
+        if cached is not None:
+            notes.append(f"decoded images from cache {cache}")
+            return cached, notes
+        notes.append(f"ignored unreadable cache {cache}")
+    arrays: list[np.ndarray] = []
+    for listing in splits:
+        arrays += [decode_images(listing.paths, progress=progress), listing.labels]
     if use_cache:
         try:
-            with atomic_path(cache_file) as tmp:
-                np.savez(tmp, x_train=arrays[0], y_train=arrays[1],
-                         x_test=arrays[2], y_test=arrays[3])
-            notes.append(f"cached decoded images in {cache_file}")
+            _write_cache(cache, tuple(arrays))
+            notes.append(f"cached decoded images in {cache}")
         except OSError as exc:  # a read-only home must not break loading
-            notes.append(f"could not write cache {cache_file}: {exc}")
+            notes.append(f"could not write cache {cache}: {exc}")
     return tuple(arrays), notes
 
 
