@@ -1,0 +1,182 @@
+"""``cifarkit export``: Keras runs → checked ONNX files (fp32/fp16/int8) + model card."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from cifarkit.cli._common import console, err_console, parse_csv, progress_bar
+
+DATA_HELP = (
+    "CIFAR-10 source (as for `cifarkit data`). Default: $CIFARKIT_DATA, then Keras's cache; "
+    "with neither, the checks use synthetic images and no accuracy is measured (never "
+    "downloads)."
+)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:.0f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MiB"
+
+
+def _render(result: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{result.name} ({result.architecture}) → {result.out_dir}")
+    for col, justify in (("file", "left"), ("precision", "left"), ("size", "right"),
+                         ("parity vs Keras", "right"), ("accuracy", "right"),
+                         ("speed vs fp32", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for f in result.files:
+        parity = "—"
+        if f.parity is not None:
+            colour = "green" if f.parity.top1_agreement == 1.0 else "yellow"
+            parity = (f"max Δ {f.parity.max_abs_diff:.1e} · "
+                      f"[{colour}]{f.parity.top1_agreement:.2%}[/] top-1")
+        acc = "—" if f.accuracy is None else f"{f.accuracy:.2%}"
+        if f.accuracy_delta_vs_fp32 is not None:
+            acc += f" ({f.accuracy_delta_vs_fp32 * 100:+.2f} pt)"
+        speed = "—"
+        if f.speed_vs_fp32 is not None:
+            speed = f"{f.speed_vs_fp32:.2f}× ({f.images_per_s:,.0f} img/s)"
+        name = f.path.name if f.written else f"[dim]{f.path.name} (baseline, not written)[/]"
+        table.add_row(name, f.precision, _size(f.size_bytes), parity, acc, speed)
+    console.print(table)
+    if not result.synthetic:
+        console.print(f"accuracy on {result.test_images:,} test images of {result.data_source}")
+    if result.parity is not None:
+        what = "synthetic images" if result.parity.synthetic else "test images"
+        console.print(f"parity: fp32 vs Keras on {result.parity.images:,} {what} "
+                      f"(gate: max |Δprob| ≤ 1e-4, 100% top-1) [green]passed[/]")
+    if result.throughput is not None:
+        t = result.throughput
+        threads = "default threads" if t.threads == 0 else f"{t.threads} thread(s)"
+        console.print(f"speed: batch {t.batch}, onnxruntime CPU, {threads}, {t.cpu} "
+                      f"({t.cpu_count} cores), median ratio of {t.rounds} interleaved rounds")
+    if result.quantization is not None:
+        q = result.quantization
+        console.print(f"int8: QDQ S8S8 per-channel, {q.calibration_method} calibration on "
+                      f"{q.calibration_images} training images, reduce_range={q.reduce_range} "
+                      f"(CPU VNNI: {q.cpu_vnni}), {q.folded_affine} post-ReLU batch-norm "
+                      "ops folded")
+    for note in result.notes:
+        console.print(f"  [dim]{escape(note)}[/]")
+    console.print(f"wrote {result.out_dir}/ (card.json, README.md) in {result.seconds:.0f} s")
+
+
+def export(
+    sources: list[Path] = typer.Argument(
+        None, help="Run folders (runs/<arch>/) or .keras files. Default: every runs/*/ "
+        "whose export is missing or older than its model.keras.", show_default=False,
+    ),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Output folder (one source only). Default: exported/<name>/."
+    ),
+    precision: str = typer.Option(
+        "fp32,fp16,int8", "--precision", "-p", help="Comma-separated: fp32, fp16, int8."
+    ),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset (13 up to what tf2onnx supports)."),
+    calibration_images: int = typer.Option(
+        500, "--calibration-images", help="INT8: stratified training images to calibrate on."
+    ),
+    calibration_method: str = typer.Option(
+        "minmax", "--calibration-method", help="INT8: minmax | entropy | percentile."
+    ),
+    data: Path = typer.Option(None, "--data", help=DATA_HELP),
+    limit: int = typer.Option(
+        None, "--limit", help="Measure accuracy on a stratified subset of N test images."
+    ),
+    parity_images: int = typer.Option(
+        1000, "--parity-images", help="Test images compared between Keras and ONNX."
+    ),
+    no_check: bool = typer.Option(
+        False, "--no-check", help="Skip the Keras-vs-ONNX parity check (the ONNX checker, the "
+        "contract and onnxruntime loading still run)."
+    ),
+    no_bench: bool = typer.Option(False, "--no-bench", help="Skip the speed measurement."),
+    bench_threads: int = typer.Option(
+        1, "--bench-threads", min=0,
+        help="onnxruntime threads for the speed ratio (0 = its default, one per core).",
+    ),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs", help="Where bare `export` looks."),
+    exported_dir: Path = typer.Option(
+        Path("exported"), "--exported", help="Parent of the default output folders."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Bare `export`: re-export runs that are up to date too."
+    ),
+) -> None:
+    """Export Keras models to ONNX (fp32, fp16, int8), check them, and write a model card."""
+    from cifarkit.errors import CifarkitError, UsageError
+    from cifarkit.export import (
+        MIN_OPSET,
+        check_opset,
+        export_model,
+        find_stale_runs,
+        resolve_data,
+        resolve_source,
+        validate_options,
+    )
+
+    precisions = validate_options(parse_csv(precision, "--precision"), calibration_images,
+                                  calibration_method, parity_images, limit)
+    if opset < MIN_OPSET:  # the upper bound needs tf2onnx (TensorFlow): checked below
+        check_opset(opset)
+    if out is not None and len(sources or []) != 1:
+        raise UsageError("--out needs exactly one run folder or .keras file")
+    for src in sources or []:  # fail on a bad path before importing TensorFlow
+        resolve_source(src)
+    check_opset(opset)
+    if not sources:
+        stale, skipped = find_stale_runs(runs_dir, exported_dir)
+        if force:
+            stale += [run for run, why in skipped if why.startswith("up to date")]
+            stale.sort()
+        for run, why in skipped:
+            if not (force and why.startswith("up to date")):
+                console.print(f"[dim]skip {run}: {escape(why)}[/]")
+        if not stale:
+            console.print(f"nothing to export: no run in {runs_dir}/ has a missing or outdated "
+                          "export")
+            return
+        sources = stale
+
+    with progress_bar() as update:
+        ds = resolve_data(data, progress=update)
+    if ds.kind == "synthetic":
+        err_console.print("[yellow]no CIFAR-10 data found[/] (no --data, $CIFARKIT_DATA or "
+                          "Keras cache): checking with synthetic images")
+    else:
+        console.print(f"data: {ds.source}: {len(ds.x_test):,} test, {len(ds.x_train):,} train")
+
+    command = " ".join(["cifarkit", *sys.argv[1:]]) if sys.argv else None
+    failures: list[tuple[Path, CifarkitError]] = []
+    for src in sources:
+        try:
+            with progress_bar() as update:
+                result = export_model(
+                    src, out, precisions=precisions, opset=opset, data=ds, limit=limit,
+                    calibration_images=calibration_images,
+                    calibration_method=calibration_method, check=not no_check,
+                    parity_images=parity_images, benchmark=not no_bench,
+                    bench_threads=bench_threads,
+                    exported_dir=exported_dir, command=command, progress=update,
+                )
+        except CifarkitError as exc:
+            if len(sources) == 1:
+                raise
+            err_console.print(f"[bold red]error:[/] {src}: {escape(str(exc))}", highlight=False)
+            failures.append((src, exc))
+            continue
+        _render(result)
+    if failures:
+        err_console.print(f"[bold red]{len(failures)} of {len(sources)} exports failed[/]: "
+                          + ", ".join(str(s) for s, _ in failures))
+        raise typer.Exit(failures[0][1].exit_code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)

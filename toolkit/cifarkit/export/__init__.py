@@ -1,0 +1,92 @@
+"""Keras → ONNX export: conversion, checks, parity, fp16, int8, metadata, model card.
+
+TensorFlow, tf2onnx and onnxruntime are imported inside the functions that need them, so
+importing this package is cheap. ``read_metadata`` needs only ``onnx``.
+"""
+
+from cifarkit.export.check import check_contract, check_onnx, check_runtime
+from cifarkit.export.convert import (
+    DEFAULT_OPSET,
+    INPUT_NAME,
+    MIN_OPSET,
+    OUTPUT_NAME,
+    check_opset,
+    keras_to_onnx,
+    max_opset,
+)
+from cifarkit.export.measure import Throughput, throughput
+from cifarkit.export.metadata import read_metadata
+from cifarkit.export.parity import (
+    DEFAULT_PARITY_IMAGES,
+    FP32_MAX_ABS_DIFF,
+    ParityReport,
+    compare,
+    predict_keras,
+    predict_onnx,
+)
+from cifarkit.export.pipeline import (
+    PRECISIONS,
+    ExportedFile,
+    ExportResult,
+    export_model,
+    model_filename,
+    resolve_data,
+    synthetic_dataset,
+    validate_options,
+)
+from cifarkit.export.quantize import (
+    CALIBRATION_METHODS,
+    DEFAULT_CALIBRATION_IMAGES,
+    QuantizationInfo,
+    cpu_has_vnni,
+    quantize_int8,
+    to_float16,
+)
+from cifarkit.export.source import (
+    ExportSource,
+    check_keras_contract,
+    find_stale_runs,
+    load_keras_model,
+    resolve_source,
+)
+
+__all__ = [
+    "CALIBRATION_METHODS",
+    "DEFAULT_CALIBRATION_IMAGES",
+    "DEFAULT_OPSET",
+    "DEFAULT_PARITY_IMAGES",
+    "FP32_MAX_ABS_DIFF",
+    "INPUT_NAME",
+    "MIN_OPSET",
+    "OUTPUT_NAME",
+    "PRECISIONS",
+    "ExportResult",
+    "ExportSource",
+    "ExportedFile",
+    "ParityReport",
+    "QuantizationInfo",
+    "Throughput",
+    "check_contract",
+    "check_keras_contract",
+    "check_onnx",
+    "check_opset",
+    "check_runtime",
+    "compare",
+    "cpu_has_vnni",
+    "export_model",
+    "find_stale_runs",
+    "keras_to_onnx",
+    "load_keras_model",
+    "max_opset",
+    "model_filename",
+    "predict_keras",
+    "predict_onnx",
+    "quantize_int8",
+    "read_metadata",
+    "resolve_data",
+    "resolve_source",
+    "synthetic_dataset",
+    "throughput",
+    "to_float16",
+    "validate_options",
+]

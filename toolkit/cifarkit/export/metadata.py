@@ -1,0 +1,94 @@
+"""The ONNX ``metadata_props`` that make a bare ``.onnx`` file self-describing.
+
+Keys (all values are strings; JSON where noted). ``cifarkit.runtime`` reads ``class_names``
+and ``input_description``:
+
+- ``class_names``        JSON list of the 10 class names, index = output column
+- ``architecture``       registry name (``cnn-batchnorm``) or the Keras model's name
+- ``precision``          ``fp32`` | ``fp16`` | ``int8``
+- ``input_description``  / ``output_description``: the contract in words
+- ``accuracy``           top-1 on ``accuracy_images`` test images of ``accuracy_data``
+                         (absent when no real data was available)
+- ``source_file``, ``source_sha256``: the ``.keras`` the file was made from
+- ``versions``           JSON: tensorflow, keras, tf2onnx, onnx, onnxruntime, … versions
+- ``exported_at``        UTC time, ISO 8601
+- ``opset``, ``cifarkit_version``
+- ``training``           JSON: what ``run.json`` says (recipe, epochs, seed, …), when known
+- ``parity``             JSON: max |Δprob| and top-1 agreement vs the Keras model
+- ``quantization``       JSON (int8 only): format, types, calibration
+
+Reading needs only ``onnx`` (no TensorFlow).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Any
+
+INPUT_DESCRIPTION = (
+    "images: uint8 [batch, 32, 32, 3], RGB, raw pixels 0-255, channels last; all "
+    "preprocessing (scaling, mean subtraction, channel order) is inside the graph"
+)
+OUTPUT_DESCRIPTION = "probabilities: float32 [batch, 10], softmax over class_names (rows sum to 1)"
+#: Keys whose values are JSON documents (decoded by :func:`read_metadata`).
+JSON_KEYS = frozenset({"class_names", "versions", "training", "parity", "quantization"})
+#: run.json keys copied into the ``training`` entry.
+TRAINING_KEYS = ("arch", "recipe", "epochs", "seed", "data_source", "test_accuracy", "test_loss",
+                 "val_split", "val_accuracy", "best_epoch", "hyperparameters", "device",
+                 "finished_utc")
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of the libraries that shaped the export (those importable)."""
+    import importlib
+    import platform
+
+    from cifarkit import __version__
+
+    versions = {"cifarkit": __version__, "python": platform.python_version()}
+    for module in ("numpy", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime",
+                   "onnxconverter_common"):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        versions[module.replace("_", "-")] = str(getattr(mod, "__version__", "unknown"))
+    return versions
+
+
+def training_summary(run_info: dict[str, Any]) -> dict[str, Any]:
+    return {k: run_info[k] for k in TRAINING_KEYS if k in run_info}
+
+
+def set_metadata(proto: Any, props: dict[str, Any]) -> None:
+    """Replace ``proto.metadata_props`` with ``props`` (non-strings JSON-encoded, None dropped)."""
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        if value is None:
+            continue
+        entry = proto.metadata_props.add()
+        entry.key = key
+        entry.value = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def read_metadata(path: str | os.PathLike[str] | Any) -> dict[str, Any]:
+    """``metadata_props`` of an ONNX file (or ModelProto), JSON values decoded."""
+    if hasattr(path, "metadata_props"):
+        proto = path
+    else:
+        import onnx
+
+        proto = onnx.load(os.fspath(path), load_external_data=False)
+    out: dict[str, Any] = {}
+    for entry in proto.metadata_props:
+        value: Any = entry.value
+        if entry.key in JSON_KEYS:
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
+        elif entry.key == "accuracy":
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        out[entry.key] = value
+    return out

@@ -1,0 +1,79 @@
+"""Keras vs ONNX parity: the same images through both, max |Δprob| and top-1 agreement."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from cifarkit.errors import ExportError
+
+#: The fp32 gate (issue 3): an export that misses either is refused.
+FP32_MAX_ABS_DIFF = 1e-4
+FP32_MIN_AGREEMENT = 1.0
+#: The number of test images compared by default (fewer if the data has fewer).
+DEFAULT_PARITY_IMAGES = 1000
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    images: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    top1_agreement: float
+    #: True when the images were random pixels (no CIFAR-10 data was available).
+    synthetic: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        what = "synthetic images" if self.synthetic else "test images"
+        return (f"max |Δprob| {self.max_abs_diff:.2e}, top-1 agreement "
+                f"{self.top1_agreement:.2%} on {self.images} {what}")
+
+
+def predict_keras(model: Any, x: np.ndarray, batch_size: int = 250,
+                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Probabilities from the Keras model in inference mode (raw 0–255 float32 input)."""
+    out = []
+    for start in range(0, len(x), batch_size):
+        batch = x[start:start + batch_size].astype(np.float32)
+        out.append(np.asarray(model(batch, training=False), dtype=np.float32))
+        if progress:
+            progress(min(start + batch_size, len(x)), len(x))
+    return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
+
+
+def predict_onnx(session: Any, x: np.ndarray, batch_size: int = 250) -> np.ndarray:
+    out = [session.run(["probabilities"], {"images": x[s:s + batch_size]})[0]
+           for s in range(0, len(x), batch_size)]
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 10), np.float32)
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray, synthetic: bool) -> ParityReport:
+    if reference.shape != candidate.shape:
+        raise ExportError(
+            f"parity: Keras gave {reference.shape}, ONNX gave {candidate.shape}"
+        )
+    diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
+    agree = float(np.mean(reference.argmax(axis=1) == candidate.argmax(axis=1)))
+    return ParityReport(
+        images=int(len(reference)),
+        max_abs_diff=float(diff.max()) if diff.size else 0.0,
+        mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
+        top1_agreement=agree,
+        synthetic=synthetic,
+    )
+
+
+def require_fp32_parity(report: ParityReport, where: str = "model.fp32.onnx") -> None:
+    """Raise ``ExportError`` with the numbers unless fp32 parity meets the gate."""
+    if report.max_abs_diff <= FP32_MAX_ABS_DIFF and report.top1_agreement >= FP32_MIN_AGREEMENT:
+        return
+    raise ExportError(
+        f"{where} does not match the Keras model: {report.summary()} (needs max |Δprob| ≤ "
+        f"{FP32_MAX_ABS_DIFF:g} and 100% agreement). Nothing was written"
+    )

@@ -1,0 +1,470 @@
+"""``export_model``: one Keras model → checked, measured, documented ONNX files.
+
+Steps: resolve and load the ``.keras`` (safe mode) → check its interface → convert (fp32) →
+structural checks → parity with Keras → fp16 / int8 → accuracy → throughput → metadata →
+model card → write. Everything is built in memory (and a private temp folder for the
+quantizer); files are written only at the end, each to a temp file beside its target and
+renamed into place after *all* of them are complete, so a failed or interrupted export leaves
+the previous export as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cifarkit._io import atomic_path
+from cifarkit.data import CLASSES, Dataset, load_dataset, stratified_subset
+from cifarkit.errors import DataError, UsageError
+from cifarkit.export.card import CARD_VERSION, render_readme
+from cifarkit.export.check import check_onnx, check_runtime, cpu_session
+from cifarkit.export.convert import DEFAULT_OPSET, check_opset, keras_to_onnx, require
+from cifarkit.export.measure import Throughput, accuracy, throughput
+from cifarkit.export.metadata import (
+    INPUT_DESCRIPTION,
+    OUTPUT_DESCRIPTION,
+    set_metadata,
+    tool_versions,
+    training_summary,
+)
+from cifarkit.export.parity import (
+    DEFAULT_PARITY_IMAGES,
+    ParityReport,
+    compare,
+    predict_keras,
+    predict_onnx,
+    require_fp32_parity,
+)
+from cifarkit.export.quantize import (
+    CALIBRATION_METHODS,
+    DEFAULT_CALIBRATION_IMAGES,
+    QuantizationInfo,
+    quantize_int8,
+    to_float16,
+)
+from cifarkit.export.source import (
+    CARD_FILE,
+    ExportSource,
+    as_float32,
+    check_keras_contract,
+    export_dir_for,
+    load_keras_model,
+    resolve_source,
+    sha256_file,
+    uses_reduced_precision,
+)
+
+PRECISIONS = ("fp32", "fp16", "int8")
+README_FILE = "README.md"
+SYNTHETIC_KIND = "synthetic"
+
+#: ``progress(done, total, what)``, the same shape as the data loader's callback.
+Progress = Callable[[int, int, str], None]
+
+
+def model_filename(precision: str) -> str:
+    return f"model.{precision}.onnx"
+
+
+@dataclass
+class ExportedFile:
+    precision: str
+    path: Path
+    size_bytes: int
+    sha256: str
+    #: Top-1 on the test images (None on synthetic data).
+    accuracy: float | None = None
+    accuracy_delta_vs_fp32: float | None = None
+    #: This file vs the Keras model (None with ``check=False``).
+    parity: ParityReport | None = None
+    images_per_s: float | None = None
+    speed_vs_fp32: float | None = None
+    #: False for the fp32 baseline when only fp16/int8 were asked for.
+    written: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.path.name, "precision": self.precision, "size_bytes": self.size_bytes,
+            "sha256": self.sha256, "accuracy": self.accuracy,
+            "accuracy_delta_vs_fp32": self.accuracy_delta_vs_fp32,
+            "parity": self.parity.to_dict() if self.parity else None,
+            "images_per_s": self.images_per_s, "speed_vs_fp32": self.speed_vs_fp32,
+        }
+
+
+@dataclass
+class ExportResult:
+    name: str
+    architecture: str
+    source: Path
+    out_dir: Path
+    files: list[ExportedFile]
+    data_source: str
+    synthetic: bool
+    test_images: int
+    parity: ParityReport | None
+    quantization: QuantizationInfo | None
+    throughput: Throughput | None
+    card: dict[str, Any]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def card_path(self) -> Path:
+        return self.out_dir / CARD_FILE
+
+    @property
+    def readme_path(self) -> Path:
+        return self.out_dir / README_FILE
+
+    def file(self, precision: str) -> ExportedFile:
+        for f in self.files:
+            if f.precision == precision:
+                return f
+        raise KeyError(precision)
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+def synthetic_dataset(n_train: int = 1000, n_test: int = 1000, seed: int = 0) -> Dataset:
+    """Random uint8 pixels with random labels: exports can be checked without CIFAR-10.
+
+    Accuracy on it means nothing, so the pipeline does not report any; parity still holds.
+    """
+    rng = np.random.default_rng(seed)
+    return Dataset(
+        x_train=rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8),
+        y_train=rng.integers(0, 10, n_train).astype(np.int64),
+        x_test=rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8),
+        y_test=rng.integers(0, 10, n_test).astype(np.int64),
+        source="synthetic (random uint8 pixels; no CIFAR-10 data found)",
+        kind=SYNTHETIC_KIND,
+    )
+
+
+def resolve_data(
+    data: Dataset | str | os.PathLike[str] | None = None,
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> Dataset:
+    """The data an export is measured on.
+
+    A ``Dataset`` is used as is; a path is loaded (errors are errors); ``None`` looks for
+    ``$CIFARKIT_DATA`` and Keras's cache (never downloads) and falls back to synthetic pixels.
+    """
+    if isinstance(data, Dataset):
+        return data
+    if data is not None or os.environ.get("CIFARKIT_DATA"):
+        return load_dataset(data, progress=progress)
+    try:
+        return load_dataset(None, download=False, progress=progress)
+    except DataError:
+        return synthetic_dataset()
+
+
+def _subset(y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    if n is None or n >= len(y):
+        return np.arange(len(y))
+    return stratified_subset(y, n, seed)
+
+
+# --- the export ----------------------------------------------------------------------------
+
+
+def validate_options(
+    precisions: Sequence[str],
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
+    calibration_method: str = "minmax",
+    parity_images: int = DEFAULT_PARITY_IMAGES,
+    limit: int | None = None,
+) -> tuple[str, ...]:
+    """Check the options up front (``UsageError``); return the precisions, fp32 first."""
+    if isinstance(precisions, str):  # "fp32,int8" as on the command line
+        precisions = precisions.split(",")
+    precisions = tuple(dict.fromkeys(p.strip().lower() for p in precisions if p.strip()))
+    if not precisions:
+        raise UsageError("--precision: give at least one of fp32, fp16, int8")
+    if bad := [p for p in precisions if p not in PRECISIONS]:
+        raise UsageError(f"--precision: unknown {', '.join(bad)}; choose from fp32, fp16, int8")
+    if calibration_method not in CALIBRATION_METHODS:
+        raise UsageError(
+            f"--calibration-method: unknown {calibration_method!r}; use one of "
+            f"{', '.join(CALIBRATION_METHODS)}"
+        )
+    if "int8" in precisions and calibration_images < 1:
+        raise UsageError(f"--calibration-images must be ≥ 1, got {calibration_images}")
+    if parity_images < 1:
+        raise UsageError(f"--parity-images must be ≥ 1, got {parity_images}")
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be ≥ 1, got {limit}")
+    # fp32 first: it is the reference every other precision is derived from and compared to.
+    return tuple(p for p in PRECISIONS if p in precisions)
+
+
+def _architecture(source: ExportSource, model: Any) -> tuple[str, str]:
+    from cifarkit.models import get_model_info, list_models
+
+    arch = source.arch or str(getattr(model, "name", "") or source.name)
+    description = get_model_info(arch).description if arch in list_models() else ""
+    return arch, description
+
+
+def _write_file(tmp: Path, data: bytes) -> None:
+    tmp.write_bytes(data)
+
+
+def _commit(out_dir: Path, files: list[tuple[str, bytes]]) -> None:
+    """Write every file to a temp file beside its target, then rename them all.
+
+    ``files`` in the order they should land; the card goes last, since its mtime marks a
+    finished export. If any write fails, every temp file is removed and nothing is renamed.
+    """
+    with contextlib.ExitStack() as stack:
+        # ExitStack unwinds last-in-first-out: enter in reverse so renames follow ``files``.
+        for name, data in reversed(files):
+            tmp = stack.enter_context(atomic_path(out_dir / name))
+            _write_file(tmp, data)
+
+
+def export_model(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    precisions: Sequence[str] = PRECISIONS,
+    opset: int = DEFAULT_OPSET,
+    data: Dataset | str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
+    calibration_method: str = "minmax",
+    reduce_range: bool | None = None,
+    check: bool = True,
+    parity_images: int = DEFAULT_PARITY_IMAGES,
+    benchmark: bool = True,
+    bench_rounds: int = 15,
+    bench_threads: int = 1,
+    seed: int = 0,
+    exported_dir: str | os.PathLike[str] = "exported",
+    command: str | None = None,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Export a run folder or ``.keras`` file to ``out`` (default ``exported/<name>/``).
+
+    Writes ``model.<precision>.onnx`` for each of ``precisions``, ``card.json`` and
+    ``README.md``. fp32 is always built (the baseline); with ``check`` it must match Keras
+    (max |Δprob| ≤ 1e-4, 100 % top-1 agreement) or nothing is written. ``data``: a
+    ``Dataset``, a CIFAR-10 path, or None (``$CIFARKIT_DATA`` / Keras's cache, else synthetic
+    pixels). ``limit``: measure accuracy on a stratified subset of that many test images.
+    """
+    started = time.perf_counter()
+    precisions = validate_options(precisions, calibration_images, calibration_method,
+                                  parity_images, limit)
+    check_opset(opset)
+    src = resolve_source(source)
+    out_dir = Path(out) if out is not None else export_dir_for(src.name, exported_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} exists and is not a folder")
+    notes = list(src.notes)
+    steps = ["load", "convert", "check", *(["parity"] if check else []),
+             *[p for p in precisions if p != "fp32"], "measure", "write"]
+    total = len(steps)
+    what = f"export {src.name}"
+
+    def step(name: str) -> None:
+        if progress:
+            progress(steps.index(name), total, what)
+
+    # 1. the Keras model ---------------------------------------------------------------------
+    step("load")
+    require("tensorflow", "tensorflow", "to load and convert Keras models")
+    require("keras", "keras", "to load .keras models")
+    model = load_keras_model(src.model_path)
+    check_keras_contract(model, str(src.model_path))
+    if reduced := uses_reduced_precision(model):
+        model = as_float32(model)
+        notes.append(
+            f"the model was trained with mixed precision ({len(reduced)} layers compute in "
+            "float16); exported and compared in float32"
+        )
+    arch, description = _architecture(src, model)
+    source_sha = sha256_file(src.model_path)
+    ds = resolve_data(data)
+    synthetic = ds.kind == SYNTHETIC_KIND
+    if synthetic:
+        notes.append("no CIFAR-10 data: parity used synthetic (random) pixels; "
+                     "accuracy was not measured")
+    test_idx = _subset(ds.y_test, limit, seed)
+    x_test, y_test = ds.x_test[test_idx], ds.y_test[test_idx]
+
+    # 2. fp32 ----------------------------------------------------------------------------------
+    step("convert")
+    protos: dict[str, Any] = {"fp32": keras_to_onnx(model, opset)}
+    step("check")
+    check_onnx(protos["fp32"], model_filename("fp32"))
+    check_runtime(protos["fp32"].SerializeToString(), model_filename("fp32"))
+
+    sessions: dict[str, Any] = {}
+
+    def session(p: str) -> Any:
+        if p not in sessions:
+            sessions[p] = cpu_session(protos[p].SerializeToString())
+        return sessions[p]
+
+    parity: dict[str, ParityReport] = {}
+    x_parity = keras_ref = None
+    if check:
+        step("parity")
+        idx = _subset(y_test, parity_images, seed)
+        x_parity = x_test[idx]
+        keras_ref = predict_keras(model, x_parity)
+        parity["fp32"] = compare(keras_ref, predict_onnx(session("fp32"), x_parity), synthetic)
+        require_fp32_parity(parity["fp32"])
+        if len(x_parity) < min(parity_images, 1000):
+            notes.append(f"parity used only {len(x_parity)} images (all the data had)")
+
+    # 3. fp16 / int8 ---------------------------------------------------------------------------
+    quant_info: QuantizationInfo | None = None
+    for p in precisions:
+        if p == "fp32":
+            continue
+        step(p)
+        if p == "fp16":
+            protos[p] = to_float16(protos["fp32"])
+        else:
+            train_idx = _subset(ds.y_train, calibration_images, seed)
+            calib = ds.x_train[train_idx]
+            what_calib = ("synthetic images" if synthetic
+                          else f"stratified training images of {ds.source}")
+            protos[p], quant_info = quantize_int8(
+                protos["fp32"], calib, method=calibration_method, reduce_range=reduce_range,
+                calibration_data=what_calib,
+            )
+            if synthetic:
+                notes.append("int8 was calibrated on random pixels: its ranges do not "
+                             "reflect real images; re-export with --data for a usable model")
+        check_onnx(protos[p], model_filename(p))
+        check_runtime(protos[p].SerializeToString(), model_filename(p))
+        if check and x_parity is not None and keras_ref is not None:
+            parity[p] = compare(keras_ref, predict_onnx(session(p), x_parity), synthetic)
+
+    # 4. accuracy and speed ----------------------------------------------------------------------
+    step("measure")
+    accuracies: dict[str, float | None] = dict.fromkeys(protos)
+    if not synthetic:
+        for p in protos:
+            accuracies[p], _ = accuracy(session(p), x_test, y_test)
+    speed: Throughput | None = None
+    if benchmark and len(protos) > 1:
+        speed = throughput({p: protos[p].SerializeToString() for p in protos}, x_test,
+                           rounds=bench_rounds, threads=bench_threads)
+    sessions.clear()
+    base_acc = accuracies["fp32"]
+    for p, acc in accuracies.items():
+        if p != "fp32" and acc is not None and base_acc is not None and base_acc - acc > 0.01:
+            notes.append(f"{p} loses {(base_acc - acc) * 100:.2f} points of accuracy vs fp32")
+
+    # 5. metadata, card, files -------------------------------------------------------------------
+    step("write")
+    exported_at = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    versions = tool_versions()
+    training = training_summary(src.run_info)
+    files: list[ExportedFile] = []
+    payloads: list[tuple[str, bytes]] = []
+    for p, proto in protos.items():
+        acc = accuracies[p]
+        set_metadata(proto, {
+            "class_names": list(CLASSES),
+            "architecture": arch,
+            "precision": p,
+            "input_description": INPUT_DESCRIPTION,
+            "output_description": OUTPUT_DESCRIPTION,
+            "accuracy": None if acc is None else f"{acc:.4f}",
+            "accuracy_images": None if acc is None else str(len(y_test)),
+            "accuracy_data": None if acc is None else ds.source,
+            "source_file": src.model_path.name,
+            "source_sha256": source_sha,
+            "versions": versions,
+            "exported_at": exported_at,
+            "opset": str(opset),
+            "cifarkit_version": versions["cifarkit"],
+            "training": training or None,
+            "parity": parity[p].to_dict() if p in parity else None,
+            "quantization": quant_info.to_dict() if p == "int8" and quant_info else None,
+        })
+        proto.doc_string = (
+            f"cifarkit {arch} CIFAR-10 classifier ({p}); input images uint8 [batch,32,32,3] "
+            "RGB 0-255, output probabilities float32 [batch,10]"
+        )
+        blob = proto.SerializeToString()
+        written = p in precisions
+        files.append(ExportedFile(
+            precision=p, path=out_dir / model_filename(p), size_bytes=len(blob),
+            sha256=hashlib.sha256(blob).hexdigest(), accuracy=acc,
+            accuracy_delta_vs_fp32=(None if acc is None or base_acc is None or p == "fp32"
+                                    else acc - base_acc),
+            parity=parity.get(p),
+            images_per_s=speed.images_per_s.get(p) if speed else None,
+            speed_vs_fp32=speed.ratio_vs_fp32.get(p) if speed else None,
+            written=written,
+        ))
+        if written:
+            payloads.append((model_filename(p), blob))
+    if "fp32" not in precisions:
+        notes.append("fp32 was built as the baseline for checks and speed, but not written")
+    # Files from an earlier export that this one does not make would describe another model.
+    leftovers = [out_dir / model_filename(p) for p in PRECISIONS
+                 if p not in precisions and (out_dir / model_filename(p)).is_file()]
+    notes += [f"removed {old.name} left by an earlier export" for old in leftovers]
+
+    import json
+
+    card = {
+        "card_version": CARD_VERSION,
+        "name": src.name,
+        "architecture": arch,
+        "description": description,
+        "classes": list(CLASSES),
+        "contract": {"input": INPUT_DESCRIPTION, "output": OUTPUT_DESCRIPTION},
+        "source": {"file": os.fspath(src.model_path), "sha256": source_sha,
+                   "run_dir": os.fspath(src.run_dir) if src.run_dir else None},
+        "training": training or None,
+        "evaluation": {"source": ds.source, "synthetic": synthetic,
+                       "test_images": None if synthetic else int(len(y_test)),
+                       "limit": limit, "seed": seed},
+        "parity": parity["fp32"].to_dict() if "fp32" in parity else None,
+        "files": [f.to_dict() for f in files if f.written],
+        "baseline_fp32": None if "fp32" in precisions else files[0].to_dict(),
+        "quantization": quant_info.to_dict() if quant_info else None,
+        "benchmark": speed.to_dict() if speed else None,
+        "opset": opset,
+        "versions": versions,
+        "exported_at": exported_at,
+        "command": command,
+        "notes": notes,
+    }
+    readme = render_readme(card)
+    payloads += [(README_FILE, readme.encode("utf-8")),
+                 (CARD_FILE, (json.dumps(card, indent=2) + "\n").encode("utf-8"))]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _commit(out_dir, payloads)
+    for old in leftovers:
+        old.unlink(missing_ok=True)
+    if progress:
+        progress(total, total, what)
+    return ExportResult(
+        name=src.name, architecture=arch, source=src.model_path, out_dir=out_dir,
+        files=[f for f in files if f.written] if "fp32" in precisions else files,
+        data_source=ds.source, synthetic=synthetic,
+        test_images=0 if synthetic else int(len(y_test)), parity=parity.get("fp32"),
+        quantization=quant_info, throughput=speed, card=card,
+        seconds=time.perf_counter() - started, notes=notes,
+    )
