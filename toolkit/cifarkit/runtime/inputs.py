@@ -1,0 +1,131 @@
+"""Turning ``predict``'s arguments into a stream of image paths.
+
+Each argument is, in the order given:
+
+- ``-``: newline-separated paths read from stdin (each a file or a folder; blank lines
+  skipped; no glob expansion, so names with ``*`` or ``[`` are taken literally);
+- an existing folder: walked (recursively unless ``recursive=False``) in sorted order —
+  entries of a folder sorted by name, a subfolder's images at its name's place; only
+  files with an image extension (any case) are taken; names starting with ``.`` are skipped;
+  symlinked folders are followed, but a folder already visited (same device and inode) is not
+  entered again, so symlink cycles cannot loop and a linked folder is not listed twice;
+- an existing file: taken as is, whatever its extension (the decoder reports non-images);
+- a glob pattern (``*``, ``?``, ``[``; ``**`` with recursive matching): its matches in sorted
+  order, folders walked, files filtered by image extension. A pattern that matches nothing
+  is reported as one failed input;
+- anything else: passed on, and reported by the decoder as missing.
+
+The stream is lazy: a folder is listed when the walk reaches it, so memory does not grow
+with the number of images (only with the number of folders, for the cycle guard).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TextIO
+
+from cifarkit.data.images import IMAGE_EXTENSIONS
+
+GLOB_CHARS = frozenset("*?[")
+
+
+def is_image_path(name: str) -> bool:
+    """``data.images.is_image_path`` without pathlib (100× cheaper; walks call it per file)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One input: a path to decode, or a problem found before decoding (``error``)."""
+
+    path: str
+    error: str | None = None
+
+
+def _walk(root: str, recursive: bool, seen: set[tuple[int, int]]) -> Iterator[InputItem]:
+    """Depth-first, sorted, iterative (no recursion limit on deep trees)."""
+    stack: list[Iterator[os.DirEntry[str]]] = []
+
+    def enter(folder: str) -> InputItem | None:
+        try:
+            st = os.stat(folder)
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                return None
+            seen.add(key)
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            return InputItem(folder, f"{folder}: cannot list folder: {exc.strerror or exc}")
+        stack.append(iter(entries))
+        return None
+
+    if (problem := enter(root)) is not None:
+        yield problem
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        if entry.name.startswith("."):
+            continue
+        try:
+            is_dir = entry.is_dir()  # follows symlinks
+        except OSError:
+            is_dir = False
+        if is_dir:
+            if recursive and (problem := enter(entry.path)) is not None:
+                yield problem
+        elif is_image_path(entry.name):
+            # Broken symlinks and unreadable files included: the decoder reports them.
+            yield InputItem(entry.path)
+
+
+def _expand(arg: str, recursive: bool, seen: set[tuple[int, int]], literal: bool) -> Iterator[
+    InputItem
+]:
+    if os.path.isdir(arg):
+        yield from _walk(arg, recursive, seen)
+    elif os.path.lexists(arg) or literal or not (GLOB_CHARS & set(arg)):
+        yield InputItem(arg)
+    else:
+        matches = sorted(glob.glob(arg, recursive=recursive))
+        if not matches:
+            yield InputItem(arg, f"{arg}: no file matches this pattern")
+        for match in matches:
+            if os.path.isdir(match):
+                yield from _walk(match, recursive, seen)
+            elif is_image_path(match):
+                yield InputItem(match)
+
+
+def _stdin_lines(stream: TextIO) -> Iterator[str]:
+    for line in stream:
+        line = line.rstrip("\r\n")
+        if line.strip():
+            yield line
+
+
+def iter_inputs(
+    sources: Iterable[str], *, recursive: bool = True, stdin: TextIO | None = None
+) -> Iterator[InputItem]:
+    """The image paths named by ``sources`` (see the module docstring), lazily."""
+    seen: set[tuple[int, int]] = set()
+    for arg in sources:
+        if arg == "-":
+            if stdin is None:
+                import sys
+
+                stdin = sys.stdin
+            for line in _stdin_lines(stdin):
+                yield from _expand(line, recursive, seen, literal=True)
+        else:
+            yield from _expand(os.fspath(arg), recursive, seen, literal=False)
+
+
+def count_inputs(sources: Iterable[str], *, recursive: bool = True) -> int:
+    """How many items ``iter_inputs`` yields (walks again; not for ``-``)."""
+    return sum(1 for _ in iter_inputs(sources, recursive=recursive))

@@ -1,0 +1,439 @@
+"""Streaming prediction over image files: walk → decode in worker processes → batch → infer.
+
+``predict_files`` yields one ``Prediction`` per input, in input order, as soon as its batch
+is done. The pipeline:
+
+    iter_inputs ──► chunks of batch_size paths ──► decoder processes (load_image) ──►
+        in order ──► Classifier.predict_proba (chunks of its preferred size) ──► Predictions
+
+Decoding runs in ``workers`` processes (Pillow's per-image Python work holds the GIL, so
+threads do not help), at most ``2 × workers`` chunks ahead of inference, so decoding the
+next chunks overlaps inference of this one and memory is bounded by
+``(2 × workers + 1) × batch_size`` images, however many files there are. A run whose inputs
+fit in one chunk decodes in-process (starting processes would cost more than it saves).
+
+A file that cannot be decoded becomes a ``Prediction`` with ``error`` set and the run goes
+on; a decoder process that dies (a crash inside an image library) is replaced, and the files
+of its chunk are retried one by one so only the culprit is reported.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from cifarkit.data.images import load_image
+from cifarkit.errors import ImageError, UsageError
+from cifarkit.runtime.inputs import InputItem, count_inputs, iter_inputs
+
+DEFAULT_BATCH = 256
+Progress = Callable[[int, int, "int | None"], None]  # (done, failed, total or None)
+
+
+@dataclass
+class Prediction:
+    """The result for one input file. ``error`` is set (and the rest empty) when it failed."""
+
+    path: str
+    index: int | None = None
+    label: str | None = None
+    confidence: float | None = None
+    top_k: list[tuple[str, float]] = field(default_factory=list)
+    error: str | None = None
+    true_label: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def correct(self) -> bool | None:
+        if self.true_label is None or not self.ok:
+            return None
+        return self.label == self.true_label
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSONL record: path, label, index, confidence, top_k, error (+ truth if known)."""
+        out: dict[str, Any] = {
+            "path": self.path,
+            "label": self.label,
+            "index": self.index,
+            "confidence": None if self.confidence is None else round(self.confidence, 6),
+            "top_k": [{"label": lab, "confidence": round(p, 6)} for lab, p in self.top_k],
+            "error": self.error,
+        }
+        if self.true_label is not None:
+            out["true_label"] = self.true_label
+            out["correct"] = self.correct
+        return out
+
+
+@dataclass
+class PredictStats:
+    """Running totals for the final summary; per-class counts when true labels are known."""
+
+    classes: tuple[str, ...] = ()
+    images: int = 0
+    failed: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    finished: float | None = None
+    labelled: Counter[str] = field(default_factory=Counter)
+    correct: Counter[str] = field(default_factory=Counter)
+    predicted: Counter[str] = field(default_factory=Counter)
+    unlabelled: int = 0
+
+    def add(self, pred: Prediction) -> None:
+        self.images += 1
+        if not pred.ok:
+            self.failed += 1
+            return
+        self.predicted[pred.label or ""] += 1
+        if pred.true_label is None:
+            self.unlabelled += 1
+        else:
+            self.labelled[pred.true_label] += 1
+            self.correct[pred.true_label] += bool(pred.correct)
+
+    def finish(self) -> PredictStats:
+        self.finished = time.perf_counter()
+        return self
+
+    @property
+    def succeeded(self) -> int:
+        return self.images - self.failed
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.perf_counter()) - self.started
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def accuracy(self) -> float | None:
+        n = sum(self.labelled.values())
+        return sum(self.correct.values()) / n if n else None
+
+    def per_class(self) -> list[dict[str, Any]]:
+        """Rows ``{class, images, correct, accuracy, predicted}`` for classes seen as truth."""
+        rows = []
+        for name in self.classes:
+            n = self.labelled[name]
+            if n:
+                rows.append({
+                    "class": name, "images": n, "correct": self.correct[name],
+                    "accuracy": self.correct[name] / n, "predicted": self.predicted[name],
+                })
+        return rows
+
+
+def folder_label(path: str, classes: Iterable[str]) -> str | None:
+    """The class named by the image's folder (``…/cat/x.jpg`` → ``cat``), if it is one."""
+    parent = Path(path).parent.name
+    return parent if parent in classes else None
+
+
+def _decode_chunk(
+    paths: list[str], decode: Callable[[str], np.ndarray] | None = None
+) -> tuple[np.ndarray, list[str | None]]:
+    """Decode ``paths``: the good images stacked, and per path ``None`` or its error."""
+    decode = decode or load_image
+    out = np.empty((len(paths), 32, 32, 3), dtype=np.uint8)
+    errors: list[str | None] = []
+    n = 0
+    for p in paths:
+        try:
+            out[n] = decode(p)
+        except ImageError as exc:
+            errors.append(str(exc))
+            continue
+        except Exception as exc:  # a decoder bug must not end the run either
+            errors.append(f"{p}: cannot decode image: {type(exc).__name__}: {exc}")
+            continue
+        errors.append(None)
+        n += 1
+    return out[:n].copy() if n < len(paths) else out, errors
+
+
+def _reason(message: str, path: str) -> str:
+    """The error without the ``path: `` prefix the decoder puts in front (the row has it)."""
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def _chunks(items: Iterator[InputItem], size: int) -> Iterator[list[InputItem]]:
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
+
+
+def _default_workers() -> int:
+    from cifarkit.runtime.providers import physical_cores
+
+    return physical_cores()
+
+
+def _ping() -> bool:
+    return True
+
+
+def _worker_init() -> None:
+    # Ctrl-C is the main process's to handle: it stops the pool. Workers that also took the
+    # SIGINT would each print a KeyboardInterrupt traceback.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _Deferred:
+    """A chunk to decode in this process when its result is asked for."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+
+
+class _Decoder:
+    """Decodes chunks in order: inline, or in a process pool that is rebuilt if it breaks.
+
+    With a pool, every file is decoded in a worker process, so an image that crashes the
+    decoder (a bug in an image library) costs that file only, never the run.
+    """
+
+    def __init__(
+        self, workers: int, decode: Callable[[str], np.ndarray] | None,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        self.workers = workers
+        self.decode = decode
+        self.on_warning = on_warning
+        self._pool: Any = None
+        self._ping: Any = None
+
+    def _start_pool(self) -> None:
+        import concurrent.futures
+        import multiprocessing
+
+        # spawn, not fork: the parent holds onnxruntime's thread pool, which fork can deadlock.
+        ctx = multiprocessing.get_context("spawn")
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            self.workers, mp_context=ctx, initializer=_worker_init
+        )
+        self._ping = self._pool.submit(_ping)
+
+    def _checked_pool(self) -> bool:
+        """A pool whose processes are known to start (blocking check); False, and decoding
+        falls back to this process, when they cannot (e.g. a ``__main__`` that spawned
+        processes cannot re-import)."""
+        if self._pool is None and self.workers > 0:
+            self._start_pool()
+        if self._pool is None:
+            return False
+        try:
+            self._ping.result(timeout=120)
+            return True
+        except Exception as exc:
+            self.reset()
+            self.workers = 0
+            if self.on_warning is not None:
+                self.on_warning(
+                    f"decoder processes could not start ({type(exc).__name__}: {exc}); "
+                    "decoding in the main process instead"
+                )
+            return False
+
+    def submit(self, paths: list[str]) -> Any:
+        if self.workers > 0 and self._pool is None:
+            self._start_pool()
+        if self._pool is None:
+            return _Deferred(paths)
+        return self._pool.submit(_decode_chunk, paths, self.decode)
+
+    def result(self, pending: Any, paths: list[str]) -> tuple[np.ndarray, list[str | None]]:
+        if isinstance(pending, _Deferred):
+            return _decode_chunk(pending.paths, self.decode)
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return pending.result()
+        except BrokenProcessPool:
+            # Either the processes never started, or one died on a file of some chunk.
+            return self._isolate(paths)
+
+    def _isolate(self, paths: list[str]) -> tuple[np.ndarray, list[str | None]]:
+        """Retry each file alone in a fresh pool, so only a file that kills the decoder is
+        reported as such."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        self.reset()
+        images, errors = [], []
+        for p in paths:
+            if not self._checked_pool():  # processes cannot start at all: decode here
+                arr, errs = _decode_chunk([p], self.decode)
+            else:
+                try:
+                    arr, errs = self._pool.submit(_decode_chunk, [p], self.decode).result()
+                except BrokenProcessPool:
+                    self.reset()
+                    arr, errs = np.empty((0, 32, 32, 3), np.uint8), [
+                        f"{p}: the image decoder crashed on this file (process died)"
+                    ]
+            images.append(arr)
+            errors += errs
+        return np.concatenate(images), errors
+
+    def reset(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            self._ping = None
+
+    def close(self, wait: bool = True) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=True)
+            self._pool = None
+            self._ping = None
+
+
+def _top_k(probs: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest per row, largest first (ties: lower index first)."""
+    if k >= probs.shape[1]:
+        return np.argsort(-probs, axis=1, kind="stable")
+    part = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(probs, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+def predict_files(
+    classifier: Any,
+    sources: Iterable[str],
+    *,
+    recursive: bool = True,
+    top_k: int = 3,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    labels_from_folders: bool = False,
+    stdin: TextIO | None = None,
+    progress: Progress | None = None,
+    count_total: bool = True,
+    on_warning: Callable[[str], None] | None = None,
+    _decode: Callable[[str], np.ndarray] | None = None,
+) -> Iterator[Prediction]:
+    """Classify the images ``sources`` name (files, folders, globs, ``-``), in input order.
+
+    ``classifier``: a ``Classifier`` (anything with ``classes`` and ``predict_proba``).
+    ``batch_size``: paths per decode task and inference request (default 256); the classifier
+    cuts each request into its own preferred chunk size. ``workers``: decoder processes
+    (default: the physical cores; 0 decodes in this process, without overlap).
+    ``progress(done, failed, total)`` is called after each chunk; ``total`` is None until a
+    background count of the inputs finishes (never, for stdin input or ``count_total=False``).
+    ``on_warning(message)`` hears about problems that are not one file's (decoder processes
+    that cannot start, so decoding falls back to this process).
+    Closing the generator early (``--strict``) stops the workers.
+    """
+    sources = list(sources)
+    if not sources:
+        raise UsageError("no inputs: give image files, folders, glob patterns or - for stdin")
+    if top_k < 1:
+        raise UsageError(f"top_k must be >= 1, got {top_k}")
+    batch_size = batch_size or DEFAULT_BATCH
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+    workers = _default_workers() if workers is None else workers
+    if workers < 0:
+        raise UsageError(f"workers must be >= 0, got {workers}")
+    classes = tuple(classifier.classes)
+    class_set = frozenset(classes)
+    k = min(top_k, len(classes))
+
+    total: list[int | None] = [None]
+    if count_total and "-" not in sources:
+        def count() -> None:
+            total[0] = count_inputs(sources, recursive=recursive)
+
+        threading.Thread(target=count, name="cifarkit-count-inputs", daemon=True).start()
+
+    chunks = _chunks(iter_inputs(sources, recursive=recursive, stdin=stdin), batch_size)
+    first = next(chunks, None)
+    if first is None:
+        return
+    second = next(chunks, None)
+    # One chunk only: nothing to overlap, and starting processes would cost more.
+    decoder = _Decoder(workers if second is not None else 0, _decode, on_warning)
+    chunks = itertools.chain([first] + ([second] if second is not None else []), chunks)
+    prefetch = max(1, 2 * decoder.workers)
+    pending: deque[tuple[list[InputItem], Any]] = deque()
+    done = failed = 0
+    finished = False
+
+    def submit_next() -> bool:
+        chunk = next(chunks, None)
+        if chunk is None:
+            return False
+        paths = [item.path for item in chunk if item.error is None]
+        pending.append((chunk, decoder.submit(paths) if paths else None))
+        return True
+
+    try:
+        while len(pending) < prefetch and submit_next():
+            pass
+        while pending:
+            chunk, job = pending.popleft()
+            submit_next()  # keep the decoders busy while this chunk is inferred
+            paths = [item.path for item in chunk if item.error is None]
+            if job is None:
+                images, errors = np.empty((0, 32, 32, 3), np.uint8), []
+            else:
+                images, errors = decoder.result(job, paths)
+            probs = classifier.predict_proba(images) if len(images) else None
+            order = _top_k(probs, k) if probs is not None else None
+            err_iter = iter(errors)
+            row = 0
+            for item in chunk:
+                truth = folder_label(item.path, class_set) if labels_from_folders else None
+                error = item.error if item.error is not None else next(err_iter)
+                if error is not None:
+                    failed += 1
+                    yield Prediction(item.path, error=_reason(error, item.path), true_label=truth)
+                    continue
+                assert probs is not None and order is not None
+                idx = order[row]
+                p = probs[row]
+                yield Prediction(
+                    path=item.path,
+                    index=int(idx[0]),
+                    label=classes[int(idx[0])],
+                    confidence=float(p[idx[0]]),
+                    top_k=[(classes[int(j)], float(p[j])) for j in idx],
+                    true_label=truth,
+                )
+                row += 1
+            done += len(chunk)
+            if progress is not None:
+                progress(done, failed, total[0])
+        finished = True
+    finally:
+        # Stopped early (--strict, Ctrl-C): don't wait for chunks nobody will read.
+        decoder.close(wait=finished)
+
+
+def default_workers() -> int:
+    """Decoder processes used when ``workers`` is not given."""
+    return _default_workers()
+
+
+__all__ = [
+    "DEFAULT_BATCH",
+    "Prediction",
+    "PredictStats",
+    "default_workers",
+    "folder_label",
+    "predict_files",
+]
