@@ -71,3 +71,161 @@ def training_curves(
     if title:
         fig.suptitle(title)
     _save(fig, path)
+
+
+# --- benchmark figures (cifarkit bench) ----------------------------------------------------
+
+
+def confusion_heatmap(
+    cm: np.ndarray, classes: Sequence[str], path: str | os.PathLike[str], title: str = ""
+) -> None:
+    """Confusion matrix: colour = share of the true class (row-normalised), text = that share
+    in % over the count. Rows are the true class, columns the predicted class."""
+    plt = _plt()
+    cm = np.asarray(cm)
+    support = cm.sum(axis=1, keepdims=True)
+    frac = np.divide(cm, support, out=np.zeros(cm.shape, np.float64), where=support > 0)
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * n, 0.6 + 0.7 * n))
+    im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            if cm[i, j] == 0:
+                continue
+            color = "white" if frac[i, j] > 0.5 else "black"
+            ax.text(j, i, f"{frac[i, j]:.0%}\n{cm[i, j]:,}", ha="center", va="center",
+                    fontsize=7, color=color)
+    ax.set_xticks(range(n), classes, rotation=45, ha="right")
+    ax.set_yticks(range(n), classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title or "Confusion matrix (share of each true class, and count)")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    _save(fig, path)
+
+
+def per_class_accuracy_bars(
+    series: Mapping[str, Sequence[float]], classes: Sequence[str],
+    path: str | os.PathLike[str], title: str = "",
+) -> None:
+    """Per-class accuracy (recall) bars, one bar group per class, one colour per series
+    (e.g. per precision)."""
+    plt = _plt()
+    n, k = len(classes), max(1, len(series))
+    width = 0.8 / k
+    fig, ax = plt.subplots(figsize=(max(8, 0.9 * n + 1.5), 4.2))
+    x = np.arange(n)
+    for i, (label, values) in enumerate(series.items()):
+        values = np.asarray(values, dtype=np.float64)
+        bars = ax.bar(x + (i - (k - 1) / 2) * width, values * 100, width, label=label)
+        if k == 1:
+            ax.bar_label(bars, labels=[f"{v:.0%}" for v in values], fontsize=8, padding=1)
+    ax.set_xticks(x, classes, rotation=30, ha="right")
+    ax.set_ylabel("accuracy on the class (recall), %")
+    ax.set_xlabel("true class")
+    ax.set_ylim(0, 118 if k > 1 else 108)  # headroom for the legend / labels
+    ax.set_yticks(range(0, 101, 20))
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title or "Per-class accuracy")
+    if len(series) > 1:
+        ax.legend(loc="upper center", ncol=min(k, 4), fontsize=8, frameon=False)
+    _save(fig, path)
+
+
+def prediction_figure(
+    images: np.ndarray, probs: np.ndarray, classes: Sequence[str],
+    path: str | os.PathLike[str], y_true: Sequence[int] | None = None, title: str = "",
+    columns: int = 2,
+) -> None:
+    """The notebook's prediction figure: each image beside a bar chart of its class
+    probabilities. The predicted bar is green when right, red when wrong; the true class is
+    named under the image."""
+    plt = _plt()
+    n = len(images)
+    rows = max(1, -(-n // columns))
+    fig, axes = plt.subplots(
+        rows, 2 * columns, figsize=(6.2 * columns, 1.9 * rows),
+        gridspec_kw={"width_ratios": [1, 2.2] * columns}, squeeze=False,
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        r, c = divmod(i, columns)
+        ax_img, ax_bar = axes[r, 2 * c], axes[r, 2 * c + 1]
+        p = np.asarray(probs[i], dtype=np.float64)
+        pred = int(p.argmax())
+        truth = None if y_true is None else int(y_true[i])
+        ax_img.imshow(images[i], interpolation="nearest")
+        label = f"true: {classes[truth]}" if truth is not None else ""
+        ax_img.set_title(label, fontsize=8)
+        ax_bar.axis("on")
+        colors = ["#9aa5b1"] * len(classes)
+        colors[pred] = "#2e7d32" if truth is None or pred == truth else "#c62828"
+        if truth is not None and truth != pred:
+            colors[truth] = "#1565c0"
+        ax_bar.barh(range(len(classes)), p, color=colors)
+        ax_bar.set_yticks(range(len(classes)), classes, fontsize=7)
+        ax_bar.invert_yaxis()
+        ax_bar.set_xlim(0, 1)
+        ax_bar.tick_params(axis="x", labelsize=7)
+        ax_bar.set_title(f"predicted: {classes[pred]} ({p[pred]:.0%})", fontsize=8)
+        if r == rows - 1:
+            ax_bar.set_xlabel("probability", fontsize=8)
+    fig.suptitle(
+        (title or "Predictions: each image and its class probabilities")
+        + "\npredicted bar green when right, red when wrong; blue: the true class",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def misclassified_grid(
+    images: np.ndarray, y_true: Sequence[int], y_pred: Sequence[int],
+    confidence: Sequence[float], classes: Sequence[str], path: str | os.PathLike[str],
+    title: str = "", columns: int = 6,
+) -> None:
+    """A grid of misclassified images, each titled "true → predicted (confidence)"."""
+    plt = _plt()
+    n = len(images)
+    rows = max(1, -(-n // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.75 * columns, 2.15 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        ax = axes[divmod(i, columns)]
+        ax.imshow(images[i], interpolation="nearest")
+        ax.set_title(
+            f"{classes[int(y_true[i])]} → {classes[int(y_pred[i])]}\n({confidence[i]:.0%})",
+            fontsize=8,
+        )
+    if n == 0:
+        axes[0, 0].text(0, 0.5, "no misclassified images", fontsize=11)
+    fig.suptitle(title or "Misclassified images: true → predicted (confidence)", fontsize=12)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def throughput_vs_batch(
+    series: Mapping[str, tuple[Sequence[int], Sequence[float]]],
+    path: str | os.PathLike[str], title: str = "",
+) -> None:
+    """Images per second against batch size (log-log), one line per model/precision/provider."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    all_sizes: set[int] = set()
+    for label, (sizes, rates) in series.items():
+        ax.plot(sizes, rates, "o-", label=label)
+        all_sizes.update(int(s) for s in sizes)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    if all_sizes:
+        ticks = sorted(all_sizes)
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.set_xlabel("batch size (images per run)")
+    ax.set_ylabel("throughput, images/s")
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title(title or "Throughput vs batch size")
+    if series:
+        ax.legend(fontsize=8)
+    _save(fig, path)

@@ -34,9 +34,16 @@ def _root(
 
 
 # Command modules (one per stage). Each defines ``register(app)``.
-from cifarkit.cli import data_cmd, models_cmd, train_cmd  # noqa: E402
+from cifarkit.cli import (  # noqa: E402
+    bench_cmd,
+    data_cmd,
+    export_cmd,
+    models_cmd,
+    predict_cmd,
+    train_cmd,
+)
 
-for _module in (models_cmd, data_cmd, train_cmd):
+for _module in (models_cmd, data_cmd, train_cmd, export_cmd, predict_cmd, bench_cmd):
     _module.register(app)
 
 

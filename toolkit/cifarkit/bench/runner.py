@@ -1,0 +1,601 @@
+"""The benchmark sweep: models × precisions × providers × batch sizes, on real images.
+
+``run_bench(BenchConfig(...))`` resolves the models, checks the providers, loads the labelled
+images, then for every model file and active provider
+
+1. runs the whole image set through the ONNX model (``Classifier.predict_proba``) and
+   computes the accuracy metrics (``metrics.evaluate``);
+2. times one ``session.run`` per batch size (``latency.time_batches``), on CUDA/TensorRT
+   once with and once without I/O binding;
+3. turns images/s into GFLOP/s with the graph's MACs per image, and (CPU rows) into a share
+   of this CPU's FP32 peak.
+
+Then, when asked (``keras=``), it times the source Keras model beside the fp32 ONNX file
+(``keras_baseline``). Providers: an explicit list must all be really active (else
+``ProviderError`` before any work is done); the default sweep (``providers=None``) is
+``cpu`` + ``cuda`` (+ ``openvino`` when this onnxruntime build has it), and a provider that
+does not become active is recorded as unavailable, with the reason, instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cifarkit.bench.env import collect_environment, load_average
+from cifarkit.bench.flops import CpuPeak, MacCount, achieved_gflops, count_macs, cpu_fp32_peak
+from cifarkit.bench.keras_baseline import KerasComparison
+from cifarkit.bench.latency import DEFAULT_WARMUP, LatencyStats, check_budget, time_batches
+from cifarkit.bench.metrics import AccuracyReport, evaluate
+from cifarkit.errors import ModelError, ProviderError, UsageError
+
+DEFAULT_BATCH_SIZES = (1, 8, 32, 128, 512)
+PRECISION_ORDER = ("fp32", "int8", "fp16")
+SPLITS = ("test", "train")
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class BenchConfig:
+    """What to benchmark. ``models``: model references (``NAME``, ``NAME:PRECISION``, an
+    ``.onnx`` file or a folder); empty = every model in ``exported/``."""
+
+    models: Sequence[str] = ()
+    data: str | os.PathLike[str] | None = None
+    split: str = "test"
+    limit: int | None = None
+    seed: int = 0
+    providers: Sequence[str] | None = None
+    precisions: Sequence[str] | None = None
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES
+    warmup: int = DEFAULT_WARMUP
+    iterations: int | None = None
+    duration: float | None = None
+    threads: int | None = None
+    #: a ``.keras`` path, ``"auto"`` (the source recorded beside each export), or None
+    keras: str | os.PathLike[str] | None = None
+    n_confusions: int = 10
+    exported: Path | None = None  # default: runtime.exported_dir()
+    runs: Path | None = None  # where ``keras="auto"`` looks for runs/<name>/model.keras
+    argv: list[str] | None = None  # the command line recorded in the report
+
+
+@dataclass
+class ModelFile:
+    name: str
+    precision: str
+    path: Path
+    architecture: str | None = None
+    size_bytes: int = 0
+    macs: MacCount | None = None
+    input_kind: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}:{self.precision}"
+
+
+@dataclass
+class AccuracyResult:
+    model: str
+    precision: str
+    provider: str
+    report: AccuracyReport
+    probs: np.ndarray  # [N, n_classes] float32: kept for the figures, not written to JSON
+    seconds: float  # wall time of the accuracy pass (chunked predict_proba, not a benchmark)
+
+
+@dataclass
+class LatencyRow:
+    model: str
+    precision: str
+    provider: str
+    io_binding: bool
+    threads: int | None
+    batch_size: int | None
+    stats: LatencyStats | None = None
+    status: str = "ok"  # or "unavailable"
+    reason: str | None = None
+    active_providers: str | None = None
+    macs_per_image: int | None = None
+    gflops: float | None = None
+    fp32_peak_share: float | None = None
+
+
+@dataclass
+class KerasResult:
+    model: str
+    precision: str
+    provider: str
+    keras_path: Path
+    keras_device: str
+    comparisons: list[KerasComparison]
+    top1_agreement: float  # argmax agreement of Keras and ONNX on the largest timed batch
+    max_abs_diff: float
+    chunk: int  # the ONNX classifier's predict_proba chunk size
+
+
+@dataclass
+class BenchResult:
+    config: BenchConfig
+    environment: dict[str, Any]
+    models: list[ModelFile]
+    classes: tuple[str, ...]
+    images: np.ndarray  # the labelled images benchmarked (uint8 NHWC)
+    labels: np.ndarray
+    data_source: str
+    split: str
+    providers: list[str]  # active providers benchmarked
+    accuracy: list[AccuracyResult] = field(default_factory=list)
+    latency: list[LatencyRow] = field(default_factory=list)
+    keras: list[KerasResult] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)  # provider → reason
+    cpu_peaks: dict[int, CpuPeak | None] = field(default_factory=dict)  # threads → peak
+    notes: list[str] = field(default_factory=list)  # warnings about this run's numbers
+    data_notes: list[str] = field(default_factory=list)  # what the data loader said
+    seconds: float = 0.0
+
+    def accuracy_for(self, model: str, precision: str, provider: str) -> AccuracyResult | None:
+        for a in self.accuracy:
+            if (a.model, a.precision, a.provider) == (model, precision, provider):
+                return a
+        return None
+
+
+# --- models ---------------------------------------------------------------------------------
+
+_FILE_RE = re.compile(r"^model\.(fp32|fp16|int8)\.onnx$")
+
+
+def _precision_of(path: Path) -> str:
+    m = _FILE_RE.match(path.name)
+    if m:
+        return m.group(1)
+    try:
+        import onnx
+
+        proto = onnx.load(os.fspath(path), load_external_data=False)
+        for entry in proto.metadata_props:
+            if entry.key == "precision" and entry.value:
+                return entry.value
+    except Exception:
+        pass
+    for p in PRECISION_ORDER:
+        if p in path.stem.lower():
+            return p
+    return "unknown"
+
+
+def _name_of(path: Path) -> str:
+    return path.parent.name if _FILE_RE.match(path.name) and path.parent.name else path.stem
+
+
+def _describe(root: Path) -> str:
+    from cifarkit.runtime.models import list_exported
+
+    found = list_exported(root)
+    if not found:
+        return "no models are exported there yet"
+    return "exported: " + ", ".join(f"{n} ({'/'.join(ps)})" for n, ps in found.items())
+
+
+def resolve_models(
+    specs: Sequence[str], precisions: Sequence[str] | None = None, root: Path | None = None
+) -> list[ModelFile]:
+    """The model files to benchmark (see ``BenchConfig.models``), filtered by
+    ``precisions`` when given. Raises ``ModelError`` when nothing is left."""
+    from cifarkit.runtime.models import PRECISIONS, exported_dir, list_exported
+
+    for p in precisions or ():
+        if p not in PRECISIONS:
+            raise UsageError(f"unknown precision {p!r}; choose from {', '.join(PRECISIONS)}")
+    root = root or exported_dir()
+    files: list[Path] = []
+    if not specs:
+        found = list_exported(root)
+        if not found:
+            raise ModelError(
+                f"no exported models in {root} (each is exported/<name>/model.<precision>.onnx, "
+                "written by `cifarkit export`); pass MODEL as an .onnx file, a folder or "
+                "NAME[:precision]"
+            )
+        files = [root / name / f"model.{p}.onnx" for name, ps in found.items() for p in ps]
+    else:
+        for spec in specs:
+            path = Path(spec)
+            name, sep, _ = spec.partition(":")
+            if path.is_dir():
+                hits = sorted(path.glob("model.*.onnx")) or sorted(path.glob("*.onnx"))
+                if not hits:
+                    raise ModelError(f"{path}: no .onnx file in this folder")
+                files += hits
+            elif path.is_file():
+                files.append(path)
+            elif not sep and (root / name).is_dir() and not spec.endswith(".onnx"):
+                hits = [root / name / f"model.{p}.onnx" for p in PRECISION_ORDER]
+                hits = [h for h in hits if h.is_file()]
+                if not hits:
+                    raise ModelError(f"{root / name}: no model.<precision>.onnx files")
+                files += hits
+            elif sep and not spec.endswith(".onnx") and os.sep not in name:
+                precision = spec.partition(":")[2]
+                if precision not in PRECISIONS:
+                    raise ModelError(f"unknown precision {precision!r} in {spec!r}; choose "
+                                     f"{', '.join(PRECISIONS)}")
+                candidate = root / name / f"model.{precision}.onnx"
+                if not candidate.is_file():
+                    raise ModelError(
+                        f"no model {spec!r}: {candidate} does not exist ({_describe(root)})"
+                    )
+                files.append(candidate)
+            elif spec.endswith(".onnx") or os.sep in spec:
+                raise ModelError(f"model file {spec} does not exist")
+            else:
+                raise ModelError(f"no model {spec!r} in {root} ({_describe(root)})")
+    out: list[ModelFile] = []
+    seen: set[Path] = set()
+    for f in files:
+        key = f.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
+        mf = ModelFile(_name_of(f), _precision_of(f), f, size_bytes=f.stat().st_size)
+        if precisions and mf.precision not in precisions:
+            continue
+        out.append(mf)
+    if not out:
+        wanted = ", ".join(precisions or ())
+        raise ModelError(
+            f"none of the models has the precision(s) asked for ({wanted}); found "
+            + ", ".join(sorted({f"{_name_of(f)}:{_precision_of(f)}" for f in files}))
+        )
+    order = {p: i for i, p in enumerate(PRECISION_ORDER)}
+    out.sort(key=lambda m: (m.name, order.get(m.precision, 99), os.fspath(m.path)))
+    return out
+
+
+# --- providers ------------------------------------------------------------------------------
+
+
+def default_providers() -> list[str]:
+    """``cpu`` and ``cuda`` always (cuda is then reported as unavailable where it can't run),
+    plus ``openvino`` when this onnxruntime build contains it."""
+    from cifarkit.runtime import available_providers
+
+    out = ["cpu", "cuda"]
+    if "openvino" in available_providers():
+        out.append("openvino")
+    return out
+
+
+def _unavailable_reason(provider: str, exc: Exception) -> str:
+    from cifarkit.runtime import provider_problem
+
+    try:
+        why = provider_problem(provider) if provider != "auto" else None
+    except Exception:
+        why = None
+    return why or str(exc)
+
+
+def _open(path: Path, provider: str, threads: int | None, io_binding: bool = False) -> Any:
+    from cifarkit.runtime import Classifier
+
+    return Classifier(path, provider, threads=threads, io_binding=io_binding)
+
+
+def check_providers(
+    first_model: Path, providers: Sequence[str] | None, threads: int | None
+) -> tuple[list[str], dict[str, str]]:
+    """(active providers, {unavailable provider: reason}). Explicit providers that are not
+    active raise ``ProviderError``; the default sweep records them instead."""
+    explicit = providers is not None
+    wanted = list(dict.fromkeys(providers)) if explicit else default_providers()
+    if explicit and not wanted:
+        raise UsageError("--provider: empty list")
+    active: list[str] = []
+    unavailable: dict[str, str] = {}
+    for provider in wanted:
+        try:
+            clf = _open(first_model, provider, threads)
+        except ProviderError as exc:
+            if explicit:
+                raise
+            unavailable[provider] = _unavailable_reason(provider, exc)
+            continue
+        name = clf.provider  # "auto" resolves to the provider that became active
+        clf.close()
+        if name not in active:
+            active.append(name)
+    if not active:  # pragma: no cover - the CPU provider is in every onnxruntime build
+        raise ProviderError("no execution provider became active: " + "; ".join(
+            f"{p}: {r}" for p, r in unavailable.items()))
+    return active, unavailable
+
+
+# --- the sweep ------------------------------------------------------------------------------
+
+
+def _check_batch_sizes(sizes: Sequence[int]) -> list[int]:
+    out = list(dict.fromkeys(int(s) for s in sizes))
+    if not out:
+        raise UsageError("--batch-sizes: empty list")
+    if any(s < 1 for s in out):
+        raise UsageError(f"--batch-sizes must be >= 1, got {out}")
+    return out
+
+
+def _load_images(config: BenchConfig, progress: Progress | None) -> tuple[Any, ...]:
+    from cifarkit.data import load_dataset
+
+    if config.split not in SPLITS:
+        raise UsageError(f"--split must be one of {', '.join(SPLITS)}, got {config.split!r}")
+
+    def data_progress(done: int, total: int, what: str = "loading images") -> None:
+        if progress is not None:
+            progress(done, total, what)
+
+    # No download: that would import Keras/TensorFlow, which bench never needs for ONNX models.
+    ds = load_dataset(config.data, limit=config.limit, seed=config.seed, download=False,
+                      progress=data_progress)
+    x, y = (ds.x_test, ds.y_test) if config.split == "test" else (ds.x_train, ds.y_train)
+    return x, y, tuple(ds.classes), f"{ds.source} ({ds.kind})", list(ds.notes)
+
+
+def run_bench(
+    config: BenchConfig,
+    *,
+    images: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    classes: Sequence[str] | None = None,
+    data_source: str | None = None,
+    progress: Progress | None = None,
+) -> BenchResult:
+    """Run the benchmark. ``images``/``labels`` (uint8 NHWC, int labels) replace the data
+    source when given. ``progress(done, total, what)`` is called as the sweep advances."""
+    start = time.perf_counter()
+    iterations, duration = check_budget(config.iterations, config.duration)
+    batch_sizes = _check_batch_sizes(config.batch_sizes)
+    if config.warmup < 0:
+        raise UsageError(f"--warmup must be >= 0, got {config.warmup}")
+    if config.threads is not None and config.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {config.threads}")
+    if config.limit is not None and config.limit < 1:
+        raise UsageError(f"--limit must be >= 1, got {config.limit}")
+
+    models = resolve_models(config.models, config.precisions, config.exported)
+    providers, unavailable = check_providers(models[0].path, config.providers, config.threads)
+    keras_sources = _keras_sources(config, models)  # before the long part: fail early
+
+    environment = collect_environment(config.argv)
+    notes: list[str] = []
+    data_notes: list[str] = []
+    if images is None:
+        images, labels, data_classes, source, data_notes = _load_images(config, progress)
+    else:
+        if labels is None:
+            raise UsageError("images given without labels")
+        images = np.asarray(images)
+        labels = np.asarray(labels, dtype=np.int64)
+        data_classes = tuple(classes) if classes is not None else None
+        source = data_source or "images passed in"
+    if len(images) == 0:
+        raise UsageError("no images to benchmark on")
+
+    result = BenchResult(
+        config=config, environment=environment, models=models, classes=(),
+        images=images, labels=labels, data_source=source, split=config.split,
+        providers=providers, unavailable=unavailable, notes=notes, data_notes=data_notes,
+    )
+
+    variants = {p: ([False, True] if p in ("cuda", "tensorrt") else [False]) for p in providers}
+    total = sum(len(models) * (1 + len(variants[p]) * len(batch_sizes)) for p in providers)
+    sweep = _Sweep(result, progress, total, data_classes, batch_sizes, iterations, duration)
+    for mf in models:
+        try:
+            mf.macs = count_macs(mf.path)
+        except ModelError as exc:
+            notes.append(f"{mf.label}: MACs not counted: {exc}")
+        for provider in providers:
+            sweep.run(mf, provider, variants[provider])
+        for provider, reason in unavailable.items():
+            result.latency.append(LatencyRow(
+                mf.name, mf.precision, provider, False, config.threads, None,
+                status="unavailable", reason=reason,
+            ))
+
+    if keras_sources:
+        result.keras = _run_keras(
+            result, keras_sources, batch_sizes, config, iterations, duration, progress
+        )
+    environment["load_average_after"] = load_average()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+class _Sweep:
+    """One model file on one provider: accuracy, then latency per batch size (per I/O
+    binding variant). Keeps the progress count."""
+
+    def __init__(self, result: BenchResult, progress: Progress | None, total: int,
+                 data_classes: tuple[str, ...] | None, batch_sizes: list[int],
+                 iterations: int | None, duration: float | None) -> None:
+        self.result, self.progress, self.total = result, progress, total
+        self.data_classes, self.batch_sizes = data_classes, batch_sizes
+        self.iterations, self.duration = iterations, duration
+        self.done = 0
+
+    def _report(self, what: str, advance: bool = True) -> None:
+        self.done += int(advance)
+        if self.progress is not None:
+            self.progress(self.done, self.total, what)
+
+    def run(self, mf: ModelFile, provider: str, variants: list[bool]) -> None:
+        result, config = self.result, self.result.config
+        images, labels = result.images, result.labels
+        clf = _open(mf.path, provider, config.threads)
+        try:
+            mf.architecture = mf.architecture or clf.metadata.get("architecture")
+            mf.input_kind = clf.input_kind
+            model_classes = tuple(clf.classes)
+            _check_classes(mf, model_classes, self.data_classes, labels)
+            result.classes = result.classes or model_classes
+            self._report(f"{mf.label} on {provider}: accuracy", advance=False)
+            t0 = time.perf_counter()
+            probs = clf.predict_proba(images)
+            seconds = time.perf_counter() - t0
+            report = evaluate(probs, labels, model_classes, n_confusions=config.n_confusions)
+            result.accuracy.append(
+                AccuracyResult(mf.name, mf.precision, provider, report, probs, seconds)
+            )
+            self._report(f"{mf.label} on {provider}: accuracy")
+            for io_binding in variants:
+                if io_binding:
+                    clf.close()
+                    clf = _open(mf.path, provider, config.threads, io_binding=True)
+                what = f"{mf.label} on {provider}" + (" (I/O binding)" if io_binding else "")
+                self._report(f"{what}: latency", advance=False)
+                for stats in time_batches(
+                    clf.run_batch, images, self.batch_sizes, warmup=config.warmup,
+                    iterations=self.iterations, duration=self.duration,
+                    on_done=lambda bs, _s, w=what: self._report(f"{w}: batch {bs} done"),
+                ):
+                    result.latency.append(_latency_row(result, mf, clf, io_binding, stats))
+        finally:
+            clf.close()
+
+
+def _check_classes(
+    mf: ModelFile, model_classes: tuple[str, ...], data_classes: tuple[str, ...] | None,
+    labels: np.ndarray,
+) -> None:
+    if data_classes is not None and tuple(data_classes) != model_classes:
+        raise ModelError(
+            f"{mf.path}: the model's classes {list(model_classes)} differ from the data's "
+            f"{list(data_classes)}; accuracy would compare different label indices"
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(model_classes)):
+        raise ModelError(
+            f"{mf.path}: labels go up to {int(labels.max())} but the model has "
+            f"{len(model_classes)} classes"
+        )
+
+
+def _latency_row(
+    result: BenchResult, mf: ModelFile, clf: Any, io_binding: bool, stats: LatencyStats
+) -> LatencyRow:
+    macs = mf.macs.macs_per_image if mf.macs and not mf.macs.uncounted else None
+    gflops = achieved_gflops(macs, stats.images_per_s)
+    share = None
+    if clf.provider in ("cpu", "openvino") and gflops is not None:
+        cores = min(clf.threads, result.environment["cpu"]["physical_cores"] or clf.threads)
+        if cores not in result.cpu_peaks:
+            result.cpu_peaks[cores] = cpu_fp32_peak(cores)
+        peak = result.cpu_peaks[cores]
+        share = gflops / peak.gflops if peak else None
+    return LatencyRow(
+        mf.name, mf.precision, clf.provider, io_binding, clf.threads, stats.batch_size, stats,
+        active_providers=",".join(clf.active_providers), macs_per_image=macs, gflops=gflops,
+        fp32_peak_share=share,
+    )
+
+
+# --- Keras ----------------------------------------------------------------------------------
+
+
+def _keras_sources(config: BenchConfig, models: list[ModelFile]) -> dict[str, Path]:
+    """{model name: .keras path} for the baseline (empty when none was asked for)."""
+    from cifarkit.bench.keras_baseline import find_keras_source
+
+    if config.keras is None:
+        return {}
+    names = list(dict.fromkeys(m.name for m in models))
+    if os.fspath(config.keras) == "auto":
+        found = {}
+        for name in names:
+            first = next(m for m in models if m.name == name)
+            src = find_keras_source(first.path, name, config.runs)
+            if src is not None:
+                found[name] = src
+        if not found:
+            raise UsageError(
+                "--keras auto: no .keras source found for "
+                + ", ".join(names)
+                + " (looked at card.json's source.file beside each model and "
+                "runs/<name>/model.keras); pass --keras PATH"
+            )
+        return found
+    path = Path(config.keras)
+    if not path.is_file():
+        raise UsageError(f"--keras {path}: no such file")
+    if len(names) == 1:
+        return {names[0]: path}
+    matched = [
+        n for n in names
+        if (src := find_keras_source(next(m for m in models if m.name == n).path, n, config.runs))
+        and src.resolve() == path.resolve()
+    ]
+    if len(matched) == 1:
+        return {matched[0]: path}
+    raise UsageError(
+        f"--keras {path}: {len(names)} models are benchmarked ({', '.join(names)}) and it is "
+        "not clear which one it belongs to; benchmark one MODEL with --keras, or use --keras auto"
+    )
+
+
+def _run_keras(
+    result: BenchResult, sources: dict[str, Path], batch_sizes: list[int], config: BenchConfig,
+    iterations: int | None, duration: float | None, progress: Progress | None,
+) -> list[KerasResult]:
+    from cifarkit.bench.keras_baseline import compare_with_keras, keras_device, load_keras
+
+    out = []
+    total = len(sources) * len(batch_sizes)
+    done = 0
+    for name, src in sources.items():
+        files = [m for m in result.models if m.name == name]
+        ref = next((m for m in files if m.precision == "fp32"), files[0])
+        if progress is not None:
+            progress(done, total, f"Keras baseline: loading {src}")
+        model = load_keras(src)
+        device = keras_device()
+        provider = "cuda" if device == "gpu" and "cuda" in result.providers else "cpu"
+        if provider == "cpu" and "cpu" not in result.providers:
+            result.notes.append("Keras baseline compared with the ONNX model on cpu (not in "
+                                "--provider, opened for the baseline only)")
+        clf = _open(ref.path, provider, config.threads)
+        try:
+            def on_done(bs: int, _item: KerasComparison, _name: str = name) -> None:
+                nonlocal done
+                done += 1
+                if progress is not None:
+                    progress(done, total, f"Keras baseline {_name}: batch {bs}")
+
+            comparisons = compare_with_keras(
+                clf, model, result.images, batch_sizes, warmup=config.warmup,
+                iterations=iterations, duration=duration, on_done=on_done,
+            )
+            from cifarkit.bench.latency import make_batch
+
+            batch = make_batch(result.images, max(batch_sizes))
+            onnx_p = clf.run_batch(batch)
+            keras_p = np.asarray(model(batch.astype(np.float32), training=False))
+        finally:
+            clf.close()
+        agree = float(np.mean(onnx_p.argmax(1) == keras_p.argmax(1)))
+        diff = float(np.max(np.abs(onnx_p.astype(np.float64) - keras_p)))
+        if agree < 0.99:
+            result.notes.append(
+                f"Keras baseline {src} agrees with {ref.path} on only {agree:.1%} of "
+                f"{len(batch)} images: is it the model this ONNX file was exported from?"
+            )
+        out.append(KerasResult(name, ref.precision, provider, src, device, comparisons, agree,
+                               diff, clf.batch_size))
+    return out

@@ -1,0 +1,161 @@
+"""``cifarkit bench [MODEL...]``: accuracy, per-class errors and latency of ONNX models.
+
+Default: every model in ``exported/`` × the precisions present × ``cpu`` (+ ``cuda`` when it
+is really active; otherwise a row "unavailable: <reason>"), on the full test split, batch
+sizes 1, 8, 32, 128, 512. An explicit ``--provider`` that is not active exits with the
+provider error (code 6) before any work. TensorFlow is imported only with ``--keras``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from cifarkit.cli._common import console, err_console, parse_csv
+
+DATA_HELP = (
+    "CIFAR-10 source: a cifar-10-batches-py folder, cifar-10-python.tar.gz, or train/ and "
+    "test/ class folders. Default: $CIFARKIT_DATA, then Keras's cache."
+)
+
+
+def _progress() -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=True,
+        disable=not err_console.is_terminal,
+    )
+
+
+def _ints(value: str | None, what: str) -> list[int] | None:
+    from cifarkit.errors import UsageError
+
+    items = parse_csv(value, what)
+    if not items:
+        return None
+    try:
+        return [int(v) for v in items]
+    except ValueError:
+        raise UsageError(f"{what}: expected comma-separated integers, got {value!r}") from None
+
+
+def bench(
+    models: list[str] = typer.Argument(
+        None, help="Models: NAME (every precision in exported/NAME), NAME:PRECISION, an .onnx "
+        "file or a folder. Default: every model in exported/.", show_default=False,
+    ),
+    data: Path = typer.Option(None, "--data", help=DATA_HELP),
+    split: str = typer.Option("test", "--split", help="test | train."),
+    limit: int = typer.Option(
+        None, "--limit", min=1, help="A stratified subset of N images (default: the whole split)."
+    ),
+    provider: str = typer.Option(
+        None, "--provider", "-p", help="Comma-separated: cpu, cuda, tensorrt, openvino, auto. "
+        "Each must be really active. Default: cpu + cuda when active (else reported as "
+        "unavailable).",
+    ),
+    precision: str = typer.Option(
+        None, "--precision", help="Comma-separated: fp32, fp16, int8 (default: all present)."
+    ),
+    batch_sizes: str = typer.Option(
+        "1,8,32,128,512", "--batch-sizes", "-b", help="Comma-separated batch sizes to time."
+    ),
+    warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed runs before each timing."),
+    iterations: int = typer.Option(
+        None, "--iterations", "-n", min=1, help="Timed runs per batch size."
+    ),
+    duration: float = typer.Option(
+        None, "--duration", help="Seconds of timed runs per batch size (default 1.0; at least "
+        "5 runs). Not with --iterations.",
+    ),
+    threads: int = typer.Option(
+        None, "--threads", min=1, help="onnxruntime intra-op threads (default: physical cores)."
+    ),
+    keras: str = typer.Option(
+        None, "--keras", help="Time the Keras model too: a .keras file, or 'auto' (the source "
+        "recorded in each export's card.json, or runs/<name>/model.keras). Imports TensorFlow.",
+    ),
+    json_path: Path = typer.Option(None, "--json", help="Write the JSON report here."),
+    markdown: Path = typer.Option(
+        None, "--markdown", help="Write the Markdown report here (e.g. benchmarks/RESULTS.md)."
+    ),
+    plots: Path = typer.Option(
+        None, "--plots", help="Write the PNG figures into this folder (default with "
+        "--markdown: a figures/ folder beside it).",
+    ),
+    no_plots: bool = typer.Option(False, "--no-plots", help="No figures, even with --markdown."),
+    confusions: int = typer.Option(
+        10, "--confusions", min=0, help="How many of the most common confusions to list."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No tables on stdout."),
+) -> None:
+    """Accuracy, per-class errors and latency of exported ONNX models on real images."""
+    from rich.markup import escape
+
+    from cifarkit.bench import BenchConfig, rich_report, run_bench
+    from cifarkit.bench.report import write_figures, write_json, write_markdown
+    from cifarkit.errors import UsageError
+
+    if iterations is not None and duration is not None:
+        raise UsageError("give --iterations or --duration, not both")
+    config = BenchConfig(
+        models=list(models or []),
+        data=data,
+        split=split,
+        limit=limit,
+        providers=parse_csv(provider, "--provider") or None,
+        precisions=parse_csv(precision, "--precision") or None,
+        batch_sizes=_ints(batch_sizes, "--batch-sizes") or [],
+        warmup=warmup,
+        iterations=iterations,
+        duration=duration,
+        threads=threads,
+        keras=keras,
+        n_confusions=confusions,
+        argv=["cifarkit", *sys.argv[1:]],
+    )
+    with _progress() as bar:
+        task = bar.add_task("benchmark", total=None)
+
+        def on_progress(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, description=escape(what))
+
+        result = run_bench(config, progress=on_progress)
+
+    if not quiet:
+        for item in rich_report(result):
+            console.print(item)
+    figures: dict[str, Path] = {}
+    plot_dir = plots
+    if plot_dir is None and markdown is not None and not no_plots:
+        plot_dir = markdown.parent / "figures"
+    if plot_dir is not None and not no_plots:
+        figures = write_figures(result, plot_dir)
+        err_console.print(f"wrote {len(figures)} figures to {escape(str(plot_dir))}",
+                          highlight=False)
+    if json_path is not None:
+        write_json(result, json_path)
+        err_console.print(f"wrote {escape(str(json_path))}", highlight=False)
+    if markdown is not None:
+        write_markdown(result, markdown, figures)
+        err_console.print(f"wrote {escape(str(markdown))}", highlight=False)
+    err_console.print(
+        f"benchmarked {len(result.models)} model file(s) on {', '.join(result.providers)} "
+        f"with {len(result.labels):,} images in {result.seconds:.1f} s", highlight=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)
