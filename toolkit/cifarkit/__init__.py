@@ -1,7 +1,17 @@
 """cifarkit: train Keras CIFAR-10 classifiers, export them to ONNX, run and benchmark them.
 
-Importing the package is cheap: TensorFlow/Keras load only inside training and export.
+The public API, one name per stage::
+
+    from cifarkit import load_data, create_model, train, export_model, Classifier, run_bench
+
+Importing the package is cheap: stage modules load on first use (PEP 562), and
+TensorFlow/Keras load only inside training and export.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from cifarkit.errors import (
     CifarkitError,
@@ -15,6 +25,31 @@ from cifarkit.errors import (
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "CLASSES": "cifarkit.data",
+    "load_data": "cifarkit.data",
+    "load_dataset": "cifarkit.data",
+    "load_image": "cifarkit.data",
+    "create_model": "cifarkit.models",
+    "list_models": "cifarkit.models",
+    "train": "cifarkit.train",
+    "export_model": "cifarkit.export",
+    "Classifier": "cifarkit.runtime",
+    "predict_files": "cifarkit.runtime",
+    "resolve_model": "cifarkit.runtime",
+    "BenchConfig": "cifarkit.bench",
+    "run_bench": "cifarkit.bench",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cifarkit' has no attribute {name!r}")
+
+
 __all__ = [
     "CifarkitError",
     "DataError",
@@ -24,4 +59,5 @@ __all__ = [
     "ProviderError",
     "UsageError",
     "__version__",
+    *_LAZY,
 ]

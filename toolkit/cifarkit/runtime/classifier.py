@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from cifarkit.data.sources import CLASSES as CIFAR10_CLASSES
 from cifarkit.errors import ModelError, ProviderError, UsageError
 from cifarkit.runtime._capture import captured_output, clean_log
 from cifarkit.runtime.providers import (
@@ -55,9 +56,6 @@ from cifarkit.runtime.providers import (
     short_name,
 )
 
-CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)
 IMAGE_SHAPE = (32, 32, 3)
 
 # Chunk size before tuning has settled (and when tuning is off), per provider.
