@@ -15,11 +15,7 @@ from typing import Any
 import typer
 
 from cifarkit.cli._common import console, err_console, parse_csv
-
-DATA_HELP = (
-    "CIFAR-10 source: a cifar-10-batches-py folder, cifar-10-python.tar.gz, or train/ and "
-    "test/ class folders. Default: $CIFARKIT_DATA, then Keras's cache."
-)
+from cifarkit.cli.data_cmd import DATA_HELP
 
 
 def _progress() -> Any:
