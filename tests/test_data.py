@@ -97,7 +97,8 @@ def test_folder_cache_is_used_and_invalidated(folders):
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(target)
     os.utime(target, ns=(time.time_ns(), time.time_ns() + 10**9))
     third = load_dataset(folders)
-    assert not any("from cache" in n for n in third.notes)
+    assert not any(n.startswith("train: decoded images from cache") for n in third.notes)
+    assert any(n.startswith("test: decoded images from cache") for n in third.notes)
     idx = list(CLASSES).index("cat") * 6  # files sorted per class; 0003 is the first cat
     assert third.x_train[idx].max() == 0
 
@@ -228,3 +229,13 @@ def test_real_folders_subset(real_data):
     assert np.bincount(ds.y_test, minlength=10).tolist() == [50] * 10
     # Real photos, not blank decodes.
     assert 60 < ds.x_train.mean() < 200 and ds.x_train.std() > 30
+
+
+def test_test_split_only_and_shared_cache(folders):
+    ds = load_dataset(folders, splits=("test",))
+    assert ds.x_train.shape == (0, 32, 32, 3) and ds.x_test.shape == (30, 32, 32, 3)
+    full = load_dataset(folders)
+    assert any(n.startswith("test: decoded images from cache") for n in full.notes)
+    np.testing.assert_array_equal(full.x_test, ds.x_test)
+    with pytest.raises(DataError, match="splits"):
+        load_dataset(folders, splits=("valid",))

@@ -343,7 +343,8 @@ def _load_images(config: BenchConfig, progress: Progress | None) -> tuple[Any, .
             progress(done, total, what)
 
     # Keras's download is the last resort (it imports Keras, once, on a machine with no data).
-    ds = load_dataset(config.data, limit=config.limit, seed=config.seed, progress=data_progress)
+    ds = load_dataset(config.data, limit=config.limit, seed=config.seed, progress=data_progress,
+                      splits=(config.split,))
     x, y = (ds.x_test, ds.y_test) if config.split == "test" else (ds.x_train, ds.y_train)
     return x, y, tuple(ds.classes), f"{ds.source} ({ds.kind})", list(ds.notes)
 

@@ -36,6 +36,7 @@ CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
+SPLITS = ("train", "test")
 
 #: ``progress(done, total, what)``: called from long loads; the CLI draws a bar from it.
 Progress = Callable[[int, int, str], None]
@@ -221,24 +222,21 @@ def decode_images(
     return out
 
 
-_CACHE_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
-
-
-def _read_cache(folder: Path) -> tuple[np.ndarray, ...] | None:
+def _read_cache(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
     try:
-        return tuple(np.load(folder / f"{name}.npy") for name in _CACHE_ARRAYS)
+        return np.load(folder / "x.npy"), np.load(folder / "y.npy")
     except (OSError, ValueError):
         return None
 
 
-def _write_cache(folder: Path, arrays: tuple[np.ndarray, ...]) -> None:
-    # Plain .npy files (no zip): a cached 60,000-image load is one read per array.
+def _write_cache(folder: Path, x: np.ndarray, y: np.ndarray) -> None:
+    # Plain .npy files (no zip): a cached split is one read per array.
     # Written into a temp folder renamed into place, so a reader never sees half a cache.
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        for name, arr in zip(_CACHE_ARRAYS, arrays, strict=True):
-            np.save(tmp / f"{name}.npy", arr)
+        np.save(tmp / "x.npy", x)
+        np.save(tmp / "y.npy", y)
         try:
             os.rename(tmp, folder)
         except OSError:  # another process cached the same listing first
@@ -248,35 +246,44 @@ def _write_cache(folder: Path, arrays: tuple[np.ndarray, ...]) -> None:
         raise
 
 
-def _load_folders(
-    root: Path, limit: int | None, seed: int, progress: Progress | None, use_cache: bool
-) -> tuple[tuple[np.ndarray, ...], list[str]]:
-    notes = []
-    splits = []
-    for split in ("train", "test"):
-        listing = _list_split(root, split)
-        if limit:
-            listing = listing.subset(stratified_subset(listing.labels, limit, seed))
-        splits.append(listing)
-    digest = hashlib.sha256(
-        "\n".join(splits[0].fingerprint + ["--"] + splits[1].fingerprint).encode()
-    ).hexdigest()[:24]
+def _load_folder_split(
+    root: Path, split: str, limit: int | None, seed: int, progress: Progress | None,
+    use_cache: bool, notes: list[str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """One split of an image-folder tree, through a cache keyed by its file listing."""
+    listing = _list_split(root, split)
+    if limit:
+        listing = listing.subset(stratified_subset(listing.labels, limit, seed))
+    digest = hashlib.sha256("\n".join(listing.fingerprint).encode()).hexdigest()[:24]
     cache = cache_dir() / f"folders-{digest}"
     if use_cache and cache.is_dir():
         cached = _read_cache(cache)
         if cached is not None:
-            notes.append(f"decoded images from cache {cache}")
-            return cached, notes
-        notes.append(f"ignored unreadable cache {cache}")
-    arrays: list[np.ndarray] = []
-    for listing in splits:
-        arrays += [decode_images(listing.paths, progress=progress), listing.labels]
+            notes.append(f"{split}: decoded images from cache {cache}")
+            return cached
+        notes.append(f"{split}: ignored unreadable cache {cache}")
+    x = decode_images(listing.paths, progress=progress)
     if use_cache:
         try:
-            _write_cache(cache, tuple(arrays))
-            notes.append(f"cached decoded images in {cache}")
+            _write_cache(cache, x, listing.labels)
+            notes.append(f"{split}: cached decoded images in {cache}")
         except OSError as exc:  # a read-only home must not break loading
-            notes.append(f"could not write cache {cache}: {exc}")
+            notes.append(f"{split}: could not write cache {cache}: {exc}")
+    return x, listing.labels
+
+
+def _load_folders(
+    root: Path, limit: int | None, seed: int, progress: Progress | None, use_cache: bool,
+    splits: tuple[str, ...],
+) -> tuple[tuple[np.ndarray, ...], list[str]]:
+    notes: list[str] = []
+    empty = (np.zeros((0, 32, 32, 3), np.uint8), np.zeros(0, np.int64))
+    arrays: list[np.ndarray] = []
+    for split in ("train", "test"):
+        if split in splits:
+            arrays += _load_folder_split(root, split, limit, seed, progress, use_cache, notes)
+        else:
+            arrays += empty
     return tuple(arrays), notes
 
 
@@ -284,7 +291,8 @@ def _load_folders(
 
 
 def _load_path(
-    path: Path, limit: int | None, seed: int, progress: Progress | None, use_cache: bool
+    path: Path, limit: int | None, seed: int, progress: Progress | None, use_cache: bool,
+    splits: tuple[str, ...],
 ) -> Dataset:
     if not path.exists():
         raise DataError(f"data path {path} does not exist")
@@ -294,7 +302,7 @@ def _load_path(
     elif (folder := _batches_dir(path)) is not None:
         arrays, kind = _load_batches_dir(folder), "batches"
     elif (path / "train").is_dir() or (path / "test").is_dir():
-        arrays, notes = _load_folders(path, limit, seed, progress, use_cache)
+        arrays, notes = _load_folders(path, limit, seed, progress, use_cache, splits)
         kind = "folders"
         limit = None  # already applied before decoding
     else:
@@ -302,20 +310,20 @@ def _load_path(
             f"{path}: not a CIFAR-10 source. Expected a cifar-10-batches-py folder, the "
             "cifar-10-python.tar.gz archive, or train/<class>/ and test/<class>/ image folders"
         )
-    return _finish(arrays, str(path), kind, limit, seed, notes)
+    return _finish(arrays, str(path), kind, limit, seed, notes, splits)
 
 
 def _finish(
     arrays: tuple[np.ndarray, ...], source: str, kind: str, limit: int | None, seed: int,
-    notes: list[str],
+    notes: list[str], splits: tuple[str, ...] = SPLITS,
 ) -> Dataset:
     x_train, y_train, x_test, y_test = arrays
     for split, x in (("train", x_train), ("test", x_test)):
-        if len(x) == 0:
+        if split in splits and len(x) == 0:
             raise DataError(f"{source}: the {split} split is empty")
     if limit:
-        tr = stratified_subset(y_train, limit, seed)
-        te = stratified_subset(y_test, limit, seed)
+        tr = stratified_subset(y_train, limit, seed) if len(y_train) else slice(None)
+        te = stratified_subset(y_test, limit, seed) if len(y_test) else slice(None)
         x_train, y_train, x_test, y_test = x_train[tr], y_train[tr], x_test[te], y_test[te]
     return Dataset(x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64),
                    source=source, kind=kind, notes=notes)
@@ -329,16 +337,22 @@ def load_dataset(
     download: bool | None = None,
     use_cache: bool = True,
     progress: Progress | None = None,
+    splits: tuple[str, ...] = SPLITS,
 ) -> Dataset:
     """Load CIFAR-10 as uint8 NHWC images and int64 labels, with where it came from.
 
     ``limit`` keeps a stratified subset of ``limit`` images per split (seeded).
     ``download`` defaults to true unless ``$CIFARKIT_NO_DOWNLOAD`` is set.
+    ``splits``: ``("test",)`` skips decoding the training images of an image-folder source
+    (its ``x_train`` is then empty); pickled sources always hold both.
     """
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown or not splits:
+        raise DataError(f"splits must be a non-empty subset of {SPLITS}, got {splits}")
     if data is None and os.environ.get("CIFARKIT_DATA"):
         data = os.environ["CIFARKIT_DATA"]
     if data is not None:
-        return _load_path(Path(data).expanduser(), limit, seed, progress, use_cache)
+        return _load_path(Path(data).expanduser(), limit, seed, progress, use_cache, splits)
     cached = keras_cache_path()
     if _batches_dir(cached) is not None:
         return _finish(_load_batches_dir(cached), str(cached), "keras-cache", limit, seed, [])
