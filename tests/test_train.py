@@ -34,6 +34,12 @@ def test_recipe_overrides_and_checks():
         get_recipe("seed", epochs=0)
     with pytest.raises(UsageError, match="--val-split"):
         get_recipe("seed", val_split=1.0)
+    r = get_recipe("default", weight_decay=5e-4, label_smoothing=0.0)
+    assert (r.weight_decay, r.label_smoothing) == (5e-4, 0.0)
+    with pytest.raises(UsageError, match="--weight-decay"):
+        get_recipe("default", weight_decay=-1.0)
+    with pytest.raises(UsageError, match="--label-smoothing"):
+        get_recipe("default", label_smoothing=1.0)
 
 
 def test_augmentation_flips_and_translates():

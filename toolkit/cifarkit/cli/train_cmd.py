@@ -18,6 +18,12 @@ def train(
     batch_size: int = typer.Option(None, "--batch-size", help="Override the batch size."),
     lr: float = typer.Option(None, "--lr", help="Override the (peak) learning rate."),
     val_split: float = typer.Option(None, "--val-split", help="Validation fraction, stratified."),
+    weight_decay: float = typer.Option(
+        None, "--weight-decay", help="Override decoupled weight decay (per unit lr)."
+    ),
+    label_smoothing: float = typer.Option(
+        None, "--label-smoothing", help="Override label smoothing."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed for splits, init and augmentation."),
     data: Path = typer.Option(None, "--data", help=DATA_HELP),
     limit: int = typer.Option(None, "--limit", help="Stratified subset of N images per split."),
@@ -80,7 +86,9 @@ def train(
         with progress_bar() as data_update:
             result = run_training(
                 arch, recipe, data=data, limit=limit, epochs=epochs, batch_size=batch_size,
-                lr=lr, val_split=val_split, seed=seed, out=out, mixed_precision=mixed_precision,
+                lr=lr, val_split=val_split, weight_decay=weight_decay,
+                label_smoothing=label_smoothing, seed=seed, out=out,
+                mixed_precision=mixed_precision,
                 resume=resume, overwrite=overwrite, weights=weights, progress=on_event,
                 data_progress=data_update,
             )

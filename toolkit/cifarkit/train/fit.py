@@ -203,6 +203,8 @@ def train(
     batch_size: int | None = None,
     lr: float | None = None,
     val_split: float | None = None,
+    weight_decay: float | None = None,
+    label_smoothing: float | None = None,
     seed: int = 0,
     out: str | os.PathLike[str] | None = None,
     mixed_precision: bool = False,
@@ -216,7 +218,8 @@ def train(
     from cifarkit.models import create_model, get_model_info
 
     info = get_model_info(arch)  # fails early, with close matches, on a bad name
-    rec = get_recipe(recipe, epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split)
+    rec = get_recipe(recipe, epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split,
+                     weight_decay=weight_decay, label_smoothing=label_smoothing)
     run_dir = Path(out) if out is not None else Path("runs") / arch
     backup = run_dir / ".backup"
     if run_dir.exists() and not run_dir.is_dir():

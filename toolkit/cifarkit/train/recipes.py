@@ -76,6 +76,10 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
         raise UsageError(f"--batch-size must be at least 1, got {recipe.batch_size}")
     if not recipe.lr > 0:
         raise UsageError(f"--lr must be positive, got {recipe.lr}")
+    if recipe.weight_decay < 0:
+        raise UsageError(f"--weight-decay must be >= 0, got {recipe.weight_decay}")
+    if not 0.0 <= recipe.label_smoothing < 1.0:
+        raise UsageError(f"--label-smoothing must be in [0, 1), got {recipe.label_smoothing}")
     if not 0.0 <= recipe.val_split < 1.0:
         raise UsageError(f"--val-split must be in [0, 1), got {recipe.val_split}")
     return recipe
