@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cifarkit._sysinfo import cpu_has_vnni
+
 # Flags worth knowing for CNN inference (present/absent each recorded).
 CPU_FLAGS = (
     "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
@@ -61,7 +63,7 @@ def cpu_info() -> dict[str, Any]:
         "usable_cpus": affinity,
         "mhz": float(m) if (m := _field(text, "cpu MHz")) and _is_float(m) else None,
         "flags": {f: f in flags for f in CPU_FLAGS} if flags else {},
-        "vnni": bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"}),
+        "vnni": cpu_has_vnni(flags),
         "hypervisor": "hypervisor" in flags,
     }
     l2 = _read("/sys/devices/system/cpu/cpu0/cache/index2/size").strip()

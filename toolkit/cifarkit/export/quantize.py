@@ -15,15 +15,14 @@ top-1 agreement in int8; folded, +0.5 points, 96 % agreement and a pure QLinearC
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cifarkit._sysinfo import cpu_flags, cpu_has_vnni, cpu_name  # noqa: F401 (re-exported)
 from cifarkit.errors import ExportError, UsageError
 from cifarkit.export.convert import INPUT_NAME, OUTPUT_NAME, require
 from cifarkit.export.fold import fold_post_activation_affine
@@ -31,35 +30,6 @@ from cifarkit.export.fold import fold_post_activation_affine
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_CALIBRATION_IMAGES = 500
 CALIBRATION_BATCH = 50
-
-
-def cpu_flags() -> set[str]:
-    """The CPU feature flags from ``/proc/cpuinfo`` (empty where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    m = re.search(r"^flags\s*:\s*(.*)$", text, re.MULTILINE)
-    return set(m.group(1).split()) if m else set()
-
-
-def cpu_has_vnni(flags: set[str] | None = None) -> bool:
-    """AVX-512 VNNI or AVX-VNNI: int8 dot products without ``vpmaddubsw`` saturation."""
-    flags = cpu_flags() if flags is None else flags
-    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
-
-
-def cpu_name() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-        m = re.search(r"^model name\s*:\s*(.*)$", text, re.MULTILINE)
-        if m:
-            return m.group(1).strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 # --- FP16 ----------------------------------------------------------------------------------
