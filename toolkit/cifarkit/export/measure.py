@@ -61,7 +61,7 @@ def throughput(
     baseline). Each measurement runs whole batches for about ``seconds``. ``threads``:
     onnxruntime intra-op threads (0 = its default, one per physical core).
     """
-    from cifarkit.export.quantize import cpu_name
+    from cifarkit._sysinfo import cpu_name
 
     if "fp32" not in models:
         raise ValueError("throughput needs the fp32 baseline")

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from cifarkit._sysinfo import cpu_flags, cpu_has_vnni, cpu_name  # noqa: F401 (re-exported)
+from cifarkit._sysinfo import cpu_has_vnni
 from cifarkit.errors import ExportError, UsageError
 from cifarkit.export.convert import INPUT_NAME, OUTPUT_NAME, require
 from cifarkit.export.fold import fold_post_activation_affine
