@@ -149,7 +149,7 @@ def render_readme(card: dict[str, Any]) -> str:
         "print(classes[int(probs.argmax())], float(probs.max()))",
         "```",
         "",
-        f"or `cifarkit predict {first} IMAGES…`.",
+        f"or `cifarkit predict --model {first} IMAGES…`.",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in card["versions"].items()) + ".",
         "",
