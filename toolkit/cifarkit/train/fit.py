@@ -218,6 +218,12 @@ def train(
     from cifarkit.models import create_model, get_model_info
 
     info = get_model_info(arch)  # fails early, with close matches, on a bad name
+    if arch == "vgg16-finetune":
+        # Refuse rather than silently train only the frozen head under the fine-tune name.
+        raise UsageError(
+            "training vgg16-finetune (head, then block5 unfrozen at a low learning rate) is not "
+            "implemented yet; train vgg16-transfer for the frozen-base model"
+        )
     rec = get_recipe(recipe, epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split,
                      weight_decay=weight_decay, label_smoothing=label_smoothing)
     run_dir = Path(out) if out is not None else Path("runs") / arch
