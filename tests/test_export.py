@@ -265,7 +265,9 @@ def test_fold_post_relu_batchnorm_is_exact(tmp_path):
                if n.op_type == "Add")
     onnx.checker.check_model(folded, full_check=True)
     x = np.random.default_rng(1).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
-    np.testing.assert_allclose(_run(folded, x), _run(pre, x), atol=1e-5)
+    # Exact algebra; float32 reassociation (kernel choice varies with load) leaves ~1e-5,
+    # so the bound is the fp32 parity gate's 1e-4.
+    np.testing.assert_allclose(_run(folded, x), _run(pre, x), atol=1e-4)
 
 
 def test_int8_of_trained_looking_batchnorm_is_a_clean_int8_chain(tmp_path):
