@@ -191,27 +191,25 @@ def quantize_int8(
     with tempfile.TemporaryDirectory(prefix="cifarkit-int8-") as tmp:
         src, pre, out = (os.path.join(tmp, f) for f in ("fp32.onnx", "pre.onnx", "int8.onnx"))
         onnx.save(proto, src)
-        try:
+        def pre_process(what: str) -> None:
             # Symbolic shape inference (needs sympy) is for dynamic-shape transformer graphs;
             # ours are static but for the batch dim, which onnx's own inference handles.
-            quant_pre_process(src, pre, skip_symbolic_shape=True)
-        except Exception as exc:
-            raise ExportError(
-                f"int8 pre-processing (quant_pre_process) failed: {type(exc).__name__}: {exc}"
-            ) from None
+            try:
+                quant_pre_process(src, pre, skip_symbolic_shape=True)
+            except Exception as exc:
+                raise ExportError(
+                    f"int8 pre-processing of {what} (quant_pre_process) failed: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+
+        pre_process("the graph")
         pre_proto = onnx.load(pre)
         folded, n_folded = fold_post_activation_affine(pre_proto)
         if n_folded:
             _check_same(pre_proto, folded, calibration_images[:CALIBRATION_BATCH])
             onnx.save(folded, src)
-            try:
-                # Again, so a bias the fold gave a MatMul is fused into a Gemm.
-                quant_pre_process(src, pre, skip_symbolic_shape=True)
-            except Exception as exc:
-                raise ExportError(
-                    f"int8 pre-processing of the folded graph failed: {type(exc).__name__}: "
-                    f"{exc}"
-                ) from None
+            # Again, so a bias the fold gave a MatMul is fused into a Gemm.
+            pre_process("the folded graph")
         excluded = _output_softmax(onnx.load(pre))
         try:
             quantize_static(
