@@ -13,7 +13,11 @@ from cifarkit.cli.data_cmd import DATA_HELP
 
 def train(
     arch: str = typer.Argument(..., help="Architecture name (see `cifarkit models`)."),
-    recipe: str = typer.Option("default", "--recipe", help="default | seed (the notebook's)."),
+    recipe: str = typer.Option(
+        None, "--recipe",
+        help="default | seed (the notebook's) | fast (airbench94's). "
+             "Default: the architecture's own (fast for fastnet*, else default).",
+    ),
     epochs: int = typer.Option(None, "--epochs", help="Override the recipe's epochs."),
     batch_size: int = typer.Option(None, "--batch-size", help="Override the batch size."),
     lr: float = typer.Option(None, "--lr", help="Override the (peak) learning rate."),
@@ -97,7 +101,8 @@ def train(
     if result.interrupted:
         err_console.print(
             f"[yellow]interrupted after {len(result.epoch_seconds)} epoch(s)[/]; continue with "
-            f"`cifarkit train {arch} --recipe {recipe} --out {result.run_dir} --resume`")
+            f"`cifarkit train {arch} --recipe {result.recipe.name} --out {result.run_dir} "
+            "--resume`")
         raise typer.Exit(130)
     table = Table(title=f"{arch} · recipe {result.recipe.name}")
     table.add_column("metric")

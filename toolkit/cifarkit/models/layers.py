@@ -17,3 +17,78 @@ class ReverseChannels(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):  # type: ignore[no-untyped-def]
         return input_shape
+
+
+@keras.saving.register_keras_serializable(package="cifarkit")
+class FlipBatch(keras.layers.Layer):
+    """Test-time flip augmentation, part 1: at inference, append the mirrored batch.
+
+    ``[x]`` becomes ``[x; flip(x)]`` (batch doubled); :class:`MeanHalves` later averages the
+    two halves. In training both are the identity, so the same ``.keras`` file trains fast
+    and predicts with TTA, and the exported ONNX graph carries the TTA with it.
+    """
+
+    def call(self, inputs, training=None):  # type: ignore[no-untyped-def]
+        if training:
+            return inputs
+        return keras.ops.concatenate([inputs, keras.ops.flip(inputs, axis=2)], axis=0)
+
+    def compute_output_shape(self, input_shape):  # type: ignore[no-untyped-def]
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="cifarkit")
+class MeanHalves(keras.layers.Layer):
+    """Test-time flip augmentation, part 2: average the logits of the two batch halves."""
+
+    def call(self, inputs, training=None):  # type: ignore[no-untyped-def]
+        if training:
+            return inputs
+        first, second = keras.ops.split(inputs, 2, axis=0)
+        return (first + second) * 0.5
+
+    def compute_output_shape(self, input_shape):  # type: ignore[no-untyped-def]
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="cifarkit")
+class BiasAdd(keras.layers.Layer):
+    """A trainable per-channel bias (beside a frozen convolution, e.g. the whitening stem)."""
+
+    def build(self, input_shape):  # type: ignore[no-untyped-def]
+        self.bias = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="bias")
+
+    def call(self, inputs):  # type: ignore[no-untyped-def]
+        return inputs + self.bias
+
+    def compute_output_shape(self, input_shape):  # type: ignore[no-untyped-def]
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="cifarkit")
+class PartialDirac(keras.initializers.Initializer):
+    """He-uniform-ish 3×3 kernels whose first ``min(in, out)`` filters start as identities.
+
+    airbench94's trick: each conv starts close to passing its input through, which makes
+    the first epochs of a short schedule productive.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):  # type: ignore[no-untyped-def]
+        import numpy as np
+
+        kh, kw, cin, cout = shape
+        # PyTorch's default conv init (kaiming-uniform, a=sqrt(5)): U(±1/sqrt(fan_in)).
+        bound = 1.0 / np.sqrt(kh * kw * cin)
+        # keras.random: seeded by keras.utils.set_random_seed when ``seed`` is None.
+        w = np.array(keras.ops.convert_to_numpy(
+            keras.random.uniform(shape, -bound, bound, seed=self.seed)), dtype="float32")
+        n = min(cin, cout)
+        w[:, :, :, :n] = 0.0
+        w[kh // 2, kw // 2, np.arange(n), np.arange(n)] = 1.0
+        return keras.ops.convert_to_tensor(w, dtype=dtype or "float32")
+
+    def get_config(self):  # type: ignore[no-untyped-def]
+        return {"seed": self.seed}

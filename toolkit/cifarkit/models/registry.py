@@ -27,6 +27,8 @@ class ModelInfo:
     train_defaults: dict[str, Any] = field(default_factory=dict)
     #: "imagenet" for transfer models: they want pretrained weights by default.
     pretrained: str | None = None
+    #: ``init(model, x_train)`` run by ``train`` before fitting (e.g. fastnet's whitening).
+    data_init: Callable[[Any, Any], None] | None = None
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -40,13 +42,14 @@ def register_model(
     notebook_accuracy: str = "",
     train_defaults: dict[str, Any] | None = None,
     pretrained: str | None = None,
+    data_init: Callable[[Any, Any], None] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
         _REGISTRY[name] = ModelInfo(
             name, fn, description, family, notebook_accuracy, dict(train_defaults or {}),
-            pretrained,
+            pretrained, data_init,
         )
         return fn
 
@@ -55,7 +58,7 @@ def register_model(
 
 def _ensure_loaded() -> None:
     # Importing the family modules registers them; they import Keras only inside builders.
-    from cifarkit.models import seed, vgg  # noqa: F401
+    from cifarkit.models import fastnet, seed, vgg  # noqa: F401
 
 
 def list_models(pattern: str = "*") -> list[str]:

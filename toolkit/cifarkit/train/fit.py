@@ -117,6 +117,10 @@ def _schedule(recipe: Recipe, steps_per_epoch: int) -> Any:
             warmup_target=recipe.lr if warmup else None,
             warmup_steps=warmup,
         )
+    if recipe.schedule == "triangle":
+        from cifarkit.train.schedules import Triangle
+
+        return Triangle(recipe.lr, total, warmup, recipe.lr_start_factor, recipe.lr_end_factor)
     raise UsageError(f"unknown schedule {recipe.schedule!r}")
 
 
@@ -195,7 +199,7 @@ def _one_hot(y: np.ndarray, n: int = 10) -> np.ndarray:
 
 def train(
     arch: str,
-    recipe: str = "default",
+    recipe: str | None = None,
     *,
     data: str | os.PathLike[str] | None = None,
     limit: int | None = None,
@@ -214,7 +218,10 @@ def train(
     progress: TrainProgress | None = None,
     data_progress: Callable[[int, int, str], None] | None = None,
 ) -> TrainResult:
-    """Train ``arch`` with ``recipe``; write and return the run. Ctrl-C leaves a resumable run."""
+    """Train ``arch`` with ``recipe``; write and return the run. Ctrl-C leaves a resumable run.
+
+    ``recipe=None`` takes the architecture's own (``fast`` for fastnet, else ``default``).
+    """
     from cifarkit.models import create_model, get_model_info
 
     info = get_model_info(arch)  # fails early, with close matches, on a bad name
@@ -224,6 +231,8 @@ def train(
             "training vgg16-finetune (head, then block5 unfrozen at a low learning rate) is not "
             "implemented yet; train vgg16-transfer for the frozen-base model"
         )
+    if recipe is None:
+        recipe = str(info.train_defaults.get("recipe", "default"))
     rec = get_recipe(recipe, epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split,
                      weight_decay=weight_decay, label_smoothing=label_smoothing)
     run_dir = Path(out) if out is not None else Path("runs") / arch
@@ -271,6 +280,8 @@ def train(
     finally:
         keras.config.set_dtype_policy(policy)
 
+    if info.data_init is not None and not resume:
+        info.data_init(model, x_tr)  # e.g. fastnet's patch-whitening stem
     steps = int(np.ceil(len(x_tr) / rec.batch_size))
     model.compile(
         optimizer=_optimizer(rec, steps),
@@ -302,6 +313,10 @@ def train(
             # On resume, only a better epoch than the ones already run replaces the best.
             initial_value_threshold=max(history.get("val_accuracy", [None]) or [None],
                                         key=lambda v: -1 if v is None else v)))
+    if rec.lookahead:
+        from cifarkit.train.schedules import lookahead_callback
+
+        callbacks.append(lookahead_callback(rec.epochs * steps))
     callbacks.append(_ProgressCallback(emit, rec.epochs, steps))
 
     if rec.flip or rec.translate:

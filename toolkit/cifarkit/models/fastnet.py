@@ -1,0 +1,124 @@
+"""``fastnet``: a fast-training CIFAR-10 network after Keller Jordan's airbench94.
+
+airbench94 (https://github.com/KellerJordan/cifar10-airbench) reaches 94 % test accuracy in
+about 10 epochs. Kept here, in Keras-only code (any backend):
+- a 2×2 stem convolution initialised from the eigen-decomposition of training patches
+  (patch whitening, ``init_whitening``), frozen, followed by a trainable bias and GELU;
+- three blocks of conv → max-pool → BatchNorm → GELU → conv → BatchNorm → GELU, widths
+  64/256/256, BatchNorm without scale (the following conv absorbs it) and momentum 0.6
+  in PyTorch's convention (0.4 in Keras's);
+- convolutions initialised as partial identities (``PartialDirac``);
+- global max pooling, a bias-free linear head scaled by 1/9;
+- test-time flip augmentation inside the graph (``FlipBatch``/``MeanHalves``), so the
+  exported ONNX file averages an image and its mirror with no extra code at the caller.
+Input: raw 0–255 RGB; the CIFAR-10 mean/std normalisation is a layer of the model.
+The recipe (Nesterov SGD, label smoothing 0.2, flip + 2 px translation, a triangular
+schedule, optional lookahead) is ``--recipe fast`` in :mod:`cifarkit.train.recipes`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cifarkit.models.registry import register_model
+
+# Per-channel statistics of the CIFAR-10 training set (0–1 scale), as airbench uses them.
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+WHITEN_WIDTH = 12  # 2×2×3 patch dimensions; the stem has twice as many (±eigenvectors)
+
+
+def _fastnet(
+    name: str,
+    widths: tuple[int, int, int],
+    num_classes: int,
+    tta: bool,
+    bn_momentum: float,
+) -> Any:
+    import keras
+    from keras import layers
+
+    from cifarkit.models.layers import BiasAdd, FlipBatch, MeanHalves, PartialDirac
+
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    inputs = keras.Input((32, 32, 3), name="images")
+    mean = np.array(CIFAR_MEAN, dtype="float32")
+    std = np.array(CIFAR_STD, dtype="float32")
+    # (x/255 - mean)/std as a single affine layer: no weights to train or to lose.
+    x = layers.Rescaling(scale=(1 / (255 * std)).tolist(), offset=(-mean / std).tolist(),
+                         name="normalize")(inputs)
+    if tta:
+        x = FlipBatch(name="tta_flip")(x)
+    x = layers.Conv2D(2 * WHITEN_WIDTH, 2, padding="valid", use_bias=False, trainable=False,
+                      name="whiten")(x)
+    x = BiasAdd(name="whiten_bias")(x)
+    x = layers.Activation("gelu", name="whiten_gelu")(x)
+    for i, width in enumerate(widths, start=1):
+        for j in (1, 2):
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False,
+                              kernel_initializer=PartialDirac(), name=f"block{i}_conv{j}")(x)
+            if j == 1:
+                x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+            x = layers.BatchNormalization(momentum=bn_momentum, epsilon=1e-12, scale=False,
+                                          name=f"block{i}_bn{j}")(x)
+            x = layers.Activation("gelu", name=f"block{i}_gelu{j}")(x)
+    x = layers.GlobalMaxPooling2D(name="global_pool")(x)
+    x = layers.Dense(num_classes, use_bias=False, name="head")(x)
+    x = layers.Rescaling(1 / 9, name="head_scale")(x)
+    if tta:
+        x = MeanHalves(name="tta_mean")(x)
+    outputs = layers.Activation("softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def init_whitening(model: Any, x_train: np.ndarray, n: int = 5000, eps: float = 5e-4) -> None:
+    """Set the ``whiten`` stem from the 2×2 patch covariance of ``n`` training images.
+
+    Filters are the covariance's eigenvectors scaled by 1/sqrt(eigenvalue + eps), and their
+    negatives (so GELU keeps both signs). Deterministic: the first ``n`` images are used.
+    """
+    layer = model.get_layer("whiten")
+    norm = model.get_layer("normalize")
+    x = np.asarray(x_train[:n], dtype=np.float32)
+    x = x * np.asarray(norm.scale, dtype=np.float32) + np.asarray(norm.offset, dtype=np.float32)
+    cov = np.zeros((4 * 3, 4 * 3))
+    count = 0
+    for start in range(0, len(x), 1000):  # chunks keep the patch matrix small
+        xb = x[start:start + 1000]
+        # Every 2×2 patch as a row in (kh, kw, c) order, the layout of a Keras kernel.
+        patches = np.stack([xb[:, dy:dy + 31, dx:dx + 31, :]
+                            for dy in (0, 1) for dx in (0, 1)], axis=3)
+        flat = patches.reshape(-1, 12).astype(np.float64)
+        cov += flat.T @ flat
+        count += len(flat)
+    cov /= count
+    eigvals, eigvecs = np.linalg.eigh(cov)  # ascending
+    eigvals, eigvecs = eigvals[::-1], eigvecs[:, ::-1]
+    filters = eigvecs / np.sqrt(eigvals + eps)  # columns: one whitening filter each
+    kernel = np.concatenate([filters, -filters], axis=1).reshape(2, 2, 3, 2 * WHITEN_WIDTH)
+    layer.set_weights([kernel.astype(np.float32)])
+
+
+@register_model(
+    "fastnet",
+    description="airbench94-style net, 64/256/256, whitened stem, flip TTA in graph (~94 %)",
+    family="fast",
+    train_defaults={"recipe": "fast"},
+    data_init=init_whitening,
+)
+def fastnet(num_classes: int = 10, tta: bool = True, bn_momentum: float = 0.4) -> Any:
+    return _fastnet("fastnet", (64, 256, 256), num_classes, tta, bn_momentum)
+
+
+@register_model(
+    "fastnet-s",
+    description="fastnet at half width (32/128/128): ~4× fewer MACs, for CPU training",
+    family="fast",
+    train_defaults={"recipe": "fast"},
+    data_init=init_whitening,
+)
+def fastnet_s(num_classes: int = 10, tta: bool = True, bn_momentum: float = 0.4) -> Any:
+    return _fastnet("fastnet-s", (32, 128, 128), num_classes, tta, bn_momentum)
