@@ -180,6 +180,7 @@ def time_batches(
     warmup: int = DEFAULT_WARMUP,
     iterations: int | None = None,
     duration: float | None = None,
+    min_iterations: int = MIN_ITERATIONS,
     on_done: Callable[[int, LatencyStats], None] | None = None,
 ) -> list[LatencyStats]:
     """``measure`` ``run(batch)`` at each batch size, on batches prepared up front."""
@@ -188,7 +189,8 @@ def time_batches(
     for bs in batch_sizes:
         batch = batches[bs]
         stats = measure(lambda b=batch: run(b), batch_size=bs, warmup=warmup,
-                        iterations=iterations, duration=duration)
+                        iterations=iterations, duration=duration,
+                        min_iterations=min_iterations)
         out.append(stats)
         if on_done is not None:
             on_done(bs, stats)
