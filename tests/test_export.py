@@ -43,6 +43,10 @@ RUN_INFO = {
     "data_source": "/data/cifar10", "test_accuracy": 0.7123, "test_loss": 0.85,
     "val_split": 0.1, "hyperparameters": {"lr": 0.001, "batch_size": 64},
     "versions": {"tensorflow": "2.21.0"}, "status": "complete",
+    "command": "cifarkit train cnn-batchnorm --epochs 3 --data /data/cifar10",
+    "train_seconds": 5432.1, "epoch_seconds": [1810.0, 1811.0, 1811.1], "device": "CPU",
+    "data": {"kind": "folders", "train": 45000, "val": 5000, "test": 10000},
+    "finished_utc": "2026-01-02T03:04:05+00:00", "params": 892842,
 }
 
 
@@ -131,7 +135,7 @@ def full_export(cnn_run, data, tmp_path_factory):
     run, _ = cnn_run
     out = tmp_path_factory.mktemp("exported") / "cnn-batchnorm"
     result = export_model(run, out, data=data, calibration_images=64, parity_images=300,
-                          bench_rounds=2)
+                          bench_rounds=2, latency_batch_sizes=(1, 8, 32), latency_seconds=0.02)
     return result
 
 
@@ -363,6 +367,142 @@ def test_card_json_matches_the_files_on_disk(full_export):
         assert name in readme
 
 
+def _keras_macs(model) -> int:
+    """MACs per image from the Keras layers (Conv2D and Dense), independent of the ONNX graph."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            kh, kw, c_in, _ = layer.kernel.shape
+            total += h * w * c_out * kh * kw * c_in
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(np.prod(layer.kernel.shape))
+    return total
+
+
+def test_card_has_params_macs_latency_training_and_checksums(full_export, cnn_run):
+    from cifarkit._sysinfo import cpu_name
+
+    run, model = cnn_run
+    out = full_export.out_dir
+    card = json.loads((out / "card.json").read_text())
+    assert card["params"] == model.count_params() > 0
+    assert card["macs_per_image"] == _keras_macs(model) > 0
+    assert card["macs"]["uncounted"] == []
+    training = card["training"]
+    for key in ("command", "epochs", "seed", "train_seconds", "data_source", "data", "device",
+                "finished_utc"):
+        assert training[key] == RUN_INFO[key]
+    assert card["reproduce"].startswith(f"cifarkit export {run} --out {out} ")
+    assert "--precision fp32,fp16,int8" in card["reproduce"]
+    setup = card["latency"]
+    assert setup["provider"] == "CPUExecutionProvider" and setup["cpu"] == cpu_name()
+    assert 1 <= setup["threads"] <= setup["logical_cpus"]
+    assert setup["batch_sizes"] == [1, 8, 32]
+    for entry in card["files"]:
+        assert entry["evaluation"] is None  # synthetic data: no accuracy claimed
+        lat = entry["latency"]
+        points = {p["batch_size"]: p for p in lat["points"]}
+        assert sorted(points) == [1, 8, 32] and lat["skipped_batch_sizes"] == []
+        for bs, p in points.items():
+            assert p["p50_ms"] > 0 and p["iterations"] >= 3
+            assert p["p50_ms_per_image"] == pytest.approx(p["p50_ms"] / bs)
+        best = max(points.values(), key=lambda p: p["images_per_s"])
+        assert lat["best"]["batch_size"] == best["batch_size"]
+        assert lat["best"]["images_per_s"] == best["images_per_s"]
+    readme = (out / "README.md").read_text()
+    for text in ("## Size and compute", f"parameters: {model.count_params():,}",
+                 f"{card['macs_per_image']:,}", "## Latency on the export machine",
+                 f"{setup['threads']} intra-op threads", setup["cpu"], "batch 32 p50",
+                 "## Reproduce", card["reproduce"], RUN_INFO["command"],
+                 "training time: 1 h 30 min", "45,000 train"):
+        assert text in readme, text
+    for entry in card["files"]:  # full hashes, in `sha256sum -c` format
+        assert f"{entry['sha256']}  {entry['file']}" in readme
+    assert "## Per-class accuracy" not in readme and "## Top confusions" not in readme
+
+
+def test_latency_sweep_always_times_batch_1_and_32_and_skips_over_budget(full_export, data):
+    from cifarkit.export.measure import latency_sweep
+
+    lat, threads = latency_sweep(full_export.out_dir / "model.fp32.onnx", data.x_test,
+                                 batch_sizes=(1, 8, 64), seconds=0.01, budget_s=0.0)
+    assert [p["batch_size"] for p in lat["points"]] == [1, 32]
+    assert lat["skipped_batch_sizes"] == [8, 64] and threads >= 1
+    assert lat["best"]["batch_size"] in (1, 32)
+
+
+def test_card_evaluation_is_per_class_and_latency_only_when_benchmarking(cnn_run, tmp_path):
+    """Labels = the Keras predictions with every 10th moved to the next class: fp32 top-1 is
+    exactly 90 %, and the per-class rows and confusions are checked against a recount."""
+    run, model = cnn_run
+    base = synthetic_dataset(n_train=100, n_test=200, seed=5)
+    pred = np.asarray(model(base.x_test.astype(np.float32), training=False)).argmax(1)
+    y = pred.copy()
+    y[::10] = (y[::10] + 1) % 10
+    labelled = Dataset(base.x_train, base.y_train, base.x_test, y, source="fixture",
+                       kind="fixture")
+    result = export_model(run, tmp_path / "out", precisions=["fp32", "fp16"], data=labelled,
+                          parity_images=50, benchmark=False)
+    card = json.loads((tmp_path / "out" / "card.json").read_text())
+    assert card["latency"] is None and card["benchmark"] is None
+    assert "--no-bench" in card["reproduce"]
+    fp32 = card["files"][0]["evaluation"]
+    assert card["files"][0]["latency"] is None and result.file("fp32").latency is None
+    assert fp32["top1"] == result.file("fp32").accuracy == pytest.approx(0.9)
+    assert 0.9 <= fp32["top3"] <= 1.0 and 0.0 <= fp32["macro_f1"] <= 1.0
+    cm = np.zeros((10, 10), int)
+    np.add.at(cm, (y, pred), 1)
+    assert fp32["confusion_matrix"] == cm.tolist()
+    for i, row in enumerate(fp32["per_class"]):
+        assert row["class"] == CLASSES[i] and row["support"] == int((y == i).sum())
+        assert row["recall"] == pytest.approx(cm[i, i] / cm[i].sum() if cm[i].sum() else 0.0)
+    off = sorted(((cm[t, p], t, p) for t in range(10) for p in range(10) if t != p and cm[t, p]),
+                 key=lambda c: (-c[0], c[1], c[2]))[:5]
+    assert [(c["true"], c["predicted"], c["count"]) for c in fp32["top_confusions"]] == [
+        (CLASSES[t], CLASSES[p], int(n)) for n, t, p in off]
+    assert card["files"][1]["evaluation"]["top1"] == result.file("fp16").accuracy
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "## Per-class accuracy" in readme and "## Top confusions" in readme
+    assert "fp32 recall | fp32 precision | fp16 recall | fp16 precision" in readme
+    assert all(f"| {name} | {int((y == i).sum()):,} |" in readme
+               for i, name in enumerate(CLASSES))
+    t, p = fp32["top_confusions"][0]["true"], fp32["top_confusions"][0]["predicted"]
+    assert f"| {t} → {p} | {fp32['top_confusions'][0]['count']:,} (" in readme
+    assert "## Latency" not in readme
+
+
+def test_macs_count_in_graph_flip_tta_per_input_image(tmp_path, data):
+    """FlipBatch doubles the batch inside the graph: the same layers cost 2× per image."""
+    from cifarkit.models.layers import FlipBatch, MeanHalves
+
+    def tiny(tta: bool):
+        inputs = keras.Input((32, 32, 3), name="images")
+        x = keras.layers.Rescaling(1 / 255, name="rescale")(inputs)
+        if tta:
+            x = FlipBatch(name="tta_flip")(x)
+        x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv")(x)
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        x = keras.layers.Dense(10, name="logits")(x)
+        if tta:
+            x = MeanHalves(name="tta_mean")(x)
+        outputs = keras.layers.Softmax(name="predictions")(x)
+        return keras.Model(inputs, outputs, name="tiny-tta" if tta else "tiny")
+
+    cards = {}
+    for tta in (False, True):
+        model = tiny(tta)
+        model.save(tmp_path / f"{model.name}.keras")
+        result = export_model(tmp_path / f"{model.name}.keras", tmp_path / model.name,
+                              precisions=["fp32"], data=data, parity_images=32,
+                              benchmark=False)
+        cards[tta] = result.card
+    plain = 32 * 32 * 8 * 3 * 3 * 3 + 8 * 10  # conv + dense
+    assert cards[False]["macs_per_image"] == plain
+    assert cards[True]["macs_per_image"] == 2 * plain
+    assert cards[True]["params"] == cards[False]["params"] == 8 * 27 + 8 + 8 * 10 + 10
+
+
 def test_accuracy_is_measured_on_labelled_data(cnn_run, tmp_path):
     """Labels = the Keras model's own predictions, so fp32 accuracy must be exactly 100 %."""
     run, model = cnn_run
@@ -458,7 +598,8 @@ def test_reexport_replaces_files_and_drops_other_precisions(full_export, cnn_run
 def test_int8_only_keeps_fp32_as_an_unwritten_baseline(cnn_run, data, tmp_path):
     run, _ = cnn_run
     result = export_model(run, tmp_path / "out", precisions=["int8"], data=data,
-                          calibration_images=20, parity_images=50, bench_rounds=1)
+                          calibration_images=20, parity_images=50, bench_rounds=1,
+                          latency_batch_sizes=(1, 32), latency_seconds=0.02)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "README.md", "card.json", "model.int8.onnx"]
     assert [(f.precision, f.written) for f in result.files] == [("fp32", False), ("int8", True)]

@@ -56,6 +56,16 @@ def _render(result: Any) -> None:
         threads = "default threads" if t.threads == 0 else f"{t.threads} thread(s)"
         console.print(f"speed: batch {t.batch}, onnxruntime CPU, {threads}, {t.cpu} "
                       f"({t.cpu_count} cores), median ratio of {t.rounds} interleaved rounds")
+    if result.latency_setup is not None:
+        ls = result.latency_setup
+        console.print(f"latency: onnxruntime CPU, {ls.threads} threads, {ls.cpu} (p50 per call)")
+        for f in result.files:
+            if f.latency:
+                by = {p["batch_size"]: p for p in f.latency["points"]}
+                best = f.latency["best"]
+                console.print(f"  {f.precision}: batch 1 {by[1]['p50_ms']:.2f} ms · batch 32 "
+                              f"{by[32]['p50_ms']:.1f} ms · best {best['images_per_s']:,.0f} "
+                              f"img/s at batch {best['batch_size']}")
     if result.quantization is not None:
         q = result.quantization
         console.print(f"int8: QDQ S8S8 per-channel, {q.calibration_method} calibration on "
@@ -96,7 +106,9 @@ def export(
         False, "--no-check", help="Skip the Keras-vs-ONNX parity check (the ONNX checker, the "
         "contract and onnxruntime loading still run)."
     ),
-    no_bench: bool = typer.Option(False, "--no-bench", help="Skip the speed measurement."),
+    no_bench: bool = typer.Option(
+        False, "--no-bench", help="Skip the speed ratio and the latency sweep."
+    ),
     bench_threads: int = typer.Option(
         1, "--bench-threads", min=0,
         help="onnxruntime threads for the speed ratio (0 = its default, one per core).",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-CARD_VERSION = 1
+#: 2: per-file evaluation and latency, params, MACs, the equivalent command (`reproduce`).
+CARD_VERSION = 2
 
 
 def _pct(x: float | None) -> str:
@@ -17,6 +18,142 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return str(n)
+
+
+def _count(n: int | None) -> str:
+    """``1.23 M`` / ``45.6 k``: params and MACs at a glance (exact values are in card.json)."""
+    if n is None:
+        return "—"
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return str(n)
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s" if m else f"{seconds:.1f} s"
+
+
+def _ms(x: float) -> str:
+    return f"{x:.2f} ms" if x < 10 else f"{x:.1f} ms"
+
+
+def _training_lines(training: dict[str, Any]) -> list[str]:
+    hp = training.get("hyperparameters") or {}
+    data = training.get("data_source")
+    split = training.get("data") or {}
+    if data and split.get("train") is not None:
+        data = (f"{data} ({split.get('kind', '?')}; {split['train']:,} train / "
+                f"{split.get('val', 0):,} validation / {split.get('test', 0):,} test images)")
+    seconds = training.get("train_seconds")
+    items = [
+        ("recipe", training.get("recipe")), ("epochs", training.get("epochs")),
+        ("seed", training.get("seed")), ("data", data),
+        ("validation split", training.get("val_split")),
+        ("pretrained weights", training.get("weights")),
+        ("mixed precision", training.get("mixed_precision") or None),
+        ("device", training.get("device")),
+        ("training time", None if seconds is None else
+         f"{_duration(seconds)} ({seconds:.0f} s, sum of the epochs)"),
+        ("finished", training.get("finished_utc")),
+        ("Keras test accuracy", _pct(training.get("test_accuracy"))
+         if training.get("test_accuracy") is not None else None),
+    ]
+    lines = [f"- {k}: {v}" for k, v in items if v is not None]
+    if hp:
+        lines.append("- hyper-parameters: " + ", ".join(f"{k}={v}" for k, v in hp.items()))
+    if training.get("command"):
+        lines += ["", "Trained with:", "", "```sh", training["command"], "```"]
+    return lines
+
+
+def _evaluation_lines(files: list[dict[str, Any]]) -> list[str]:
+    """Per-class table (recall / precision of every file side by side) and top confusions."""
+    evals = [(f["precision"], f["evaluation"]) for f in files if f.get("evaluation")]
+    if not evals:
+        return []
+    lines = ["", "## Per-class accuracy", "",
+             "Recall is the share of a class's test images classified as that class; precision "
+             "the share of predictions of that class that are right.", ""]
+    lines += ["| file | top-1 | top-3 | macro F1 |", "|---|---:|---:|---:|"]
+    lines += [f"| {p} | {_pct(e['top1'])} | {_pct(e['top3'])} | {e['macro_f1']:.3f} |"
+              for p, e in evals]
+    lines.append("")
+    head = "| class | images | " + " | ".join(f"{p} recall | {p} precision" for p, _ in evals)
+    lines += [head + " |", "|---|---:|" + "---:|---:|" * len(evals)]
+    first = evals[0][1]["per_class"]
+    for i, row in enumerate(first):
+        cells = " | ".join(f"{_pct(e['per_class'][i]['recall'])} | "
+                           f"{_pct(e['per_class'][i]['precision'])}" for _, e in evals)
+        lines.append(f"| {row['class']} | {row['support']:,} | {cells} |")
+    # Rows: every file's top confusions, in the first file's order; counts from each matrix.
+    classes = [r["class"] for r in first]
+    pairs: list[tuple[str, str]] = []
+    for _, e in evals:
+        for c in e["top_confusions"]:
+            if (c["true"], c["predicted"]) not in pairs:
+                pairs.append((c["true"], c["predicted"]))
+    if not pairs:
+        return lines
+    support = {r["class"]: r["support"] for r in first}
+    ref = evals[0][1]["confusion_matrix"]
+    pairs.sort(key=lambda tp: -ref[classes.index(tp[0])][classes.index(tp[1])])
+    lines += ["", "## Top confusions", "",
+              "Test images of the true class predicted as another (count, and share of that "
+              "class's images).", "",
+              "| true → predicted | " + " | ".join(p for p, _ in evals) + " |",
+              "|---|" + "---:|" * len(evals)]
+    for t, p in pairs:
+        cells = []
+        for _, e in evals:
+            n = e["confusion_matrix"][classes.index(t)][classes.index(p)]
+            share = n / support[t] if support[t] else 0.0
+            cells.append(f"{n:,} ({share:.1%})")
+        lines.append(f"| {t} → {p} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _latency_lines(card: dict[str, Any]) -> list[str]:
+    setup = card.get("latency")
+    rows = [(f["precision"], f["latency"]) for f in card["files"] if f.get("latency")]
+    if not setup or not rows:
+        return []
+    load = setup.get("load_average_before")
+    lines = [
+        "", "## Latency on the export machine", "",
+        f"onnxruntime {card['versions'].get('onnxruntime', '')} {setup['provider']} through "
+        f"`cifarkit.runtime.Classifier` (as `cifarkit predict` runs it) with "
+        f"{setup['threads']} intra-op threads (the physical cores) on {setup['cpu']} "
+        f"({setup['physical_cores']} physical cores, {setup['logical_cpus']} logical CPUs"
+        + (f", load average {load[0]:.2f} before timing" if load else "") + "). "
+        f"One `session.run` per call on a preloaded uint8 batch; median (p50) of at least "
+        f"{setup['min_iterations']} calls over about {setup['seconds_per_batch_size']} s per "
+        f"batch size after {setup['warmup']} warm-up calls; images/s = images / timed "
+        f"seconds over all calls (the mean rate). Best = the highest images/s of "
+        f"the batch sizes timed ({', '.join(map(str, setup['batch_sizes']))}; a larger batch "
+        f"is skipped when it would take over {setup['budget_s_per_file']:.0f} s per file).",
+        "",
+        "| file | batch 1 p50 | batch 1 images/s | batch 32 p50 | batch 32 images/s | "
+        "best images/s (batch) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    skipped = []
+    for p, lat in rows:
+        by = {pt["batch_size"]: pt for pt in lat["points"]}
+        one, b32, best = by[1], by[32], lat["best"]
+        lines.append(
+            f"| {p} | {_ms(one['p50_ms'])} | {one['images_per_s']:,.0f} | "
+            f"{_ms(b32['p50_ms'])} | {b32['images_per_s']:,.0f} | "
+            f"{best['images_per_s']:,.0f} ({best['batch_size']}) |"
+        )
+        if lat.get("skipped_batch_sizes"):
+            skipped.append(f"{p}: {', '.join(map(str, lat['skipped_batch_sizes']))}")
+    if skipped:
+        lines += ["", "Not timed (over the time budget): " + "; ".join(skipped) + "."]
+    lines += ["", "Every point of the sweep (p50, p90, images/s) is in `card.json`."]
+    return lines
 
 
 def render_readme(card: dict[str, Any]) -> str:
@@ -47,20 +184,21 @@ def render_readme(card: dict[str, Any]) -> str:
         "",
     ]
     if training:
-        hp = training.get("hyperparameters") or {}
-        items = [
-            ("recipe", training.get("recipe")), ("epochs", training.get("epochs")),
-            ("seed", training.get("seed")), ("data", training.get("data_source")),
-            ("validation split", training.get("val_split")),
-            ("device", training.get("device")),
-            ("Keras test accuracy", _pct(training.get("test_accuracy"))
-             if training.get("test_accuracy") is not None else None),
-        ]
-        lines += [f"- {k}: {v}" for k, v in items if v is not None]
-        if hp:
-            lines.append("- hyper-parameters: " + ", ".join(f"{k}={v}" for k, v in hp.items()))
+        lines += _training_lines(training)
     else:
         lines.append("No `run.json` came with the model, so the training details are unknown.")
+    macs = card.get("macs") or {}
+    lines += ["", "## Size and compute", ""]
+    if card.get("params") is not None:
+        lines.append(f"- parameters: {card['params']:,} ({_count(card['params'])})")
+    if card.get("macs_per_image") is not None:
+        lines.append(
+            f"- multiply-accumulates per image: {card['macs_per_image']:,} "
+            f"({_count(card['macs_per_image'])}MAC, {_count(2 * card['macs_per_image'])}FLOP)"
+            + (" — a lower bound: some shapes were unknown" if macs.get("uncounted") else "")
+        )
+        lines.append("  (Conv and MatMul/Gemm of the fp32 graph at batch 1, so work the graph "
+                     "adds itself, such as test-time flips, counts)")
     lines += ["", "## Files and accuracy", ""]
     if data["synthetic"]:
         lines += [
@@ -99,6 +237,11 @@ def render_readme(card: dict[str, Any]) -> str:
             f"{'—' if f.get('speed_vs_fp32') is None else format(f['speed_vs_fp32'], '.2f') + '×'}"
             " |"
         )
+    lines += ["", "SHA-256 (check with `sha256sum -c`):", "", "```"]
+    lines += [f"{f['sha256']}  {f['file']}" for f in card["files"]]
+    lines.append("```")
+    lines += _evaluation_lines(card["files"])
+    lines += _latency_lines(card)
     parity = card.get("parity")
     lines += ["", "## Parity with the Keras model", ""]
     if parity:
@@ -133,6 +276,13 @@ def render_readme(card: dict[str, Any]) -> str:
     notes = card.get("notes") or []
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    lines += ["", "## Reproduce", "",
+              "Every number in this card comes from this export; to measure them again:", "",
+              "```sh", card.get("reproduce") or card.get("command") or "cifarkit export", "```"]
+    if card.get("command") and card["command"] != card.get("reproduce"):
+        lines += ["", f"(invoked as `{card['command']}`)"]
+    if training.get("command"):
+        lines += ["", f"The model itself came from `{training['command']}`."]
     first = card["files"][0]["file"] if card["files"] else "model.fp32.onnx"
     lines += [
         "",

@@ -1,18 +1,29 @@
-"""Accuracy and CPU throughput of the exported files, measured here and now.
+"""Accuracy, per-class errors, CPU throughput and latency of the exported files, measured
+here and now.
 
 Throughput is a *ratio* against fp32, measured in one run on the same inputs: every round
 times each precision once for a short while, in a rotated order; each round gives a ratio of
 neighbours in time, and the median of those ratios is reported, so background load (this
 machine is shared) that comes and goes hits all precisions alike. One onnxruntime thread by
 default: the ratio then compares the kernels, not thread scheduling on a busy machine.
+
+Latency is absolute, measured the way users run the files: ``cifarkit.runtime.Classifier``
+on the CPU provider with its default threads (the physical cores), timed by the bench
+library (``latency.time_batches``, one ``session.run`` per call) at a sweep of batch sizes,
+so ``cifarkit bench`` measures the same thing. Batch 1 and 32 are always timed; a larger
+batch is skipped when its estimated cost would overrun the per-file time budget (a big model
+at batch 512 can take seconds per call on a small CPU).
 """
 
 from __future__ import annotations
 
 import os
 import statistics
+import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +32,15 @@ from cifarkit.export.check import cpu_session
 from cifarkit.export.parity import predict_onnx
 
 BENCH_BATCH = 32
+LATENCY_BATCH_SIZES = (1, 8, 32, 128, 512)
+#: Always timed, whatever the budget: the card promises these two.
+REQUIRED_LATENCY_BATCHES = (1, 32)
+LATENCY_WARMUP = 2
+LATENCY_MIN_ITERATIONS = 3
+#: Seconds of timed calls per batch size, and the most one file's sweep should take.
+LATENCY_SECONDS = 0.25
+LATENCY_BUDGET_S = 5.0
+N_CONFUSIONS = 5
 
 
 @dataclass(frozen=True)
@@ -98,3 +118,135 @@ def throughput(
         threads=threads, cpu_count=os.cpu_count() or 1, provider="CPUExecutionProvider",
         cpu=cpu_name(),
     )
+
+
+def evaluation(probs: np.ndarray, y: np.ndarray, classes: Sequence[str],
+               n_confusions: int = N_CONFUSIONS) -> dict[str, Any]:
+    """``bench.metrics.evaluate`` as card JSON: top-1/3, macro P/R/F1, per-class rows, the
+    most common confusions and the confusion matrix (rows true, columns predicted)."""
+    from cifarkit.bench.metrics import evaluate
+
+    report = evaluate(probs, y, classes, n_confusions=n_confusions)
+    return {
+        **report.summary(),
+        "per_class": report.per_class,
+        "top_confusions": report.top_confusions,
+        "confusion_matrix": report.confusion.tolist(),
+    }
+
+
+@dataclass(frozen=True)
+class LatencySetup:
+    """How every file's latency was measured (one per export)."""
+
+    provider: str
+    threads: int
+    cpu: str
+    physical_cores: int
+    logical_cpus: int
+    batch_sizes: tuple[int, ...]
+    warmup: int
+    min_iterations: int
+    seconds_per_batch_size: float
+    budget_s_per_file: float
+    load_average_before: list[float] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["batch_sizes"] = list(self.batch_sizes)
+        return d
+
+
+def _point(stats: Any) -> dict[str, Any]:
+    return {
+        "batch_size": stats.batch_size, "iterations": stats.iterations,
+        "p50_ms": stats.p50_ms, "p90_ms": stats.p90_ms,
+        "p50_ms_per_image": stats.p50_ms_per_image, "images_per_s": stats.images_per_s,
+    }
+
+
+def latency_sweep(
+    path: str | os.PathLike[str],
+    images: np.ndarray,
+    *,
+    batch_sizes: Sequence[int] = LATENCY_BATCH_SIZES,
+    seconds: float = LATENCY_SECONDS,
+    budget_s: float = LATENCY_BUDGET_S,
+    warmup: int = LATENCY_WARMUP,
+    min_iterations: int = LATENCY_MIN_ITERATIONS,
+) -> tuple[dict[str, Any], int]:
+    """Latency of one ONNX file on the CPU provider at ``batch_sizes`` (plus 1 and 32).
+
+    Returns (``{"points": [...], "best": {...}, "skipped_batch_sizes": [...]}``, threads).
+    A batch size beyond 1 and 32 is skipped once ``(warmup + min_iterations)`` calls at the
+    per-image time of the last point would overrun ``budget_s`` (per-image time falls with
+    the batch, so the estimate errs on the safe side).
+    """
+    from cifarkit.bench.latency import time_batches
+    from cifarkit.runtime import Classifier
+
+    sizes = sorted({*batch_sizes, *REQUIRED_LATENCY_BATCHES})
+    clf = Classifier(path, "cpu")
+    points: list[dict[str, Any]] = []
+    skipped: list[int] = []
+    spent = 0.0
+    per_image_s: float | None = None
+    try:
+        for bs in sizes:
+            estimate = (warmup + min_iterations) * bs * (per_image_s or 0.0)
+            if bs not in REQUIRED_LATENCY_BATCHES and spent + estimate > budget_s:
+                skipped.append(bs)
+                continue
+            t0 = time.perf_counter()
+            (stats,) = time_batches(clf.run_batch, images, [bs], warmup=warmup,
+                                    duration=seconds, min_iterations=min_iterations)
+            spent += time.perf_counter() - t0
+            per_image_s = stats.p50_ms / 1e3 / bs
+            points.append(_point(stats))
+        threads = clf.threads
+    finally:
+        clf.close()
+    best = max(points, key=lambda p: p["images_per_s"])
+    return {
+        "points": points,
+        "best": {"batch_size": best["batch_size"], "images_per_s": best["images_per_s"],
+                 "p50_ms": best["p50_ms"]},
+        "skipped_batch_sizes": skipped,
+        "seconds": round(spent, 2),
+    }, threads
+
+
+def latencies(
+    models: dict[str, bytes],
+    images: np.ndarray,
+    *,
+    batch_sizes: Sequence[int] = LATENCY_BATCH_SIZES,
+    seconds: float = LATENCY_SECONDS,
+    budget_s: float = LATENCY_BUDGET_S,
+) -> tuple[dict[str, dict[str, Any]], LatencySetup]:
+    """``latency_sweep`` of each serialized model (precision → bytes), one after another.
+
+    ``Classifier`` opens files, so each model goes through a private temp folder.
+    """
+    from cifarkit._sysinfo import cpu_name
+    from cifarkit.bench.env import load_average
+    from cifarkit.runtime.providers import physical_cores
+
+    load = load_average()
+    out: dict[str, dict[str, Any]] = {}
+    threads = physical_cores()
+    with tempfile.TemporaryDirectory(prefix="cifarkit-latency-") as tmp:
+        for p, blob in models.items():
+            path = Path(tmp) / f"model.{p}.onnx"
+            path.write_bytes(blob)
+            out[p], threads = latency_sweep(path, images, batch_sizes=batch_sizes,
+                                            seconds=seconds, budget_s=budget_s)
+    setup = LatencySetup(
+        provider="CPUExecutionProvider", threads=threads, cpu=cpu_name(),
+        physical_cores=physical_cores(), logical_cpus=os.cpu_count() or 1,
+        batch_sizes=tuple(sorted({*batch_sizes, *REQUIRED_LATENCY_BATCHES})),
+        warmup=LATENCY_WARMUP, min_iterations=LATENCY_MIN_ITERATIONS,
+        seconds_per_batch_size=seconds, budget_s_per_file=budget_s,
+        load_average_before=load,
+    )
+    return out, setup

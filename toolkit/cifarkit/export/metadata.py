@@ -13,7 +13,8 @@ and ``input_description``:
 - ``versions``           JSON: tensorflow, keras, tf2onnx, onnx, onnxruntime, … versions
 - ``exported_at``        UTC time, ISO 8601
 - ``opset``, ``cifarkit_version``
-- ``training``           JSON: what ``run.json`` says (recipe, epochs, seed, …), when known
+- ``training``           JSON: what ``run.json`` says (command, recipe, epochs, seed, data,
+                         training time, …), when known
 - ``parity``             JSON: max |Δprob| and top-1 agreement vs the Keras model
 - ``quantization``       JSON (int8 only): format, types, calibration
 
@@ -34,10 +35,12 @@ INPUT_DESCRIPTION = (
 OUTPUT_DESCRIPTION = "probabilities: float32 [batch, 10], softmax over class_names (rows sum to 1)"
 #: Keys whose values are JSON documents (decoded by :func:`read_metadata`).
 JSON_KEYS = frozenset({"class_names", "versions", "training", "parity", "quantization"})
-#: run.json keys copied into the ``training`` entry.
-TRAINING_KEYS = ("arch", "recipe", "epochs", "seed", "data_source", "test_accuracy", "test_loss",
+#: run.json keys copied into the ``training`` entry: enough to rerun the training
+#: (``command``, ``seed``, ``hyperparameters``) and to know what data and time it took.
+TRAINING_KEYS = ("arch", "recipe", "command", "epochs", "seed", "data_source", "data",
+                 "weights", "mixed_precision", "params", "test_accuracy", "test_loss",
                  "val_split", "val_accuracy", "best_epoch", "hyperparameters", "device",
-                 "finished_utc")
+                 "train_seconds", "finished_utc", "versions")
 
 
 def tool_versions() -> dict[str, str]:

@@ -1,11 +1,11 @@
 """``export_model``: one Keras model → checked, measured, documented ONNX files.
 
 Steps: resolve and load the ``.keras`` (safe mode) → check its interface → convert (fp32) →
-structural checks → parity with Keras → fp16 / int8 → accuracy → throughput → metadata →
-model card → write. Everything is built in memory (and a private temp folder for the
-quantizer); files are written only at the end, each to a temp file beside its target and
-renamed into place after *all* of them are complete, so a failed or interrupted export leaves
-the previous export as it was.
+structural checks → MACs → parity with Keras → fp16 / int8 → accuracy and per-class errors →
+throughput ratio and latency → metadata → model card → write. Everything is built in memory
+(and private temp folders for the quantizer and the latency timing); files are written only
+at the end, each to a temp file beside its target and renamed into place after *all* of them
+are complete, so a failed or interrupted export leaves the previous export as it was.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,12 +24,23 @@ from typing import Any
 import numpy as np
 
 from cifarkit._io import atomic_path
+from cifarkit.bench.flops import MacCount, count_macs
 from cifarkit.data import CLASSES, Dataset, load_dataset, stratified_subset
-from cifarkit.errors import DataError, UsageError
+from cifarkit.errors import DataError, ModelError, UsageError
 from cifarkit.export.card import CARD_VERSION, render_readme
 from cifarkit.export.check import check_onnx, check_runtime, cpu_session
 from cifarkit.export.convert import DEFAULT_OPSET, check_opset, keras_to_onnx, require
-from cifarkit.export.measure import Throughput, accuracy, throughput
+from cifarkit.export.measure import (
+    LATENCY_BATCH_SIZES,
+    LATENCY_BUDGET_S,
+    LATENCY_SECONDS,
+    LatencySetup,
+    Throughput,
+    accuracy,
+    evaluation,
+    latencies,
+    throughput,
+)
 from cifarkit.export.metadata import (
     INPUT_DESCRIPTION,
     OUTPUT_DESCRIPTION,
@@ -88,6 +100,10 @@ class ExportedFile:
     parity: ParityReport | None = None
     images_per_s: float | None = None
     speed_vs_fp32: float | None = None
+    #: ``measure.evaluation`` on the test images (None on synthetic data).
+    evaluation: dict[str, Any] | None = None
+    #: ``measure.latency_sweep`` on this CPU (None without benchmarking).
+    latency: dict[str, Any] | None = None
     #: False for the fp32 baseline when only fp16/int8 were asked for.
     written: bool = True
 
@@ -98,6 +114,7 @@ class ExportedFile:
             "accuracy_delta_vs_fp32": self.accuracy_delta_vs_fp32,
             "parity": self.parity.to_dict() if self.parity else None,
             "images_per_s": self.images_per_s, "speed_vs_fp32": self.speed_vs_fp32,
+            "evaluation": self.evaluation, "latency": self.latency,
         }
 
 
@@ -117,6 +134,7 @@ class ExportResult:
     card: dict[str, Any]
     seconds: float
     notes: list[str] = field(default_factory=list)
+    latency_setup: LatencySetup | None = None
 
     @property
     def card_path(self) -> Path:
@@ -252,6 +270,9 @@ def export_model(
     benchmark: bool = True,
     bench_rounds: int = 15,
     bench_threads: int = 1,
+    latency_batch_sizes: Sequence[int] = LATENCY_BATCH_SIZES,
+    latency_seconds: float = LATENCY_SECONDS,
+    latency_budget_s: float = LATENCY_BUDGET_S,
     seed: int = 0,
     exported_dir: str | os.PathLike[str] = "exported",
     command: str | None = None,
@@ -264,6 +285,10 @@ def export_model(
     (max |Δprob| ≤ 1e-4, 100 % top-1 agreement) or nothing is written. ``data``: a
     ``Dataset``, a CIFAR-10 path, or None (``$CIFARKIT_DATA`` / Keras's cache, else synthetic
     pixels). ``limit``: measure accuracy on a stratified subset of that many test images.
+    ``benchmark``: measure the batch-32 speed ratio vs fp32 (``bench_threads`` threads) and
+    each file's latency on this CPU at ``latency_batch_sizes`` (about ``latency_seconds`` per
+    batch size, at most about ``latency_budget_s`` per file). ``command``: the command line
+    to record; the card also records an equivalent ``cifarkit export`` command.
     """
     started = time.perf_counter()
     precisions = validate_options(precisions, calibration_images, calibration_method,
@@ -296,6 +321,7 @@ def export_model(
             "float16); exported and compared in float32"
         )
     arch, description = _architecture(src, model)
+    params = int(model.count_params())
     source_sha = sha256_file(src.model_path)
     ds = resolve_data(data)
     synthetic = ds.kind == SYNTHETIC_KIND
@@ -311,6 +337,7 @@ def export_model(
     step("check")
     check_onnx(protos["fp32"], model_filename("fp32"))
     check_runtime(protos["fp32"].SerializeToString(), model_filename("fp32"))
+    macs = _macs(protos["fp32"], notes)
 
     sessions: dict[str, Any] = {}
 
@@ -359,14 +386,22 @@ def export_model(
     # 4. accuracy and speed ----------------------------------------------------------------------
     step("measure")
     accuracies: dict[str, float | None] = dict.fromkeys(protos)
+    evaluations: dict[str, dict[str, Any] | None] = dict.fromkeys(protos)
     if not synthetic:
         for p in protos:
-            accuracies[p], _ = accuracy(session(p), x_test, y_test)
+            accuracies[p], probs = accuracy(session(p), x_test, y_test)
+            evaluations[p] = evaluation(probs, y_test, CLASSES)
+    sessions.clear()  # free them before timing: latency opens its own, as users would
     speed: Throughput | None = None
-    if benchmark and len(protos) > 1:
-        speed = throughput({p: protos[p].SerializeToString() for p in protos}, x_test,
-                           rounds=bench_rounds, threads=bench_threads)
-    sessions.clear()
+    latency: dict[str, dict[str, Any]] = {}
+    latency_setup: LatencySetup | None = None
+    if benchmark:
+        blobs = {p: protos[p].SerializeToString() for p in protos}
+        if len(protos) > 1:
+            speed = throughput(blobs, x_test, rounds=bench_rounds, threads=bench_threads)
+        latency, latency_setup = latencies(blobs, x_test, batch_sizes=latency_batch_sizes,
+                                           seconds=latency_seconds, budget_s=latency_budget_s)
+        del blobs
     base_acc = accuracies["fp32"]
     for p, acc in accuracies.items():
         if p != "fp32" and acc is not None and base_acc is not None and base_acc - acc > 0.01:
@@ -414,6 +449,7 @@ def export_model(
             parity=parity.get(p),
             images_per_s=speed.images_per_s.get(p) if speed else None,
             speed_vs_fp32=speed.ratio_vs_fp32.get(p) if speed else None,
+            evaluation=evaluations[p], latency=latency.get(p),
             written=written,
         ))
         if written:
@@ -427,6 +463,21 @@ def export_model(
 
     import json
 
+    data_path = None if synthetic or not Path(ds.source).exists() else ds.source
+    reproduce = _equivalent_command(
+        src.model_path if src.run_dir is None else src.run_dir, out_dir, precisions, opset,
+        data_path, limit, calibration_images, calibration_method, check, parity_images,
+        benchmark, bench_threads,
+    )
+    if not synthetic and data_path is None:
+        notes.append(f"the test data ({ds.source}) was given in memory: `reproduce` needs "
+                     "--data pointing at the same images")
+    custom_latency = benchmark and (latency_seconds != LATENCY_SECONDS
+                                    or latency_budget_s != LATENCY_BUDGET_S
+                                    or tuple(latency_batch_sizes) != LATENCY_BATCH_SIZES)
+    if seed != 0 or reduce_range is not None or custom_latency:
+        notes.append("exported with library options the command line does not have (seed, "
+                     "reduce_range or latency timing): `reproduce` runs the defaults")
     card = {
         "card_version": CARD_VERSION,
         "name": src.name,
@@ -437,6 +488,9 @@ def export_model(
         "source": {"file": os.fspath(src.model_path), "sha256": source_sha,
                    "run_dir": os.fspath(src.run_dir) if src.run_dir else None},
         "training": training or None,
+        "params": params,
+        "macs_per_image": macs.macs_per_image if macs else None,
+        "macs": macs.to_dict() if macs else None,
         "evaluation": {"source": ds.source, "synthetic": synthetic,
                        "test_images": None if synthetic else int(len(y_test)),
                        "limit": limit, "seed": seed},
@@ -445,10 +499,12 @@ def export_model(
         "baseline_fp32": None if "fp32" in precisions else files[0].to_dict(),
         "quantization": quant_info.to_dict() if quant_info else None,
         "benchmark": speed.to_dict() if speed else None,
+        "latency": latency_setup.to_dict() if latency_setup else None,
         "opset": opset,
         "versions": versions,
         "exported_at": exported_at,
         "command": command,
+        "reproduce": reproduce,
         "notes": notes,
     }
     readme = render_readme(card)
@@ -466,5 +522,44 @@ def export_model(
         data_source=ds.source, synthetic=synthetic,
         test_images=0 if synthetic else int(len(y_test)), parity=parity.get("fp32"),
         quantization=quant_info, throughput=speed, card=card,
-        seconds=time.perf_counter() - started, notes=notes,
+        seconds=time.perf_counter() - started, notes=notes, latency_setup=latency_setup,
     )
+
+
+def _macs(proto: Any, notes: list[str]) -> MacCount | None:
+    """MACs per input image of the fp32 graph (``bench.flops.count_macs``), or None.
+
+    ``count_macs`` fixes the batch dimension to 1 before shape inference, so work the graph
+    does on a batch it builds itself (flip TTA concatenates the mirrored images: 2 rows per
+    input image) is counted per *input* image, as it costs.
+    """
+    try:
+        macs = count_macs(proto)
+    except ModelError as exc:
+        notes.append(f"MACs not counted: {exc}")
+        return None
+    if macs.uncounted:
+        notes.append(f"MACs per image is a lower bound: shapes unknown for "
+                     f"{', '.join(macs.uncounted)}")
+    return macs
+
+
+def _equivalent_command(
+    source: Path, out_dir: Path, precisions: Sequence[str], opset: int, data: str | None,
+    limit: int | None, calibration_images: int, calibration_method: str, check: bool,
+    parity_images: int, benchmark: bool, bench_threads: int,
+) -> str:
+    """A ``cifarkit export`` command that redoes this export (and so every number in its
+    card), whatever way it was started (bare ``cifarkit export``, or from Python)."""
+    args = ["cifarkit", "export", os.fspath(source), "--out", os.fspath(out_dir),
+            "--precision", ",".join(precisions), "--opset", str(opset)]
+    if data is not None:
+        args += ["--data", data]
+    if limit is not None:
+        args += ["--limit", str(limit)]
+    if "int8" in precisions:
+        args += ["--calibration-images", str(calibration_images),
+                 "--calibration-method", calibration_method]
+    args += ["--no-check"] if not check else ["--parity-images", str(parity_images)]
+    args += ["--no-bench"] if not benchmark else ["--bench-threads", str(bench_threads)]
+    return shlex.join(args)
