@@ -63,6 +63,22 @@ def check_opset(opset: int) -> int:
     return opset
 
 
+def _erfc_handler(ctx: Any, node: Any, name: str, args: Any) -> None:
+    """TF ``Erfc`` as ONNX ``1 - Erf(x)``.
+
+    Keras 3's exact GELU (``activation="gelu"``) lowers to ``tf.math.erfc`` on TensorFlow,
+    which tf2onnx 1.17 cannot convert; ONNX has ``Erf`` (opset 9) but no ``Erfc``.
+    """
+    import numpy as np
+    from tf2onnx import utils
+
+    node.type = "Erf"
+    dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+    one = ctx.make_const(utils.make_name(f"{node.name}_one"), np.array(1, dtype=dtype))
+    ctx.insert_new_node_on_output("Sub", node.output[0], name=utils.make_name(f"{node.name}_erfc"),
+                                  inputs=[one.output[0], node.output[0]])
+
+
 def keras_to_onnx(model: Any, opset: int = DEFAULT_OPSET) -> Any:
     """Convert a Keras model (raw RGB 0–255 float input) to an ``onnx.ModelProto``.
 
@@ -81,7 +97,9 @@ def keras_to_onnx(model: Any, opset: int = DEFAULT_OPSET) -> Any:
         return {OUTPUT_NAME: model(tf.cast(images, tf.float32), training=False)}
 
     try:
-        proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
+        proto, _ = tf2onnx.convert.from_function(
+            serve, input_signature=[spec], opset=opset,
+            custom_op_handlers={"Erfc": (_erfc_handler, ())})
     except Exception as exc:  # tf2onnx raises plain Exceptions/KeyErrors on unsupported ops
         raise ExportError(
             f"tf2onnx could not convert the model at opset {opset} "

@@ -1,0 +1,128 @@
+"""fastnet: the airbench94-style architecture, its whitening stem, in-graph TTA, the fast
+recipe (triangle schedule, lookahead) and its export (exact GELU → ONNX Erf)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cifarkit.models import create_model, get_model_info
+from cifarkit.models.fastnet import init_whitening
+from cifarkit.train import get_recipe, train
+from cifarkit.train.schedules import Triangle, lookahead_decay
+from tests.conftest import synthetic_images, write_folders
+
+
+def test_fastnet_shape_and_parameters():
+    model = create_model("fastnet")
+    # whiten 288 (frozen) + bias 24; blocks 64/256/256 (3×3, no bias) with scale-free BN
+    # (beta + moving mean/variance); bias-free 256×10 head: the count airbench94 has.
+    assert model.count_params() == 1_973_944
+    assert model.input_shape == (None, 32, 32, 3)
+    assert model.output_shape == (None, 10)
+    assert not model.get_layer("whiten").trainable
+    small = create_model("fastnet-s")
+    assert small.count_params() < model.count_params() / 3
+    assert get_model_info("fastnet").train_defaults["recipe"] == "fast"
+
+
+def test_tta_averages_an_image_and_its_mirror():
+    x, _ = synthetic_images(6)
+    x = x.astype(np.float32)
+    mirrored = x[:, :, ::-1]
+    with_tta = create_model("fastnet-s", tta=True)
+    a = np.asarray(with_tta(x, training=False))
+    b = np.asarray(with_tta(mirrored, training=False))
+    np.testing.assert_allclose(a, b, atol=1e-5)  # flip-invariant by construction
+    np.testing.assert_allclose(a.sum(axis=1), 1.0, atol=1e-5)
+    plain = create_model("fastnet-s", tta=False)
+    plain.set_weights(with_tta.get_weights())
+    p, q = np.asarray(plain(x, training=False)), np.asarray(plain(mirrored, training=False))
+    assert np.abs(p - q).max() > 1e-4
+    # TTA's output is the softmax of the mean of the two logit sets.
+    np.testing.assert_allclose(np.log(a) - np.log(a).mean(1, keepdims=True),
+                               (np.log(p) - np.log(p).mean(1, keepdims=True)
+                                + np.log(q) - np.log(q).mean(1, keepdims=True)) / 2, atol=1e-4)
+    # Training sees single images (no doubled batch). Last: it moves BatchNorm's statistics.
+    assert np.asarray(with_tta(x, training=True)).shape == (6, 10)
+
+
+def test_whitening_stem_decorrelates_patches():
+    rng = np.random.default_rng(0)
+    # Correlated pixels: smooth images (neighbouring pixels and channels alike).
+    base = rng.normal(0, 1, (200, 16, 16, 1))
+    x = np.repeat(np.repeat(base, 2, axis=1), 2, axis=2) + 0.3 * rng.normal(0, 1, (200, 32, 32, 3))
+    x = np.clip(128 + 40 * x, 0, 255).astype(np.uint8)
+    model = create_model("fastnet-s")
+    init_whitening(model, x, n=200, eps=5e-4)
+    kernel = model.get_layer("whiten").get_weights()[0]  # (2, 2, 3, 24)
+    w = kernel.reshape(12, 24)[:, :12]
+    np.testing.assert_allclose(kernel.reshape(12, 24)[:, 12:], -w)
+    norm = model.get_layer("normalize")
+    xf = x.astype(np.float32) * np.asarray(norm.scale) + np.asarray(norm.offset)
+    patches = np.stack([xf[:, dy:dy + 31, dx:dx + 31] for dy in (0, 1) for dx in (0, 1)], axis=3)
+    flat = patches.reshape(-1, 12).astype(np.float64)
+    cov = flat.T @ flat / len(flat)
+    white = w.T @ cov @ w
+    # Whitened: uncorrelated outputs with unit variance (less a touch for eps).
+    np.testing.assert_allclose(white, np.diag(np.diag(white)), atol=1e-3)
+    assert np.all(np.diag(white) > 0.5) and np.all(np.diag(white) <= 1.0 + 1e-6)
+
+
+def test_triangle_schedule_and_lookahead_strength():
+    sched = Triangle(1.5, total_steps=100, warmup_steps=23, start_factor=0.2, end_factor=0.07)
+    at = {s: float(np.asarray(sched(s))) for s in (0, 23, 100, 150)}
+    assert at[0] == pytest.approx(0.3)
+    assert at[23] == pytest.approx(1.5)
+    assert at[100] == pytest.approx(1.5 * 0.07)
+    assert at[150] == pytest.approx(1.5 * 0.07)
+    assert float(np.asarray(sched(61))) == pytest.approx(1.5 * (1 + (0.07 - 1) * 38 / 77), rel=1e-5)
+    assert Triangle(**sched.get_config()).get_config() == sched.get_config()
+    assert lookahead_decay(0, 100) == 0.0
+    assert lookahead_decay(100, 100) == pytest.approx(0.95**5)
+    assert lookahead_decay(50, 100) == pytest.approx(0.95**5 / 8)
+    fast = get_recipe("fast")
+    assert (fast.schedule, fast.lookahead, fast.batch_size, fast.translate) == (
+        "triangle", True, 1024, 2)
+
+
+def test_fastnet_trains_with_its_own_recipe(tmp_path):
+    data = write_folders(tmp_path / "data", train_per_class=12, test_per_class=4)
+    result = train("fastnet-s", data=data, epochs=2, batch_size=30, lr=0.2, val_split=0.1,
+                   out=tmp_path / "run")
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["recipe"] == "fast" and run["hyperparameters"]["lookahead"] is True
+    assert result.epoch_seconds and len(result.epoch_seconds) == 2
+    assert np.isfinite(result.test_loss)
+    from cifarkit.export.source import load_keras_model
+
+    model = load_keras_model(tmp_path / "run" / "model.keras")
+    kernel = model.get_layer("whiten").get_weights()[0]
+    # The stem came from the data (± eigenvector pairs), not a random initialiser.
+    np.testing.assert_allclose(kernel.reshape(12, 24)[:, 12:], -kernel.reshape(12, 24)[:, :12])
+
+
+@pytest.mark.slow
+def test_fastnet_exports_with_exact_gelu(tmp_path):
+    """Keras's exact GELU becomes TF Erfc, which tf2onnx lacks; export rewrites it to Erf."""
+    import onnx
+
+    from cifarkit.export import export_model
+    from tests.test_export import FP32_MAX_ABS_DIFF, assert_contract
+
+    model = create_model("fastnet-s")
+    x, _ = synthetic_images(300)
+    init_whitening(model, x, n=300)
+    path = tmp_path / "fastnet-s.keras"
+    model.save(path)
+    data = write_folders(tmp_path / "data", train_per_class=4, test_per_class=4)
+    result = export_model(path, tmp_path / "out", precisions=["fp32"], data=data,
+                          parity_images=32, benchmark=False)
+    assert result.parity.max_abs_diff <= FP32_MAX_ABS_DIFF
+    assert result.parity.top1_agreement == 1.0
+    onnx_file = tmp_path / "out" / "model.fp32.onnx"
+    assert_contract(onnx_file, model)
+    ops = {n.op_type for n in onnx.load(onnx_file).graph.node}
+    assert "Erf" in ops and "Erfc" not in ops
