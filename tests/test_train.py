@@ -133,8 +133,3 @@ def test_real_data_short_training_beats_chance(real_data, tmp_path):
     result = train("cnn", "default", data=real_data, limit=4000, epochs=4, batch_size=32,
                    lr=0.02, out=tmp_path / "real")
     assert result.test_accuracy > 0.25, result.test_accuracy  # chance is 0.10
-
-
-def test_finetune_training_is_refused_not_faked(small_data, tmp_path):
-    with pytest.raises(UsageError, match="not implemented yet"):
-        train("vgg16-finetune", data=small_data, out=tmp_path / "v", epochs=1)

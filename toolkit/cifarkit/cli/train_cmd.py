@@ -38,6 +38,26 @@ def train(
     weights: str = typer.Option(
         None, "--weights", help="VGG16 only: 'imagenet' (default), a .h5 path, or 'none'."
     ),
+    image_size: int = typer.Option(
+        None, "--image-size",
+        help="VGG16 only: upsample to this size inside the graph (32-224, default 32; "
+             "32 leaves block5 a 1x1 map).",
+    ),
+    feature_cache: bool = typer.Option(
+        None, "--feature-cache/--no-feature-cache",
+        help="VGG16 only: train the head on base features computed once (default), or "
+             "through the frozen base every epoch (with the recipe's translations).",
+    ),
+    finetune_epochs: int = typer.Option(
+        None, "--finetune-epochs",
+        help="vgg16-finetune: epochs with block5 unfrozen, after the head's --epochs "
+             "(default 5).",
+    ),
+    finetune_lr: float = typer.Option(
+        None, "--finetune-lr",
+        help="vgg16-finetune: block5 phase's initial learning rate, Nesterov SGD with "
+             "cosine decay (default 1e-4).",
+    ),
 ) -> None:
     """Train ARCH on CIFAR-10 and write runs/<arch>/ (model, history, curves, run.json)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -65,6 +85,23 @@ def train(
             if info["resumed_epochs"]:
                 console.print(f"resuming after epoch {info['resumed_epochs']}")
             bar.start()
+        elif event == "phase":
+            if "id" in task:
+                bar.remove_task(task.pop("id"))
+            what = ("head on cached VGG16 features" if info["cached"] else
+                    "head, through the frozen VGG16 base") if info["phase"] == 1 else (
+                    f"block5 unfrozen, learning rate {info['lr']:g}")
+            n = info["epochs"]
+            bar.console.print(f"[bold]phase {info['phase']}[/]: {what}, {n} epoch{'s' * (n != 1)}")
+        elif event == "features":
+            if "features" not in task:
+                task["features"] = bar.add_task("VGG16 features", total=info["total"], stats="")
+            bar.update(task["features"], completed=info["done"],
+                       stats=f"{info['done']:,}/{info['total']:,} images")
+        elif event == "features_done":
+            bar.remove_task(task.pop("features"))
+            bar.console.print(f"features of {info['images']:,} images computed once in "
+                              f"{info['seconds']:.1f}s")
         elif event == "epoch_begin":
             if "id" in task:
                 bar.remove_task(task["id"])
@@ -93,7 +130,9 @@ def train(
                 lr=lr, val_split=val_split, weight_decay=weight_decay,
                 label_smoothing=label_smoothing, seed=seed, out=out,
                 mixed_precision=mixed_precision,
-                resume=resume, overwrite=overwrite, weights=weights, progress=on_event,
+                resume=resume, overwrite=overwrite, weights=weights, image_size=image_size,
+                feature_cache=feature_cache, finetune_epochs=finetune_epochs,
+                finetune_lr=finetune_lr, progress=on_event,
                 data_progress=data_update,
             )
     finally:
@@ -119,6 +158,8 @@ def train(
     table.add_row("device", result.device)
     table.add_row("run folder", str(result.run_dir))
     console.print(table)
+    for note in result.notes:
+        console.print(f"[dim]note: {note}[/]")
 
 
 def register(app: typer.Typer) -> None:

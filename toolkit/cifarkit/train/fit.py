@@ -5,8 +5,10 @@ Run folder (every file written atomically):
     history.json/.csv  per-epoch metrics
     curves.png         accuracy and loss, train vs validation
     run.json           recipe, hyper-parameters, seed, data, versions, device, per-epoch
-                       seconds, and the test accuracy/loss measured once at the end
-    .backup/           Keras ``BackupAndRestore`` state while a run is unfinished (resume)
+                       seconds, and the test accuracy/loss measured once at the end; VGG16
+                       runs add the image size, the feature cache and the training phases
+    .backup/           Keras ``BackupAndRestore`` state while a run is unfinished (resume);
+                       per phase for VGG16, plus the weights after vgg16-finetune's phase 1
 
 The test split is only evaluated once, after training; selection uses validation only.
 Only ``keras.*`` APIs are used, so ``KERAS_BACKEND=jax cifarkit train …`` works too.
@@ -197,6 +199,120 @@ def _one_hot(y: np.ndarray, n: int = 10) -> np.ndarray:
     return np.eye(n, dtype=np.float32)[y]
 
 
+def _keep_best(target: Any, path: Path, best: float | None) -> Any:
+    """Save ``target``'s weights, atomically, whenever validation accuracy beats ``best``.
+
+    Unlike ``ModelCheckpoint`` it can save a model other than the one being fitted: while the
+    head trains on cached features, the full model's weights are the ones kept.
+    """
+    import keras
+
+    class _KeepBest(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.best = best
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            value = (logs or {}).get("val_accuracy")
+            if value is None or (self.best is not None and not value > self.best):
+                return
+            self.best = float(value)
+            with atomic_path(path, suffix=".weights.h5") as tmp:
+                target.save_weights(tmp)
+
+    return _KeepBest()
+
+
+def _load_weights(model: Any, path: Path) -> None:
+    """Load saved model weights; the optimizer state in the file is not wanted."""
+    import warnings
+
+    with warnings.catch_warnings():
+        # A best epoch saved in another phase carries that phase's optimizer; Keras skips it
+        # with a warning, which is exactly what should happen.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(os.fspath(path))
+
+
+def _compile(model: Any, rec: Recipe, steps: int) -> None:
+    import keras
+
+    model.compile(
+        optimizer=_optimizer(rec, steps),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=rec.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+def _image_batches(
+    rec: Recipe, x: np.ndarray, y: np.ndarray, seed: int
+) -> tuple[Any, dict[str, Any]]:
+    """``fit``'s training data for images: augmented batches, or plain arrays."""
+    if rec.flip or rec.translate:
+        from cifarkit.train.augment import AugmentedBatches
+
+        return AugmentedBatches(x, _one_hot(y), rec.batch_size, flip=rec.flip,
+                                translate=rec.translate, seed=seed), {}
+    return x.astype(np.float32), {"y": _one_hot(y), "batch_size": rec.batch_size,
+                                  "shuffle": True}
+
+
+def _fit(model: Any, data: Any, fit_kwargs: dict[str, Any], epochs: int,
+         validation: Any, callbacks: list[Any]) -> bool:
+    """``model.fit``; True when Ctrl-C interrupted it (the callbacks' backup stays)."""
+    try:
+        model.fit(data, epochs=epochs, validation_data=validation, validation_batch_size=500,
+                  callbacks=callbacks, verbose=0, **fit_kwargs)
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
+def _trainable_params(model: Any) -> int:
+    return int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
+
+
+def _frozen_base_options(
+    arch: str,
+    info: Any,
+    weights: str | None,
+    image_size: int | None,
+    feature_cache: bool | None,
+    finetune_epochs: int | None,
+    finetune_lr: float | None,
+) -> dict[str, Any]:
+    """The VGG16-only options, checked and with their defaults; ``{}`` for other models."""
+    finetune_flags = [f for f, v in (("--finetune-epochs", finetune_epochs),
+                                     ("--finetune-lr", finetune_lr)) if v is not None]
+    if info.family != "vgg":
+        used = [f for f, v in (("--image-size", image_size),
+                               ("--[no-]feature-cache", feature_cache)) if v is not None]
+        if used or finetune_flags:
+            raise UsageError(f"{', '.join(used + finetune_flags)}: only for the VGG16 models; "
+                             f"{arch} trains end to end on 32×32 images")
+        return {}
+    size = 32 if image_size is None else int(image_size)
+    if not 32 <= size <= 224:
+        raise UsageError(f"--image-size must be in [32, 224], got {size}")
+    # The weights too: a resumed head phase recomputes the base's features from them.
+    options: dict[str, Any] = {"weights": weights or info.pretrained, "image_size": size,
+                               "feature_cache": True if feature_cache is None else feature_cache}
+    defaults = info.train_defaults
+    if "finetune_epochs" not in defaults:
+        if finetune_flags:
+            raise UsageError(f"{', '.join(finetune_flags)}: only for vgg16-finetune; {arch} "
+                             "keeps its conv base frozen")
+        return options
+    epochs = int(defaults["finetune_epochs"] if finetune_epochs is None else finetune_epochs)
+    lr = float(defaults["finetune_lr"] if finetune_lr is None else finetune_lr)
+    if epochs < 1:
+        raise UsageError(f"--finetune-epochs must be at least 1, got {epochs}")
+    if not lr > 0:
+        raise UsageError(f"--finetune-lr must be positive, got {lr}")
+    options.update(finetune_epochs=epochs, finetune_lr=lr)
+    return options
+
+
 def train(
     arch: str,
     recipe: str | None = None,
@@ -215,22 +331,28 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     weights: str | None = None,
+    image_size: int | None = None,
+    feature_cache: bool | None = None,
+    finetune_epochs: int | None = None,
+    finetune_lr: float | None = None,
     progress: TrainProgress | None = None,
     data_progress: Callable[[int, int, str], None] | None = None,
 ) -> TrainResult:
     """Train ``arch`` with ``recipe``; write and return the run. Ctrl-C leaves a resumable run.
 
     ``recipe=None`` takes the architecture's own (``fast`` for fastnet, else ``default``).
+
+    VGG16 models only: ``image_size`` (32–224) upsamples inside the graph; the frozen base's
+    features are computed once and the head trains on them (``feature_cache=False``: every
+    epoch goes through the base, with the recipe's translations; see
+    :mod:`cifarkit.train.transfer`). ``vgg16-finetune`` then unfreezes block5 and trains
+    ``finetune_epochs`` more epochs end to end, from ``finetune_lr`` (registry defaults);
+    ``epochs`` is the head phase's length. On ``resume``, options not given again are the
+    interrupted run's.
     """
     from cifarkit.models import create_model, get_model_info
 
     info = get_model_info(arch)  # fails early, with close matches, on a bad name
-    if arch == "vgg16-finetune":
-        # Refuse rather than silently train only the frozen head under the fine-tune name.
-        raise UsageError(
-            "training vgg16-finetune (head, then block5 unfrozen at a low learning rate) is not "
-            "implemented yet; train vgg16-transfer for the frozen-base model"
-        )
     if recipe is None:
         recipe = str(info.train_defaults.get("recipe", "default"))
     rec = get_recipe(recipe, epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split,
@@ -239,14 +361,23 @@ def train(
     backup = run_dir / ".backup"
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--out {run_dir} exists and is not a folder")
+    given = {"weights": weights, "image_size": image_size, "feature_cache": feature_cache,
+             "finetune_epochs": finetune_epochs, "finetune_lr": finetune_lr}
     if resume:
         if not (backup / "run-config.json").is_file():
             raise UsageError(f"{run_dir}: nothing to resume (no interrupted run in {backup})")
         saved = json.loads((backup / "run-config.json").read_text())
-        if saved["arch"] != arch or saved["recipe"] != rec.to_dict():
+        for key, value in saved.get("options", {}).items():
+            if given.get(key) is None:
+                given[key] = value
+    options = _frozen_base_options(arch, info, **given)
+    if resume:
+        if (saved["arch"] != arch or saved["recipe"] != rec.to_dict()
+                or saved.get("options", {}) != options):
             raise UsageError(
                 f"{run_dir}: the interrupted run used {saved['arch']} with recipe "
-                f"{saved['recipe']['name']} {saved['recipe']}; resume with the same options"
+                f"{saved['recipe']['name']} {saved['recipe']} {saved.get('options') or ''}; "
+                "resume with the same options"
             )
     elif backup.exists():
         if not overwrite:
@@ -256,6 +387,8 @@ def train(
             )
         shutil.rmtree(backup)
     emit = progress or (lambda event, info: None)
+    frozen_base = bool(options)
+    finetune = "finetune_epochs" in options
 
     import keras
 
@@ -273,25 +406,30 @@ def train(
     try:
         kwargs: dict[str, Any] = {}
         if info.pretrained:
-            kwargs["weights"] = weights if weights is not None else info.pretrained
+            kwargs["weights"] = options.get("weights", weights or info.pretrained)
         elif weights is not None:
             raise UsageError(f"{arch} has no pretrained weights; --weights is for VGG16 models")
+        if frozen_base:
+            kwargs["image_size"] = options["image_size"]
         model = create_model(arch, **kwargs)
+        features_model = head = None
+        if frozen_base and options["feature_cache"]:
+            from cifarkit.train.transfer import split_at
+
+            # Under the model's dtype policy, so a mixed-precision head gets loss scaling too.
+            features_model, head = split_at(model, "vgg16")
     finally:
         keras.config.set_dtype_policy(policy)
 
     if info.data_init is not None and not resume:
         info.data_init(model, x_tr)  # e.g. fastnet's patch-whitening stem
     steps = int(np.ceil(len(x_tr) / rec.batch_size))
-    model.compile(
-        optimizer=_optimizer(rec, steps),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=rec.label_smoothing),
-        metrics=["accuracy"],
-    )
+    _compile(model, rec, steps)
     device = describe_device()
     run_dir.mkdir(parents=True, exist_ok=True)
     backup.mkdir(exist_ok=True)
-    write_json(backup / "run-config.json", {"arch": arch, "recipe": rec.to_dict(), "seed": seed})
+    write_json(backup / "run-config.json", {"arch": arch, "recipe": rec.to_dict(), "seed": seed,
+                                            "options": options})
 
     history: dict[str, list[float]] = {}
     epoch_seconds: list[float] = []
@@ -299,60 +437,154 @@ def train(
         saved_hist = json.loads((backup / "history.json").read_text())
         history, epoch_seconds = saved_hist["history"], saved_hist["epoch_seconds"]
 
-    callbacks: list[Any] = [
-        keras.callbacks.BackupAndRestore(os.fspath(backup / "keras"), save_freq="epoch",
-                                         delete_checkpoint=False),
-        _history_callback(run_dir, history, epoch_seconds),
-    ]
     has_val = len(x_val) > 0
     best_path = backup / "best.weights.h5"
-    if rec.restore_best and has_val:
-        callbacks.append(keras.callbacks.ModelCheckpoint(
-            os.fspath(best_path), monitor="val_accuracy", mode="max",
-            save_best_only=True, save_weights_only=True, verbose=0,
-            # On resume, only a better epoch than the ones already run replaces the best.
-            initial_value_threshold=max(history.get("val_accuracy", [None]) or [None],
-                                        key=lambda v: -1 if v is None else v)))
-    if rec.lookahead:
-        from cifarkit.train.schedules import lookahead_callback
+    validation = (x_val.astype(np.float32), _one_hot(y_val)) if has_val else None
 
-        callbacks.append(lookahead_callback(rec.epochs * steps))
-    callbacks.append(_ProgressCallback(emit, rec.epochs, steps))
+    def callbacks(state: str, phase_epochs: int, phase_rec: Recipe) -> list[Any]:
+        cbs: list[Any] = [
+            keras.callbacks.BackupAndRestore(os.fspath(backup / state), save_freq="epoch",
+                                             delete_checkpoint=False),
+            _history_callback(run_dir, history, epoch_seconds),
+        ]
+        if rec.restore_best and has_val:
+            # The full model's weights, whichever model is fitted; on resume (or in a later
+            # phase) only a better epoch than the ones already run replaces the best.
+            vals = history.get("val_accuracy") or []
+            cbs.append(_keep_best(model, best_path, max(vals) if vals else None))
+        if phase_rec.lookahead:
+            from cifarkit.train.schedules import lookahead_callback
 
-    if rec.flip or rec.translate:
-        from cifarkit.train.augment import AugmentedBatches
+            cbs.append(lookahead_callback(phase_rec.epochs * steps))
+        cbs.append(_ProgressCallback(emit, phase_epochs, steps))
+        return cbs
 
-        train_data: Any = AugmentedBatches(x_tr, _one_hot(y_tr), rec.batch_size,
-                                           flip=rec.flip, translate=rec.translate, seed=seed)
-        fit_kwargs: dict[str, Any] = {}
-    else:
-        train_data = x_tr.astype(np.float32)
-        fit_kwargs = {"y": _one_hot(y_tr), "batch_size": rec.batch_size, "shuffle": True}
-    emit("start", {"arch": arch, "recipe": rec.to_dict(), "device": device, "steps": steps,
-                   "resumed_epochs": len(epoch_seconds)})
-    model.build((None, 32, 32, 3))
-    interrupted = False
-    try:
-        model.fit(
-            train_data,
-            epochs=rec.epochs,
-            validation_data=(x_val.astype(np.float32), _one_hot(y_val)) if has_val else None,
-            validation_batch_size=500,
-            callbacks=callbacks,
-            verbose=0,
-            **fit_kwargs,
-        )
-    except KeyboardInterrupt:
-        interrupted = True
-    if interrupted:
-        done = len(epoch_seconds)
+    def interrupted() -> TrainResult:
         write_json(run_dir / "run.json", {
             "arch": arch, "recipe": rec.name, "status": "interrupted",
-            "epochs_completed": done, "hyperparameters": rec.to_dict(), "seed": seed,
+            "epochs_completed": len(epoch_seconds), "hyperparameters": rec.to_dict(),
+            "options": options, "seed": seed,
             "resume": f"cifarkit train {arch} --recipe {rec.name} --out {run_dir} --resume",
         })
         return TrainResult(run_dir, arch, rec, history, epoch_seconds, None, None,
                            float("nan"), float("nan"), device, interrupted=True)
+
+    emit("start", {"arch": arch, "recipe": rec.to_dict(), "device": device, "steps": steps,
+                   "resumed_epochs": len(epoch_seconds), "options": options})
+    model.build((None, 32, 32, 3))
+    # VGG16 run facts for run.json; phase1.json keeps them across a resume after phase 1.
+    vgg: dict[str, Any] = {"phases": [], "notes": []}
+    phase1_weights = backup / "phase1.weights.h5"
+    if finetune and resume and phase1_weights.is_file():
+        _load_weights(model, phase1_weights)
+        vgg = json.loads((backup / "phase1.json").read_text())
+    else:
+        use_cache = features_model is not None
+        if use_cache:
+            from cifarkit.train.transfer import FEATURE_CACHE_LIMIT, features_per_image
+
+            images = len(x_tr) * (2 if rec.flip else 1) + len(x_val)
+            cache_bytes = images * features_per_image(features_model) * 4
+            if cache_bytes > FEATURE_CACHE_LIMIT:
+                use_cache = False
+                vgg["notes"].append(
+                    f"features would take {cache_bytes / 1024**3:.1f} GiB (limit "
+                    f"{FEATURE_CACHE_LIMIT / 1024**3:.0f} GiB): the head trained through the "
+                    "frozen base instead")
+        if frozen_base:
+            emit("phase", {"phase": 1, "name": "head", "epochs": rec.epochs,
+                           "cached": use_cache})
+        if use_cache:
+            from cifarkit.train.transfer import (
+                CachedFeatureBatches,
+                compute_features,
+                feature_batch_size,
+            )
+
+            chunk = feature_batch_size(options["image_size"])
+            total, done = images, 0
+
+            def extract(x: np.ndarray, flip: bool = False) -> np.ndarray:
+                nonlocal done
+                start = done
+                f = compute_features(features_model, x, batch_size=chunk, flip=flip,
+                                     progress=lambda n, _: emit("features", {
+                                         "done": start + n, "total": total}))
+                done += len(x)
+                return f
+
+            t0 = time.perf_counter()
+            f_tr = extract(x_tr)
+            f_mirror = extract(x_tr, flip=True) if rec.flip else None
+            f_val = extract(x_val) if has_val else None
+            feature_seconds = time.perf_counter() - t0
+            emit("features_done", {"images": total, "seconds": feature_seconds})
+            vgg["feature_cache"] = {
+                "used": True, "seconds": round(feature_seconds, 3), "images": total,
+                "mirrored": rec.flip, "shape": list(f_tr.shape[1:]),
+                "megabytes": round((f_tr.nbytes + (0 if f_mirror is None else f_mirror.nbytes)
+                                    + (0 if f_val is None else f_val.nbytes)) / 1e6, 1),
+            }
+            if rec.translate:
+                vgg["notes"].append(
+                    f"head phase on cached features: random flips kept (mirror-image "
+                    f"features), ±{rec.translate} px translations not applied "
+                    "(--no-feature-cache applies them, at a full VGG16 pass per epoch)")
+            if rec.flip:
+                train_data: Any = CachedFeatureBatches(f_tr, f_mirror, _one_hot(y_tr),
+                                                       rec.batch_size, seed=seed)
+                fit_kwargs: dict[str, Any] = {}
+            else:
+                train_data = f_tr
+                fit_kwargs = {"y": _one_hot(y_tr), "batch_size": rec.batch_size,
+                              "shuffle": True}
+            fitted, state = head, "keras-head"
+            phase_validation = (f_val, _one_hot(y_val)) if has_val else None
+            _compile(head, rec, steps)
+        else:
+            if frozen_base:
+                vgg["feature_cache"] = {"used": False}
+            train_data, fit_kwargs = _image_batches(rec, x_tr, y_tr, seed)
+            fitted, state, phase_validation = model, "keras", validation
+        if _fit(fitted, train_data, fit_kwargs, rec.epochs, phase_validation,
+                callbacks(state, rec.epochs, rec)):
+            return interrupted()
+        if frozen_base:
+            vgg["phases"].append({"name": "head", "epochs": rec.epochs,
+                                  "on": "cached features" if use_cache else "images",
+                                  "trainable_params": _trainable_params(model)})
+        if finetune:
+            write_json(backup / "phase1.json", vgg)
+            with atomic_path(phase1_weights, suffix=".weights.h5") as tmp:
+                model.save_weights(tmp)
+
+    finetune_rec = None
+    if finetune:
+        from dataclasses import replace
+
+        from cifarkit.models.vgg import unfreeze_block5
+
+        # Phase 2: the recipe's batch size, decay, smoothing and augmentation, but Nesterov
+        # SGD from a low learning rate decaying to 0, so block5 is adjusted, not overwritten.
+        finetune_rec = replace(rec, epochs=options["finetune_epochs"],
+                               lr=options["finetune_lr"], momentum=0.9, nesterov=True,
+                               warmup_epochs=0.0, schedule="cosine", lookahead=False)
+        unfreeze_block5(model)
+        _compile(model, finetune_rec, steps)  # trainability changes need a new compile
+        emit("phase", {"phase": 2, "name": "block5", "epochs": finetune_rec.epochs,
+                       "lr": finetune_rec.lr, "cached": False})
+        train_data, fit_kwargs = _image_batches(finetune_rec, x_tr, y_tr, seed + 1)
+        if _fit(model, train_data, fit_kwargs, finetune_rec.epochs, validation,
+                callbacks("keras-block5", finetune_rec.epochs, finetune_rec)):
+            return interrupted()
+        vgg["phases"].append({
+            "name": "block5", "epochs": finetune_rec.epochs, "on": "images",
+            "trainable_params": _trainable_params(model),
+            "trainable_layers": [layer.name for layer in model.get_layer("vgg16").layers
+                                 if layer.trainable and layer.weights],
+            "optimizer": "SGD (Nesterov, momentum 0.9), cosine decay to 0",
+            "lr": finetune_rec.lr,
+        })
 
     best_epoch = None
     val_acc = None
@@ -360,7 +592,7 @@ def train(
         vals = history["val_accuracy"]
         if rec.restore_best and best_path.is_file():
             best_epoch = int(np.argmax(vals)) + 1
-            model.load_weights(os.fspath(best_path))
+            _load_weights(model, best_path)
         else:
             best_epoch = len(vals)
         val_acc = float(vals[best_epoch - 1])
@@ -375,7 +607,7 @@ def train(
 
     training_curves(history, run_dir / "curves.png",
                     title=f"{arch} · recipe {rec.name} · test accuracy {test_acc:.2%}")
-    write_json(run_dir / "run.json", {
+    meta: dict[str, Any] = {
         "arch": arch,
         "recipe": rec.name,
         "status": "complete",
@@ -399,11 +631,19 @@ def train(
         "test_loss": test_loss,
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["cifarkit", *sys.argv[1:]]) if sys.argv else "",
-    })
+    }
+    if frozen_base:
+        # epoch_seconds/train_seconds are fit epochs only; feature_cache.seconds is the
+        # one-off VGG16 pass that made the head's epochs cheap.
+        meta.update(image_size=options["image_size"], feature_cache=vgg.get("feature_cache"),
+                    phases=vgg["phases"], notes=vgg["notes"])
+        if finetune_rec is not None:
+            meta["finetune"] = finetune_rec.to_dict()
+    write_json(run_dir / "run.json", meta)
     shutil.rmtree(backup, ignore_errors=True)
     emit("done", {"test_accuracy": test_acc})
     return TrainResult(run_dir, arch, rec, history, epoch_seconds, best_epoch, val_acc,
-                       test_acc, test_loss, device)
+                       test_acc, test_loss, device, notes=list(vgg["notes"]))
 
 
 def _history_csv(history: dict[str, list[float]], seconds: list[float]) -> str:
