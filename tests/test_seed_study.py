@@ -1,0 +1,131 @@
+"""benchmarks/seed_study.py: trains, resumes, reuses, and writes an honest partial document."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_folders
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "seed_study.py"
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("seed_study", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["seed_study"] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("seed_study", None)
+
+
+def _args(tmp: Path, data: Path, *extra: str) -> list[str]:
+    return ["--data", str(data), "--runs", str(tmp / "runs"), "--out", str(tmp / "doc" / "S.md"),
+            "--json", str(tmp / "doc" / "s.json"), "--limit", "40", *extra]
+
+
+def test_study_interrupt_resume_reuse(tmp_path, study, monkeypatch, capsys):
+    data = write_folders(tmp_path / "data", train_per_class=4, test_per_class=2)
+    argv = _args(tmp_path, data, "--only", "cnn,batch-size,vgg16-transfer",
+                 "--epochs-default", "2", "--batch-sizes", "4,32")
+    runs, doc = tmp_path / "runs", tmp_path / "doc" / "S.md"
+
+    # 1st: Ctrl-C at the end of default-cnn's first epoch (seed-cnn has finished by then).
+    real = study.make_progress
+
+    def interrupting(name):
+        inner = real(name)
+
+        def progress(event, info):
+            inner(event, info)
+            if name == "default-cnn" and event == "epoch_end" and info["epoch"] == 1:
+                raise KeyboardInterrupt
+
+        return progress
+
+    monkeypatch.setattr(study, "make_progress", interrupting)
+    assert study.main(argv) == 130
+    monkeypatch.setattr(study, "make_progress", real)
+    assert json.loads((runs / "seed-cnn" / "run.json").read_text())["status"] == "complete"
+    assert (runs / "default-cnn" / ".backup" / "run-config.json").is_file()
+    text = doc.read_text()
+    assert "interrupted after 1/2 epochs" in text
+    assert "not run yet" in text  # dense, batch runs, …
+    assert "1 of 15 runs complete" in text
+
+    # 2nd: resumes default-cnn at epoch 2, trains the batch runs; VGG16 has no weights here.
+    capsys.readouterr()
+    assert study.main(argv) == 0
+    log = capsys.readouterr().err
+    assert "[seed-cnn] reused" in log
+    assert "[default-cnn] resuming after epoch 1" in log and "[default-cnn] resumed" in log
+    assert "[seed-vgg16-transfer] not measured" in log
+    meta = json.loads((runs / "default-cnn" / "run.json").read_text())
+    assert meta["status"] == "complete" and meta["epochs"] == 2
+    sessions = json.loads((runs / "default-cnn" / "study.json").read_text())["sessions"]
+    assert [s["outcome"] for s in sessions] == ["interrupted", "complete"]
+    assert [s["resumed"] for s in sessions] == [False, True]
+    b4 = json.loads((runs / "batch-4" / "run.json").read_text())
+    assert b4["hyperparameters"]["batch_size"] == 4 and b4["epochs"] == 1
+    assert b4["hyperparameters"]["lr"] == 0.01 and b4["hyperparameters"]["val_split"] == 0.25
+
+    # 3rd: nothing left to train; every finished run is reused untouched.
+    models = sorted(runs.glob("*/model.keras"))
+    assert [m.parent.name for m in models] == ["batch-32", "batch-4", "default-cnn", "seed-cnn"]
+    mtimes = {m: m.stat().st_mtime_ns for m in models}
+    assert study.main(argv) == 0
+    log = capsys.readouterr().err
+    assert {m: m.stat().st_mtime_ns for m in models} == mtimes
+    trained = [line for line in log.splitlines() if "] training:" in line or "resuming" in line]
+    assert all(line.startswith(("[seed-vgg16", "[default-vgg16")) for line in trained), trained
+    assert log.count("] reused") == 4
+
+    text = doc.read_text()
+    # The notebook's figures, all of them, beside the measured ones.
+    for figure in ("49.76 % test", "63.61 % val", "62.07 % val", "63.47 % val", "55.33 % val",
+                   "49.22 %", "31.30 %", "20.75 %", "11.70 %", "≥ 82.00 % test",
+                   "≥ 78.00 % test", "≥ 55.00 % test"):
+        assert figure in text, figure
+    s = json.loads((tmp_path / "doc" / "s.json").read_text())
+    by = {r["name"]: r for r in s["runs"]}
+    seed = json.loads((runs / "seed-cnn" / "run.json").read_text())
+    val = 100 * seed["val_accuracy"]
+    assert by["seed-cnn"]["val_pct"] == pytest.approx(val)
+    row = next(line for line in text.splitlines() if line.startswith("| `cnn` | 63.61 % val"))
+    assert f"{val:.2f} %" in row and f"{val - 63.61:+.2f}" in row
+    assert "[curves](figures/seed-study/seed-cnn.png)" in row
+    assert "cifarkit train cnn --recipe seed" in row
+    row4 = next(line for line in text.splitlines() if line.startswith("| 4 |"))
+    assert f"{100 * b4['val_accuracy']:.2f} %" in row4 and "--batch-size 4 --epochs" not in row4
+    assert "--epochs 1 --batch-size 4" in row4
+    assert by["seed-dense"]["status"] == "not run yet"
+    assert "not measured" in by["seed-vgg16-transfer"]["status"]
+    assert "ImageNet weights" in by["seed-vgg16-transfer"]["detail"]
+    assert "not measured: " in text and "--limit 40` per split: a smoke run" in text
+    assert "4 of 15 runs complete" in text
+    for name in ("seed-cnn", "default-cnn", "batch-4", "batch-32"):
+        assert (tmp_path / "doc" / "figures" / "seed-study" / f"{name}.png").is_file()
+    assert (tmp_path / "doc" / "figures" / "seed-study" / "batch-size.png").is_file()
+    assert (tmp_path / "doc" / "figures" / "seed-study" / "accuracy-by-architecture.png").is_file()
+    assert s["command"].startswith("python benchmarks/seed_study.py --data ")
+
+
+def test_study_refuses_a_mismatched_run_folder_before_training(tmp_path, study, capsys):
+    run = tmp_path / "runs" / "seed-cnn"
+    run.mkdir(parents=True)
+    hyper = study.expected_hyperparameters(study.build_specs(None, [32])[1])
+    (run / "run.json").write_text(json.dumps({
+        "arch": "cnn", "status": "complete", "hyperparameters": hyper,
+        "data": {"limit": None}}))
+    argv = ["--data", str(tmp_path / "nowhere"), "--runs", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "S.md"), "--only", "cnn", "--limit", "40"]
+    assert study.main(argv) == 2
+    assert "trained with --limit None, this study uses --limit 40" in capsys.readouterr().err
+    assert not (tmp_path / "S.md").exists()
+    with pytest.raises(SystemExit):
+        study.main([*argv, "--only", "resnet"])
