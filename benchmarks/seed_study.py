@@ -29,10 +29,11 @@ in ``$KERAS_HOME/models``, a download, or ``--vgg-weights PATH``); without them 
 "not measured" and the rest of the study goes on. ``--skip-vgg`` leaves them out.
 
 Cost on the 2-core development VM (shared, so upper bounds): the seed cnn took 168 s/epoch,
-the default cnn-batchnorm about 240 s/epoch; the whole study at 30 default epochs is
-roughly a day of CPU time, the batch-size part alone about half an hour (batch 1 is the
-slow one). ``--only NAME,...`` (architectures and/or ``batch-size``) trains a subset now;
-the document always lists every row.
+the default cnn-batchnorm about 240 s/epoch; from those, the whole study at 30 default
+epochs is an estimated 8–10 hours (the default runs are most of it), the batch-size part
+roughly half an hour (batch 1, 37,500 steps, is the slow one). ``--only NAME,...``
+(architectures and/or ``batch-size``) trains a subset now; the document always lists every
+row.
 """
 
 from __future__ import annotations
