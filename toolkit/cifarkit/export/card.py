@@ -271,6 +271,11 @@ def render_readme(card: dict[str, Any]) -> str:
                 "ReLU were folded into the neighbouring Conv/Gemm layers (exact algebra; it "
                 "keeps int8 from rounding their per-channel scales)."
             )
+        if q.get("op_types"):
+            lines.append(
+                f"Quantized op types: {', '.join(q['op_types'])} (the graph has GELU: its "
+                "elementwise Erf/Mul/Add stay float between the int8 convolutions)."
+            )
         if q.get("excluded_nodes"):
             lines.append(f"Kept in float: {', '.join(q['excluded_nodes'])} (the output softmax).")
     notes = card.get("notes") or []

@@ -93,11 +93,21 @@ class QuantizationInfo:
     excluded_nodes: tuple[str, ...]
     #: Post-ReLU batch-norm Mul/Add nodes folded into the neighbouring Conv/Gemm first.
     folded_affine: int = 0
+    #: Op types quantized; ``None``: every type onnxruntime's QDQ quantizer supports.
+    op_types: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["excluded_nodes"] = list(self.excluded_nodes)
+        d["op_types"] = None if self.op_types is None else list(self.op_types)
         return d
+
+
+#: For graphs with GELU (``Erf``): quantize the compute ops only. onnxruntime's default also
+#: quantizes GELU's Mul/Add, putting Q/DQ pairs around each elementwise step; on fastnet-s
+#: (2-core EPYC, no VNNI, batch 32, one thread) that gave 0.88× fp32 speed, these types
+#: 0.98× at the same accuracy (87.93 % vs 87.89 %; fp32 87.96 %).
+GELU_OP_TYPES = ("Conv", "Gemm", "MatMul", "MaxPool")
 
 
 def _calibration_method(name: str) -> Any:
@@ -210,7 +220,10 @@ def quantize_int8(
             onnx.save(folded, src)
             # Again, so a bias the fold gave a MatMul is fused into a Gemm.
             pre_process("the folded graph")
-        excluded = _output_softmax(onnx.load(pre))
+        pre_graph = onnx.load(pre)
+        excluded = _output_softmax(pre_graph)
+        op_types = (GELU_OP_TYPES if any(n.op_type == "Erf" for n in pre_graph.graph.node)
+                    else None)
         try:
             quantize_static(
                 pre, out, _reader(calibration_images, CALIBRATION_BATCH, progress),
@@ -221,6 +234,7 @@ def quantize_int8(
                 reduce_range=reduce_range,
                 calibrate_method=calib_method,
                 nodes_to_exclude=excluded,
+                op_types_to_quantize=list(op_types) if op_types else None,
             )
         except Exception as exc:
             raise ExportError(
@@ -235,6 +249,6 @@ def quantize_int8(
         reduce_range=bool(reduce_range), cpu_vnni=vnni, calibration_method=method,
         calibration_images=int(len(calibration_images)),
         calibration_data=calibration_data, excluded_nodes=tuple(excluded),
-        folded_affine=n_folded,
+        folded_affine=n_folded, op_types=op_types,
     )
     return normalize_io(quantized), info
