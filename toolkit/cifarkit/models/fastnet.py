@@ -104,7 +104,7 @@ def init_whitening(model: Any, x_train: np.ndarray, n: int = 5000, eps: float = 
 
 @register_model(
     "fastnet",
-    description="airbench94-style net, 64/256/256, whitened stem, flip TTA in graph (~94 %)",
+    description="airbench94-style net, 64/256/256, whitened stem, flip TTA in graph",
     family="fast",
     train_defaults={"recipe": "fast"},
     data_init=init_whitening,

@@ -58,7 +58,11 @@ def register_model(
 
 def _ensure_loaded() -> None:
     # Importing the family modules registers them; they import Keras only inside builders.
-    from cifarkit.models import fastnet, seed, vgg  # noqa: F401
+    import importlib
+
+    # In this order: `cifarkit models` lists the notebook's models first.
+    for family in ("seed", "vgg", "fastnet"):
+        importlib.import_module(f"cifarkit.models.{family}")
 
 
 def list_models(pattern: str = "*") -> list[str]:
