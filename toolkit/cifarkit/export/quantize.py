@@ -220,7 +220,7 @@ def quantize_int8(
             onnx.save(folded, src)
             # Again, so a bias the fold gave a MatMul is fused into a Gemm.
             pre_process("the folded graph")
-        pre_graph = onnx.load(pre)
+        pre_graph = onnx.load(pre) if n_folded else pre_proto  # pre.onnx was rewritten
         excluded = _output_softmax(pre_graph)
         op_types = (GELU_OP_TYPES if any(n.op_type == "Erf" for n in pre_graph.graph.node)
                     else None)

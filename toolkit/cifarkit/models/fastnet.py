@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from cifarkit.models.registry import register_model
+from cifarkit.models.registry import check_num_classes, register_model
 
 # Per-channel statistics of the CIFAR-10 training set (0–1 scale), as airbench uses them.
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -42,8 +42,7 @@ def _fastnet(
 
     from cifarkit.models.layers import BiasAdd, FlipBatch, MeanHalves, PartialDirac
 
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    check_num_classes(num_classes)
     inputs = keras.Input((32, 32, 3), name="images")
     mean = np.array(CIFAR_MEAN, dtype="float32")
     std = np.array(CIFAR_STD, dtype="float32")

@@ -56,6 +56,12 @@ def register_model(
     return decorator
 
 
+def check_num_classes(num_classes: int) -> None:
+    """The one argument check every builder shares."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+
+
 def _ensure_loaded() -> None:
     # Importing the family modules registers them; they import Keras only inside builders.
     import importlib

@@ -10,15 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from cifarkit.models.registry import register_model
+from cifarkit.models.registry import check_num_classes, register_model
 
 INPUT_SHAPE = (32, 32, 3)
 NUM_CLASSES = 10
-
-
-def _check(num_classes: int) -> None:
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
 
 
 def _head(layers: Any, num_classes: int) -> Any:
@@ -36,7 +31,7 @@ def dense(num_classes: int = NUM_CLASSES) -> Any:
     import keras
     from keras import layers
 
-    _check(num_classes)
+    check_num_classes(num_classes)
     return keras.Sequential(
         [
             keras.Input(INPUT_SHAPE, name="images"),
@@ -56,7 +51,7 @@ def _cnn(name: str, num_classes: int, dropout: float, batchnorm: bool) -> Any:
     import keras
     from keras import layers
 
-    _check(num_classes)
+    check_num_classes(num_classes)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cifarkit.errors import ModelError
-from cifarkit.models.registry import register_model
+from cifarkit.models.registry import check_num_classes, register_model
 
 #: ImageNet channel means in BGR order, as ``keras.applications.vgg16.preprocess_input``.
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -93,8 +93,7 @@ def _vgg16(name: str, num_classes: int, weights: str | None, image_size: int) ->
 
     from cifarkit.models.layers import ReverseChannels
 
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    check_num_classes(num_classes)
     if not 32 <= image_size <= 224:
         raise ValueError(f"image_size must be in [32, 224], got {image_size}")
     base = _conv_base(weights, image_size)
