@@ -32,7 +32,8 @@ Cost on the 2-core development VM (shared, so upper bounds): the seed cnn took 1
 the default cnn-batchnorm about 240 s/epoch; from those, the whole study at 30 default
 epochs is an estimated 8–10 hours (the default runs are most of it), the batch-size part
 roughly half an hour (batch 1, 37,500 steps, is the slow one). ``--only NAME,...``
-(architectures and/or ``batch-size``) trains a subset now; the document always lists every
+(architectures, run names such as ``default-cnn-batchnorm``, and/or ``batch-size``) trains
+a subset now; the document always lists every
 row.
 """
 
@@ -145,7 +146,7 @@ def selected(spec: Spec, only: set[str] | None, skip_vgg: bool, batch_sizes: lis
         return False
     if only is None:
         return True
-    return ("batch-size" if spec.part == "batch" else spec.arch) in only
+    return spec.name in only or ("batch-size" if spec.part == "batch" else spec.arch) in only
 
 
 # --- run folders -------------------------------------------------------------------------
@@ -713,8 +714,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default="benchmarks/SEED_STUDY.md", help="the Markdown document")
     p.add_argument("--figures", help="where curves go (default: figures/seed-study/ beside --out)")
     p.add_argument("--json", help="also write the table as JSON here")
-    p.add_argument("--only", help="train only these now: architectures and/or 'batch-size', "
-                                  "comma-separated (the document lists every row)")
+    p.add_argument("--only", help="train only these now: architectures, run names "
+                                  "(seed-cnn, default-dense, batch-1000, ...) and/or "
+                                  "'batch-size', comma-separated (the document lists every row)")
     p.add_argument("--limit", type=int, help="stratified subset of N images per split (smoke)")
     p.add_argument("--epochs-default", type=int,
                    help="epochs for the --recipe default runs (default: the recipe's 30)")
@@ -734,10 +736,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.batch_size_list = sizes
     if args.only:
         args.only_set = {n.strip() for n in args.only.split(",") if n.strip()}
-        unknown = args.only_set - {*ARCHS, "batch-size"}
+        names = {s.name for s in build_specs(None, sizes)}
+        unknown = args.only_set - {*ARCHS, "batch-size", *names}
         if unknown:
             p.error(f"--only: unknown {', '.join(sorted(unknown))}; choose from "
-                    f"{', '.join([*ARCHS, 'batch-size'])}")
+                    f"{', '.join([*ARCHS, 'batch-size'])} or a run name "
+                    f"({', '.join(sorted(names))})")
     else:
         args.only_set = None
     if args.limit is not None and args.limit < 10:
@@ -749,10 +753,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _without_only(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--only":
+            skip = True
+        elif not a.startswith("--only="):
+            out.append(a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
-    command = shlex.join(["python", "benchmarks/seed_study.py", *argv])
+    # The document names the whole study's command: a study is run piecewise with --only,
+    # and every piece writes the same document.
+    command = shlex.join(["python", "benchmarks/seed_study.py", *_without_only(argv)])
     specs = build_specs(args.epochs_default, args.batch_size_list)
     todo = [s for s in specs
             if selected(s, args.only_set, args.skip_vgg, args.batch_size_list)]

@@ -112,7 +112,9 @@ def test_study_interrupt_resume_reuse(tmp_path, study, monkeypatch, capsys):
         assert (tmp_path / "doc" / "figures" / "seed-study" / f"{name}.png").is_file()
     assert (tmp_path / "doc" / "figures" / "seed-study" / "batch-size.png").is_file()
     assert (tmp_path / "doc" / "figures" / "seed-study" / "accuracy-by-architecture.png").is_file()
+    # The document names the whole study, not this invocation's --only subset.
     assert s["command"].startswith("python benchmarks/seed_study.py --data ")
+    assert "--only" not in s["command"] and "--epochs-default 2" in s["command"]
 
 
 def test_study_refuses_a_mismatched_run_folder_before_training(tmp_path, study, capsys):
@@ -129,3 +131,13 @@ def test_study_refuses_a_mismatched_run_folder_before_training(tmp_path, study, 
     assert not (tmp_path / "S.md").exists()
     with pytest.raises(SystemExit):
         study.main([*argv, "--only", "resnet"])
+
+
+def test_only_selects_by_run_name(study):
+    specs = {s.name: s for s in study.build_specs(40, [1, 32])}
+    only = {"default-cnn-batchnorm", "seed-cnn"}
+    chosen = [n for n, s in specs.items() if study.selected(s, only, False, [1, 32])]
+    assert chosen == ["seed-cnn", "default-cnn-batchnorm"]
+    assert specs["default-cnn-batchnorm"].epochs == 40
+    assert study._without_only(["--data", "d", "--only", "cnn", "--only=x", "--limit", "9"]) == [
+        "--data", "d", "--limit", "9"]
