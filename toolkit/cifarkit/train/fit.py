@@ -441,7 +441,16 @@ def train(
     best_path = backup / "best.weights.h5"
     validation = (x_val.astype(np.float32), _one_hot(y_val)) if has_val else None
 
-    def callbacks(state: str, phase_epochs: int, phase_rec: Recipe) -> list[Any]:
+    recalibrate = None
+    if rec.bn_recalibration:
+        from cifarkit.train.recalibrate import batchnorm_layers, recalibration_callback
+
+        if batchnorm_layers(model):
+            pick = np.random.default_rng(seed).permutation(len(x_tr))[:rec.bn_recalibration]
+            recalibrate = recalibration_callback(model, x_tr[np.sort(pick)], validates=has_val)
+
+    def callbacks(state: str, phase_epochs: int, phase_rec: Recipe,
+                  fitted_is_model: bool = True) -> list[Any]:
         cbs: list[Any] = [
             keras.callbacks.BackupAndRestore(os.fspath(backup / state), save_freq="epoch",
                                              delete_checkpoint=False),
@@ -452,6 +461,8 @@ def train(
             # phase) only a better epoch than the ones already run replaces the best.
             vals = history.get("val_accuracy") or []
             cbs.append(_keep_best(model, best_path, max(vals) if vals else None))
+        if recalibrate is not None and fitted_is_model:
+            cbs.append(recalibrate)
         if phase_rec.lookahead:
             from cifarkit.train.schedules import lookahead_callback
 
@@ -547,7 +558,7 @@ def train(
             train_data, fit_kwargs = _image_batches(rec, x_tr, y_tr, seed)
             fitted, state, phase_validation = model, "keras", validation
         if _fit(fitted, train_data, fit_kwargs, rec.epochs, phase_validation,
-                callbacks(state, rec.epochs, rec)):
+                callbacks(state, rec.epochs, rec, fitted is model)):
             return interrupted()
         if frozen_base:
             vgg["phases"].append({"name": "head", "epochs": rec.epochs,

@@ -9,6 +9,10 @@
 - Augmentation: random horizontal flip and random translation by up to 4 pixels
   (reflection-padded crop) — the two standard CIFAR-10 augmentations.
 - A stratified 10 % validation split; the weights of the best validation epoch are kept.
+- BatchNorm recalibration: before every validation pass, each BatchNorm layer's moving
+  statistics are recomputed on 5,000 clean training images with dropout off (models with
+  BatchNorm only). Dropout placed before BatchNorm, as in the notebook's cnn-batchnorm,
+  otherwise leaves statistics that fit dropout-noised activations, not inference ones.
 
 ``fast`` is airbench94's recipe (the ``fastnet`` architectures' own; see
 :mod:`cifarkit.models.fastnet`): Nesterov SGD with momentum 0.85 at batch 1024, peak
@@ -50,6 +54,9 @@ class Recipe:
     val_split: float = 0.1
     restore_best: bool = False
     lookahead: bool = False
+    # BatchNorm statistics recomputed on this many clean training images before each
+    # validation (0: off); see cifarkit.train.recalibrate.
+    bn_recalibration: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +79,7 @@ RECIPES: dict[str, Recipe] = {
         translate=4,
         val_split=0.1,
         restore_best=True,
+        bn_recalibration=5000,
     ),
     "fast": Recipe(
         name="fast",
