@@ -615,7 +615,8 @@ def render(rows: list[Row], args: argparse.Namespace, command: str, summary: dic
         "",
         "Nesterov SGD (momentum 0.9), batch 128, warm-up to 0.05 then cosine decay, decoupled "
         "weight decay, label smoothing 0.1, flips and 4-pixel translations, 10 % validation, "
-        "best validation epoch kept"
+        "best validation epoch kept, BatchNorm statistics recomputed on 5,000 clean training "
+        "images before each validation (models with BatchNorm)"
         + (f", {args.epochs_default} epochs (`--epochs-default`)" if args.epochs_default
            else ", 30 epochs")
         + ". Goals are on test accuracy, measured once after training.",
