@@ -67,6 +67,10 @@ def test_train_writes_a_complete_run(small_data, tmp_path):
     meta = json.loads((run / "run.json").read_text())
     assert meta["status"] == "complete" and meta["arch"] == "cnn" and meta["recipe"] == "seed"
     assert meta["hyperparameters"]["batch_size"] == 32 and meta["epochs"] == 2
+    # Called as a library (as benchmarks/seed_study.py does): the command is rebuilt from the
+    # arguments, not taken from this process's argv (pytest's).
+    assert meta["command"] == (f"cifarkit train cnn --recipe seed --epochs 2 --data "
+                               f"{small_data} --out {tmp_path / 'run'}")
     assert meta["data"] == {"kind": "folders", "train": 225, "val": 75, "test": 100,
                             "limit": None, "val_split": 0.25}
     assert len(meta["epoch_seconds"]) == 2 and "tensorflow" in meta["versions"]

@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -266,6 +265,34 @@ def _fit(model: Any, data: Any, fit_kwargs: dict[str, Any], epochs: int,
     except KeyboardInterrupt:
         return True
     return False
+
+
+def _equivalent_command(arch: str, recipe: str, run_dir: Path, *, seed: int, data: str | None,
+                        limit: int | None, mixed_precision: bool, options: dict[str, Any],
+                        overrides: dict[str, Any]) -> str:
+    """The ``cifarkit train`` command line that repeats this run."""
+    import shlex
+
+    parts = ["cifarkit", "train", arch, "--recipe", recipe]
+    for flag, value in overrides.items():
+        if value is not None:
+            parts += [f"--{flag}", f"{value:g}" if isinstance(value, float) else str(value)]
+    if seed:
+        parts += ["--seed", str(seed)]
+    if data:
+        parts += ["--data", data]
+    if limit:
+        parts += ["--limit", str(limit)]
+    if mixed_precision:
+        parts.append("--mixed-precision")
+    for key, value in options.items():
+        if key == "feature_cache":
+            if not value:
+                parts.append("--no-feature-cache")
+        elif value is not None:
+            parts += [f"--{key.replace('_', '-')}", str(value)]
+    parts += ["--out", os.fspath(run_dir)]
+    return shlex.join(parts)
 
 
 def _trainable_params(model: Any) -> int:
@@ -641,7 +668,14 @@ def train(
         "test_accuracy": test_acc,
         "test_loss": test_loss,
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["cifarkit", *sys.argv[1:]]) if sys.argv else "",
+        # Rebuilt from the arguments, not sys.argv: train() is also called by scripts.
+        "command": _equivalent_command(
+            arch, rec.name, run_dir, seed=seed, limit=limit,
+            data=None if ds.kind.startswith("keras") else ds.source,
+            mixed_precision=mixed_precision, options=options,
+            overrides={"epochs": epochs, "batch-size": batch_size, "lr": lr,
+                       "val-split": val_split, "weight-decay": weight_decay,
+                       "label-smoothing": label_smoothing}),
     }
     if frozen_base:
         # epoch_seconds/train_seconds are fit epochs only; feature_cache.seconds is the
