@@ -472,12 +472,11 @@ def train(
     if rec.bn_recalibration:
         from cifarkit.train.recalibrate import batchnorm_layers, recalibration_callback
 
-        if batchnorm_layers(model):
+        if batchnorm_layers(model):  # none in VGG16, the one model fitted as a separate head
             pick = np.random.default_rng(seed).permutation(len(x_tr))[:rec.bn_recalibration]
             recalibrate = recalibration_callback(model, x_tr[np.sort(pick)], validates=has_val)
 
-    def callbacks(state: str, phase_epochs: int, phase_rec: Recipe,
-                  fitted_is_model: bool = True) -> list[Any]:
+    def callbacks(state: str, phase_epochs: int, phase_rec: Recipe) -> list[Any]:
         cbs: list[Any] = [
             keras.callbacks.BackupAndRestore(os.fspath(backup / state), save_freq="epoch",
                                              delete_checkpoint=False),
@@ -488,7 +487,7 @@ def train(
             # phase) only a better epoch than the ones already run replaces the best.
             vals = history.get("val_accuracy") or []
             cbs.append(_keep_best(model, best_path, max(vals) if vals else None))
-        if recalibrate is not None and fitted_is_model:
+        if recalibrate is not None:
             cbs.append(recalibrate)
         if phase_rec.lookahead:
             from cifarkit.train.schedules import lookahead_callback
@@ -585,7 +584,7 @@ def train(
             train_data, fit_kwargs = _image_batches(rec, x_tr, y_tr, seed)
             fitted, state, phase_validation = model, "keras", validation
         if _fit(fitted, train_data, fit_kwargs, rec.epochs, phase_validation,
-                callbacks(state, rec.epochs, rec, fitted is model)):
+                callbacks(state, rec.epochs, rec)):
             return interrupted()
         if frozen_base:
             vgg["phases"].append({"name": "head", "epochs": rec.epochs,

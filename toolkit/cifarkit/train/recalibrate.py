@@ -40,15 +40,14 @@ def recalibrate_batchnorm(model: Any, x: np.ndarray) -> list[str]:
     for layer in batchnorm_layers(model):
         upstream = keras.Model(model.inputs[0], layer.input)
         axes = tuple(range(len(layer.input.shape) - 1))
-        total = total_sq = None
+        total = total_sq = 0.0
         count = 0
         for start in range(0, len(x), BATCH):
             a = keras.ops.convert_to_numpy(
                 upstream(x[start:start + BATCH].astype(np.float32), training=False)
             ).astype(np.float64)
-            s, sq = a.sum(axis=axes), np.square(a).sum(axis=axes)
-            total = s if total is None else total + s
-            total_sq = sq if total_sq is None else total_sq + sq
+            total = total + a.sum(axis=axes)
+            total_sq = total_sq + np.square(a).sum(axis=axes)
             count += int(np.prod([a.shape[i] for i in axes]))
         if not count:
             continue
