@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from cifarkit.data import load_image
-from cifarkit.data.images import BACKGROUND, MAX_PIXELS
+from cifarkit.data.images import BACKGROUND, MAX_PIXELS, is_image_path
 from cifarkit.errors import ImageError
 
 
@@ -121,3 +123,13 @@ def test_require_32_for_data_sets(tmp_path):
     _rgb(size=(33, 32)).save(tmp_path / "x.png")
     with pytest.raises(ImageError, match="33×32"):
         load_image(tmp_path / "x.png", require_32=True)
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("a.jpg", True), ("A.JPEG", True), ("dir.png/b.PNG", True), ("x.webp", True),
+    ("notes.txt", False), ("jpg", False), (".jpg", False), ("dir.jpg/readme", False),
+    ("trailing.", False),
+])
+def test_is_image_path_by_extension(name, expected):
+    assert is_image_path(name) is expected
+    assert is_image_path(Path(name)) is expected

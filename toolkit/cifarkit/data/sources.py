@@ -161,11 +161,10 @@ def _list_split(root: Path, split: str) -> _Listing:
     paths: list[str] = []
     labels: list[int] = []
     fingerprint: list[str] = []
-    # One thread per class folder: stat() releases the GIL, and on virtual disks the
-    # 60,000 stat calls dominate a cached load.
-    with concurrent.futures.ThreadPoolExecutor(len(CLASSES)) as pool:
-        listed = list(pool.map(lambda name: _list_class(folder, split, name), CLASSES))
-    for label, (class_paths, class_prints) in enumerate(listed):
+    # Serial on purpose: a thread per class folder measured 2.5x slower here (the listing is
+    # Python-bound, so the threads only fight over the GIL).
+    for label, name in enumerate(CLASSES):
+        class_paths, class_prints = _list_class(folder, split, name)
         paths += class_paths
         fingerprint += class_prints
         labels += [label] * len(class_paths)
