@@ -202,9 +202,15 @@ def conflict(spec: Spec, run_dir: Path, limit: int | None, weights: str | None) 
         saved = _read_json(run_dir / ".backup" / "run-config.json") or {}
         if saved.get("arch") != spec.arch:
             return f"holds an interrupted {saved.get('arch')} run, not {spec.arch}"
-        if saved.get("recipe") != want:
-            # train(resume=True) demands the very same recipe; say which values differ.
-            diff = _differences(saved.get("recipe"), want) or "recipe fields differ"
+        from cifarkit.train import recipe_from_dict
+
+        # train(resume=True) continues the saved recipe, fields added since at their
+        # defaults: that is what the run will be, so that is what must match.
+        try:
+            resumed = recipe_from_dict(saved.get("recipe") or {}).to_dict()
+        except (TypeError, CifarkitError) as exc:
+            return f"holds an interrupted run whose recipe cannot be read ({exc})"
+        if diff := _differences(resumed, want):
             return f"holds an interrupted run with other hyper-parameters ({diff})"
         study = _read_json(run_dir / "study.json") or {}
         if "limit" in study and study["limit"] != limit:

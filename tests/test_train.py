@@ -113,10 +113,37 @@ def test_interrupt_then_resume(small_data, tmp_path):
         train("cnn", "seed", data=small_data, epochs=3, out=out)
     with pytest.raises(UsageError, match="same options"):
         train("cnn", "seed", data=small_data, epochs=5, out=out, resume=True)
-    second = train("cnn", "seed", data=small_data, epochs=3, out=out, resume=True)
+    with pytest.raises(UsageError, match="--seed 0 \\(given 1\\)"):
+        train("cnn", data=small_data, out=out, resume=True, seed=1)
+    # Nothing given again: the interrupted run's recipe (3 epochs, not seed's 10) goes on.
+    second = train("cnn", data=small_data, out=out, resume=True)
     assert not second.interrupted
     assert len(second.epoch_seconds) == 3 and len(second.history["loss"]) == 3
-    assert json.loads((out / "run.json").read_text())["epochs"] == 3
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["epochs"] == 3 and meta["recipe"] == "seed"
+    assert meta["command"].startswith("cifarkit train cnn --recipe seed --epochs 3 ")
+
+
+def test_resume_a_run_saved_before_a_recipe_field_existed(small_data, tmp_path):
+    out = tmp_path / "run"
+
+    def stop_in_epoch_2(event, info):
+        if event == "epoch_begin" and info["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    train("cnn-batchnorm", "default", data=small_data, epochs=2, out=out,
+          progress=stop_in_epoch_2)
+    config_path = out / ".backup" / "run-config.json"
+    config = json.loads(config_path.read_text())
+    assert config["recipe"]["bn_recalibration"] == 5000
+    # As an older cifarkit wrote it: no bn_recalibration field, no limit.
+    del config["recipe"]["bn_recalibration"], config["limit"]
+    config_path.write_text(json.dumps(config))
+    result = train("cnn-batchnorm", data=small_data, out=out, resume=True)
+    assert not result.interrupted
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["hyperparameters"]["bn_recalibration"] == 0  # the run it was, not today's default
+    assert meta["hyperparameters"]["epochs"] == 2
 
 
 def test_bad_arguments(small_data, tmp_path):
@@ -137,3 +164,12 @@ def test_real_data_short_training_beats_chance(real_data, tmp_path):
     result = train("cnn", "default", data=real_data, limit=4000, epochs=4, batch_size=32,
                    lr=0.02, out=tmp_path / "real")
     assert result.test_accuracy > 0.25, result.test_accuracy  # chance is 0.10
+
+
+def test_recipe_from_dict_round_trips_and_rejects_unknown_fields():
+    from cifarkit.train import RECIPES, recipe_from_dict
+
+    for rec in RECIPES.values():
+        assert recipe_from_dict(rec.to_dict()) == rec
+    with pytest.raises(UsageError, match="unknown field.*'warp_speed'"):
+        recipe_from_dict({**RECIPES["seed"].to_dict(), "warp_speed": 9})

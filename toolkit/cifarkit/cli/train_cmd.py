@@ -28,12 +28,18 @@ def train(
     label_smoothing: float = typer.Option(
         None, "--label-smoothing", help="Override label smoothing."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed for splits, init and augmentation."),
+    seed: int = typer.Option(
+        None, "--seed", help="Seed for splits, init and augmentation (default 0)."
+    ),
     data: Path = typer.Option(None, "--data", help=DATA_HELP),
     limit: int = typer.Option(None, "--limit", help="Stratified subset of N images per split."),
     out: Path = typer.Option(None, "--out", help="Run folder (default runs/<arch>/)."),
     mixed_precision: bool = typer.Option(False, "--mixed-precision", help="float16 compute."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run."),
+    resume: bool = typer.Option(
+        False, "--resume",
+        help="Continue an interrupted run with its own recipe, seed and options "
+             "(any given again must match).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard an interrupted run."),
     weights: str = typer.Option(
         None, "--weights", help="VGG16 only: 'imagenet' (default), a .h5 path, or 'none'."

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cifarkit.train.recipes import RECIPES, Recipe, get_recipe
+from cifarkit.train.recipes import RECIPES, Recipe, get_recipe, recipe_from_dict
 
 
 def train(*args: Any, **kwargs: Any) -> Any:
@@ -17,4 +17,4 @@ def train(*args: Any, **kwargs: Any) -> Any:
     return _train(*args, **kwargs)
 
 
-__all__ = ["RECIPES", "Recipe", "get_recipe", "train"]
+__all__ = ["RECIPES", "Recipe", "get_recipe", "recipe_from_dict", "train"]

@@ -32,7 +32,7 @@ import numpy as np
 from cifarkit._io import atomic_path, write_json, write_text
 from cifarkit.data import load_dataset, stratified_split
 from cifarkit.errors import UsageError
-from cifarkit.train.recipes import Recipe, get_recipe
+from cifarkit.train.recipes import RECIPES, Recipe, get_recipe, recipe_from_dict
 
 #: ``progress(event, info)``; events: "data", "start", "epoch_begin", "batch", "epoch_end",
 #: "evaluate", "done". The CLI draws rich progress from these.
@@ -295,6 +295,18 @@ def _equivalent_command(arch: str, recipe: str, run_dir: Path, *, seed: int, dat
     return shlex.join(parts)
 
 
+def _recipe_overrides(rec: Recipe, given: dict[str, Any]) -> dict[str, Any]:
+    """The flags that make ``rec`` from its named recipe: those given, and on a resume
+    where they were left out, the values that differ from the named recipe's."""
+    base = RECIPES.get(rec.name)
+    out = {}
+    for key, value in given.items():
+        if value is None and base is not None and getattr(rec, key) != getattr(base, key):
+            value = getattr(rec, key)
+        out[key.replace("_", "-")] = value
+    return out
+
+
 def _trainable_params(model: Any) -> int:
     return int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
 
@@ -352,7 +364,7 @@ def train(
     val_split: float | None = None,
     weight_decay: float | None = None,
     label_smoothing: float | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     out: str | os.PathLike[str] | None = None,
     mixed_precision: bool = False,
     resume: bool = False,
@@ -374,16 +386,14 @@ def train(
     epoch goes through the base, with the recipe's translations; see
     :mod:`cifarkit.train.transfer`). ``vgg16-finetune`` then unfreezes block5 and trains
     ``finetune_epochs`` more epochs end to end, from ``finetune_lr`` (registry defaults);
-    ``epochs`` is the head phase's length. On ``resume``, options not given again are the
-    interrupted run's.
+    ``epochs`` is the head phase's length. On ``resume``, the recipe and options are the
+    interrupted run's; any given again must match them.
     """
     from cifarkit.models import create_model, get_model_info
 
     info = get_model_info(arch)  # fails early, with close matches, on a bad name
-    if recipe is None:
-        recipe = str(info.train_defaults.get("recipe", "default"))
-    rec = get_recipe(recipe, epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split,
-                     weight_decay=weight_decay, label_smoothing=label_smoothing)
+    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "val_split": val_split,
+                 "weight_decay": weight_decay, "label_smoothing": label_smoothing}
     run_dir = Path(out) if out is not None else Path("runs") / arch
     backup = run_dir / ".backup"
     if run_dir.exists() and not run_dir.is_dir():
@@ -394,17 +404,38 @@ def train(
         if not (backup / "run-config.json").is_file():
             raise UsageError(f"{run_dir}: nothing to resume (no interrupted run in {backup})")
         saved = json.loads((backup / "run-config.json").read_text())
+        # The interrupted run's recipe, so `--resume` alone continues it; anything given
+        # again must agree with it.
+        rec = recipe_from_dict(saved["recipe"])
+        differ = [f"--{k.replace('_', '-')} {getattr(rec, k)!r} (given {v!r})"
+                  for k, v in overrides.items() if v is not None and getattr(rec, k) != v]
+        saved_seed, saved_limit = saved.get("seed", 0), saved.get("limit", limit)
+        if seed is not None and seed != saved_seed:
+            differ.append(f"--seed {saved_seed} (given {seed})")
+        if limit is not None and limit != saved_limit:
+            differ.append(f"--limit {saved_limit} (given {limit})")
+        seed, limit = saved_seed, saved_limit
+        if recipe is not None and recipe != rec.name:
+            differ.insert(0, f"--recipe {rec.name} (given {recipe})")
+        if saved["arch"] != arch:
+            differ.insert(0, f"architecture {saved['arch']} (given {arch})")
+        if differ:
+            raise UsageError(f"{run_dir}: the interrupted run used {', '.join(differ)}; resume "
+                             "with the same options, or leave them out")
         for key, value in saved.get("options", {}).items():
             if given.get(key) is None:
                 given[key] = value
+    else:
+        if recipe is None:
+            recipe = str(info.train_defaults.get("recipe", "default"))
+        rec = get_recipe(recipe, **overrides)
+        seed = 0 if seed is None else seed
     options = _frozen_base_options(arch, info, **given)
     if resume:
-        if (saved["arch"] != arch or saved["recipe"] != rec.to_dict()
-                or saved.get("options", {}) != options):
+        if saved.get("options", {}) != options:
             raise UsageError(
-                f"{run_dir}: the interrupted run used {saved['arch']} with recipe "
-                f"{saved['recipe']['name']} {saved['recipe']} {saved.get('options') or ''}; "
-                "resume with the same options"
+                f"{run_dir}: the interrupted run used options {saved.get('options')}, not "
+                f"{options}; resume with the same options, or leave them out"
             )
     elif backup.exists():
         if not overwrite:
@@ -456,6 +487,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     backup.mkdir(exist_ok=True)
     write_json(backup / "run-config.json", {"arch": arch, "recipe": rec.to_dict(), "seed": seed,
+                                            "limit": limit,
                                             "options": options})
 
     history: dict[str, list[float]] = {}
@@ -672,9 +704,7 @@ def train(
             arch, rec.name, run_dir, seed=seed, limit=limit,
             data=None if ds.kind.startswith("keras") else ds.source,
             mixed_precision=mixed_precision, options=options,
-            overrides={"epochs": epochs, "batch-size": batch_size, "lr": lr,
-                       "val-split": val_split, "weight-decay": weight_decay,
-                       "label-smoothing": label_smoothing}),
+            overrides=_recipe_overrides(rec, overrides)),
     }
     if frozen_base:
         # epoch_seconds/train_seconds are fit epochs only; feature_cache.seconds is the

@@ -54,6 +54,8 @@ class Recipe:
     val_split: float = 0.1
     restore_best: bool = False
     lookahead: bool = False
+    # Fields added later must default to "off": a run saved before they existed resumes
+    # with the defaults (see recipe_from_dict).
     # BatchNorm statistics recomputed on this many clean training images before each
     # validation (0: off); see cifarkit.train.recalibrate.
     bn_recalibration: int = 0
@@ -121,3 +123,16 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
     if not 0.0 <= recipe.val_split < 1.0:
         raise UsageError(f"--val-split must be in [0, 1), got {recipe.val_split}")
     return recipe
+
+
+def recipe_from_dict(saved: dict[str, Any]) -> Recipe:
+    """The recipe a run recorded (``run.json`` / the resume state), rebuilt.
+
+    Fields the record lacks (added to :class:`Recipe` after it was written) take their
+    defaults, which are always "off", so an older run resumes with the training it had.
+    """
+    fields = set(Recipe.__dataclass_fields__)
+    unknown = sorted(set(saved) - fields)
+    if unknown:
+        raise UsageError(f"recorded recipe has unknown field(s) {unknown} (a newer cifarkit?)")
+    return Recipe(**saved)
