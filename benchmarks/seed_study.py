@@ -496,6 +496,15 @@ def batch_table(rows: list[Row], doc_dir: Path) -> list[str]:
                    "curves", "command"], body)
 
 
+def _data_difference(rows: list[Row]) -> list[str]:
+    kinds = {(r.meta.get("data") or {}).get("kind") for r in rows if r.done}
+    if "folders" not in kinds:
+        return []
+    return ["- Data: an image-folder tree, not the notebook's pickled batches (Keras's "
+            "download). Re-encoded images change pixels: `../shared/data/cifar10` is JPEG "
+            "quality 75, and its README expects accuracies to differ by about a point."]
+
+
 def _runs_section(rows: list[Row]) -> list[str]:
     body = []
     for r in rows:
@@ -659,6 +668,7 @@ def render(rows: list[Row], args: argparse.Namespace, command: str, summary: dic
         "- One seed per run: after a single epoch (part 3) accuracies move by several points "
         "between seeds, so a miss there is weaker evidence than a miss after 10 epochs.",
         "- Keras 3 defaults (Glorot-uniform kernels, zero biases) as in the notebook's Keras 2.",
+        *_data_difference(rows),
         "",
         "## Runs",
         "",
