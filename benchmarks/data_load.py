@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
 SCHEMA = "cifarkit.data-load/1"
 
 _CHILD = """

@@ -208,7 +208,7 @@ def conflict(spec: Spec, run_dir: Path, limit: int | None, weights: str | None) 
         # defaults: that is what the run will be, so that is what must match.
         try:
             resumed = recipe_from_dict(saved.get("recipe") or {}).to_dict()
-        except (TypeError, CifarkitError) as exc:
+        except CifarkitError as exc:
             return f"holds an interrupted run whose recipe cannot be read ({exc})"
         if diff := _differences(resumed, want):
             return f"holds an interrupted run with other hyper-parameters ({diff})"

@@ -29,7 +29,7 @@ held out the last classes only), pixels/255 (inside the model), no augmentation.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, replace
 from typing import Any
 
 from cifarkit.errors import UsageError
@@ -131,8 +131,11 @@ def recipe_from_dict(saved: dict[str, Any]) -> Recipe:
     Fields the record lacks (added to :class:`Recipe` after it was written) take their
     defaults, which are always "off", so an older run resumes with the training it had.
     """
-    fields = set(Recipe.__dataclass_fields__)
-    unknown = sorted(set(saved) - fields)
+    fields = Recipe.__dataclass_fields__
+    unknown = sorted(set(saved) - set(fields))
     if unknown:
         raise UsageError(f"recorded recipe has unknown field(s) {unknown} (a newer cifarkit?)")
+    required = [k for k, f in fields.items() if f.default is MISSING and k not in saved]
+    if required:
+        raise UsageError(f"recorded recipe lacks {required}; the record is damaged")
     return Recipe(**saved)
