@@ -11,7 +11,8 @@ import pytest
 from cifarkit.models import create_model, get_model_info
 from cifarkit.models.fastnet import init_whitening
 from cifarkit.train import get_recipe, train
-from cifarkit.train.schedules import Triangle, lookahead_decay
+from cifarkit.train.augment import AugmentedBatches
+from cifarkit.train.schedules import BiasScaledSGD, Triangle, lookahead_decay
 from tests.conftest import synthetic_images, write_folders
 
 
@@ -86,6 +87,58 @@ def test_triangle_schedule_and_lookahead_strength():
     fast = get_recipe("fast")
     assert (fast.schedule, fast.lookahead, fast.batch_size, fast.translate) == (
         "triangle", True, 1024, 2)
+    assert (fast.norm_bias_lr_scale, fast.decay_biases, fast.alternate_flip) == (64.0, True, True)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.85])
+def test_bias_scaled_sgd_speeds_up_batchnorm_offsets_only(momentum):
+    """Through the backend's own training step: BatchNorm's beta moves 64× as far, the
+    kernel exactly as far as with plain SGD, and the optimizer survives a save/load."""
+    import keras
+
+    def model(optimizer):
+        keras.utils.set_random_seed(3)
+        inputs = keras.Input((5,))
+        x = keras.layers.Dense(4, use_bias=False, name="dense")(inputs)
+        x = keras.layers.BatchNormalization(scale=False, name="bn")(x)
+        m = keras.Model(inputs, keras.layers.Dense(2, use_bias=False, name="head")(x))
+        m.compile(optimizer=optimizer, loss="mse")
+        return m
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 5)), rng.normal(size=(16, 2))
+    kw = {"learning_rate": 0.01, "momentum": momentum, "nesterov": bool(momentum)}
+    plain, scaled = model(keras.optimizers.SGD(**kw)), model(BiasScaledSGD(bias_lr_scale=64, **kw))
+    before = {n: plain.get_layer(n).get_weights()[0].copy() for n in ("dense", "bn")}
+    for m in (plain, scaled):
+        m.train_on_batch(x, y)
+    moved = {id(m): {n: m.get_layer(n).get_weights()[0] - before[n] for n in before}
+             for m in (plain, scaled)}
+    p, s = moved[id(plain)], moved[id(scaled)]
+    assert np.abs(p["bn"]).max() > 0
+    np.testing.assert_allclose(s["bn"], 64 * p["bn"], rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(s["dense"], p["dense"], rtol=1e-5, atol=1e-9)
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(scaled.optimizer))
+    assert isinstance(restored, BiasScaledSGD) and restored.bias_lr_scale == 64.0
+
+
+def test_alternate_flip_shows_every_image_both_ways_in_two_epochs():
+    n = 40
+    x = np.zeros((n, 2, 2, 1), dtype=np.uint8)
+    x[:, 0, 0, 0] = np.arange(1, n + 1)  # the image's id (+1: 0 would not show a flip)
+    ids = np.arange(n, dtype=np.float32)[:, None]
+    batches = AugmentedBatches(x, ids, 16, flip=True, translate=0, seed=1, alternate_flip=True)
+    flipped = []
+    for _ in range(4):
+        seen = np.zeros(n, dtype=bool)
+        for i in range(len(batches)):
+            xb, yb = batches[i]
+            seen[yb[:, 0].astype(int)] = xb[:, 0, 0, 0] != yb[:, 0] + 1  # id moved: flipped
+        flipped.append(seen)
+        batches.on_epoch_end()
+    assert 10 < flipped[0].sum() < 30  # a random half, not all or none
+    np.testing.assert_array_equal(flipped[1], ~flipped[0])
+    np.testing.assert_array_equal(flipped[2], flipped[0])  # the same half each even epoch
 
 
 def test_fastnet_trains_with_its_own_recipe(tmp_path):

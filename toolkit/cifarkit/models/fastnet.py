@@ -12,8 +12,9 @@ about 10 epochs. Kept here, in Keras-only code (any backend):
 - test-time flip augmentation inside the graph (``FlipBatch``/``MeanHalves``), so the
   exported ONNX file averages an image and its mirror with no extra code at the caller.
 Input: raw 0–255 RGB; the CIFAR-10 mean/std normalisation is a layer of the model.
-The recipe (Nesterov SGD, label smoothing 0.2, flip + 2 px translation, a triangular
-schedule, optional lookahead) is ``--recipe fast`` in :mod:`cifarkit.train.recipes`.
+The recipe (Nesterov SGD with 64× the learning rate for BatchNorm offsets, label smoothing
+0.2, alternating flips + 2 px translation, a triangular schedule, lookahead) is
+``--recipe fast`` in :mod:`cifarkit.train.recipes`.
 """
 
 from __future__ import annotations

@@ -13,12 +13,14 @@ import numpy as np
 
 
 def flip_translate(
-    x: np.ndarray, rng: np.random.Generator, flip: bool, translate: int
+    x: np.ndarray, rng: np.random.Generator, flip: bool, translate: int,
+    flip_mask: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Random horizontal flips and translations up to ``translate`` px (reflection padding)."""
+    """Horizontal flips (random, or of the images ``flip_mask`` selects) and random
+    translations up to ``translate`` px (reflection padding)."""
     out = x
     if flip:
-        mask = rng.random(len(x)) < 0.5
+        mask = rng.random(len(x)) < 0.5 if flip_mask is None else flip_mask
         out = out.copy()
         out[mask] = out[mask, :, ::-1]
     if translate:
@@ -35,7 +37,12 @@ def flip_translate(
 
 
 class AugmentedBatches(keras.utils.PyDataset):
-    """Shuffled mini-batches of ``(images, one_hot)``, reshuffled and re-augmented each epoch."""
+    """Shuffled mini-batches of ``(images, one_hot)``, reshuffled and re-augmented each epoch.
+
+    ``alternate_flip`` (airbench): a fixed random half of the images is flipped in even
+    epochs and the other half in odd ones, so any two consecutive epochs show every image
+    both ways, where independent coin flips show a quarter of them one way only.
+    """
 
     def __init__(
         self,
@@ -46,6 +53,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         flip: bool,
         translate: int,
         seed: int,
+        alternate_flip: bool = False,
     ) -> None:
         super().__init__()
         self.x, self.y = x, y_onehot
@@ -53,14 +61,20 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.flip, self.translate = flip, translate
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(x))
+        self.epoch = 0
+        self.flip_mask = (self.rng.random(len(x)) < 0.5) if flip and alternate_flip else None
 
     def __len__(self) -> int:
         return math.ceil(len(self.x) / self.batch_size)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        xb = flip_translate(self.x[idx], self.rng, self.flip, self.translate)
+        mask = None
+        if self.flip_mask is not None:
+            mask = self.flip_mask[idx] ^ bool(self.epoch % 2)
+        xb = flip_translate(self.x[idx], self.rng, self.flip, self.translate, flip_mask=mask)
         return xb.astype(np.float32), self.y[idx]
 
     def on_epoch_end(self) -> None:
+        self.epoch += 1
         self.order = self.rng.permutation(len(self.x))

@@ -128,13 +128,15 @@ def _schedule(recipe: Recipe, steps_per_epoch: int) -> Any:
 def _optimizer(recipe: Recipe, steps_per_epoch: int) -> Any:
     import keras
 
-    opt = keras.optimizers.SGD(
-        learning_rate=_schedule(recipe, steps_per_epoch),
-        momentum=recipe.momentum,
-        nesterov=recipe.nesterov,
-        weight_decay=recipe.weight_decay or None,
-    )
-    if recipe.weight_decay:
+    kwargs = {"learning_rate": _schedule(recipe, steps_per_epoch), "momentum": recipe.momentum,
+              "nesterov": recipe.nesterov, "weight_decay": recipe.weight_decay or None}
+    if recipe.norm_bias_lr_scale != 1.0:
+        from cifarkit.train.schedules import BiasScaledSGD
+
+        opt = BiasScaledSGD(bias_lr_scale=recipe.norm_bias_lr_scale, **kwargs)
+    else:
+        opt = keras.optimizers.SGD(**kwargs)
+    if recipe.weight_decay and not recipe.decay_biases:
         # Decay kernels only: biases and BatchNorm's scale/offset are not regularised.
         opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return opt
@@ -251,7 +253,8 @@ def _image_batches(
         from cifarkit.train.augment import AugmentedBatches
 
         return AugmentedBatches(x, _one_hot(y), rec.batch_size, flip=rec.flip,
-                                translate=rec.translate, seed=seed), {}
+                                translate=rec.translate, seed=seed,
+                                alternate_flip=rec.alternate_flip), {}
     return x.astype(np.float32), {"y": _one_hot(y), "batch_size": rec.batch_size,
                                   "shuffle": True}
 

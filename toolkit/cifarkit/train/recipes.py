@@ -20,7 +20,11 @@ learning rate 1.5 (airbench's 11.5 per 1024 examples of summed loss, translated 
 mean loss), a triangular schedule (0.2 → 1 over the first 23 % of steps, then down to 0.07),
 decoupled weight decay 9e-3 per unit lr (airbench's coupled decay, amplified by momentum),
 label smoothing 0.2, flips and 2 px translations, lookahead (an average of the weights every
-5 steps, growing stronger towards the end), 10 epochs on all 50,000 training images.
+5 steps, growing stronger towards the end), 10 epochs on all 50,000 training images; and, as
+airbench: BatchNorm offsets learn 64× faster than the other weights (its ``bias_scaler``),
+every trainable variable is decayed, biases included, and flips alternate (a fixed random
+half of the images flipped, all of them flipped every other epoch, so each image is seen
+both ways in any two consecutive epochs).
 
 ``seed`` is the notebook exactly: plain SGD at 0.01, categorical cross-entropy, batch 32,
 10 epochs, 25 % validation (stratified here: the notebook's unshuffled ``validation_split``
@@ -59,6 +63,13 @@ class Recipe:
     # BatchNorm statistics recomputed on this many clean training images before each
     # validation (0: off); see cifarkit.train.recalibrate.
     bn_recalibration: int = 0
+    # Learning-rate multiplier for BatchNorm offsets (airbench's bias_scaler); see
+    # cifarkit.train.schedules.BiasScaledSGD.
+    norm_bias_lr_scale: float = 1.0
+    # Weight decay on every trainable variable, biases included (airbench); else kernels only.
+    decay_biases: bool = False
+    # Flip a fixed random half of the images, then flip all every other epoch (airbench).
+    alternate_flip: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,6 +112,9 @@ RECIPES: dict[str, Recipe] = {
         val_split=0.0,
         restore_best=False,
         lookahead=True,
+        norm_bias_lr_scale=64.0,
+        decay_biases=True,
+        alternate_flip=True,
     ),
 }
 

@@ -1,4 +1,5 @@
-"""Learning-rate schedule and weight averaging for the ``fast`` recipe (after airbench94)."""
+"""Learning-rate schedule, optimizer and weight averaging for the ``fast`` recipe (after
+airbench94)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,40 @@ class Triangle(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "total_steps": self.total_steps,
                 "warmup_steps": self.warmup_steps, "start_factor": self.start_factor,
                 "end_factor": self.end_factor}
+
+
+def is_norm_bias(variable: Any) -> bool:
+    """A BatchNormalization offset (``beta``): the variables ``BiasScaledSGD`` speeds up."""
+    return getattr(variable, "name", "") == "beta"
+
+
+@keras.saving.register_keras_serializable(package="cifarkit")
+class BiasScaledSGD(keras.optimizers.SGD):
+    """SGD in which BatchNorm offsets learn ``bias_lr_scale`` times faster than the rest.
+
+    airbench94's ``bias_scaler`` (64): by its ablations, the one change that cut the epochs to
+    94 % from 22 to 17. SGD with (Nesterov) momentum is linear in the gradient, so scaling a
+    variable's gradient is exactly scaling its learning rate; doing it in ``apply``, before
+    the backend's update step, keeps it correct on every Keras backend. Weight decay is
+    decoupled and applied from the base learning rate, so it is not scaled (as in airbench,
+    where those offsets have the same absolute decay as every other weight).
+    """
+
+    def __init__(self, *args: Any, bias_lr_scale: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bias_lr_scale = float(bias_lr_scale)
+
+    def apply(self, grads: Any, trainable_variables: Any = None) -> Any:
+        if self.bias_lr_scale != 1.0:
+            grads = list(grads)
+            variables = (self._trainable_variables if trainable_variables is None
+                         else list(trainable_variables))
+            grads = [g * self.bias_lr_scale if g is not None and is_norm_bias(v) else g
+                     for g, v in zip(grads, variables, strict=True)]
+        return super().apply(grads, trainable_variables)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "bias_lr_scale": self.bias_lr_scale}
 
 
 def lookahead_decay(step: int, total_steps: int) -> float:
