@@ -41,7 +41,7 @@ class AugmentedBatches(keras.utils.PyDataset):
 
     ``alternate_flip`` (airbench): a fixed random half of the images is flipped in even
     epochs and the other half in odd ones, so any two consecutive epochs show every image
-    both ways, where independent coin flips show a quarter of them one way only.
+    both ways, where independent coin flips show half of them one way only.
     """
 
     def __init__(
