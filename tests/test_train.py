@@ -56,6 +56,42 @@ def test_augmentation_flips_and_translates():
     assert np.array_equal(unchanged, x)
 
 
+@pytest.mark.parametrize("kind", ["images", "cached-features"])
+def test_a_resumed_run_draws_the_uninterrupted_runs_batches(kind):
+    """Each epoch's shuffle and augmentation depend on (seed, epoch) only: resuming after
+    epoch 2 continues the stream, it does not replay epoch 1's batches."""
+    from cifarkit.train.augment import AugmentedBatches
+    from cifarkit.train.transfer import CachedFeatureBatches
+
+    rng = np.random.default_rng(0)
+    n = 50
+    x = rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+    y = np.eye(n, dtype=np.float32)
+
+    def make(start_epoch):
+        if kind == "images":
+            return AugmentedBatches(x, y, 16, flip=True, translate=2, seed=5,
+                                    alternate_flip=True, start_epoch=start_epoch)
+        feats = x.reshape(n, -1).astype(np.float32)
+        return CachedFeatureBatches(feats, feats[:, ::-1].copy(), y, 16, seed=5,
+                                    start_epoch=start_epoch)
+
+    def epoch(ds):
+        batches = [ds[i] for i in range(len(ds))]
+        ds.on_epoch_end()
+        return np.concatenate([b[0].reshape(len(b[0]), -1) for b in batches]), \
+            np.concatenate([b[1] for b in batches])
+
+    uninterrupted = make(0)
+    stream = [epoch(uninterrupted) for _ in range(4)]
+    resumed = make(2)
+    for expected in stream[2:]:
+        got = epoch(resumed)
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+    assert not np.array_equal(stream[0][1], stream[2][1])  # epochs differ from each other
+
+
 def test_train_writes_a_complete_run(small_data, tmp_path):
     events = []
     result = train("cnn", "seed", data=small_data, epochs=2, out=tmp_path / "run",

@@ -12,6 +12,16 @@ import keras
 import numpy as np
 
 
+def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The random stream of one training epoch, a function of ``(seed, epoch)`` only.
+
+    A run resumed after epoch k therefore draws exactly the batches and augmentations the
+    uninterrupted run would have: one generator carried across epochs would restart at
+    epoch 1's draws on resume and replay batches the model has just trained on.
+    """
+    return np.random.default_rng([seed, epoch])
+
+
 def flip_translate(
     x: np.ndarray, rng: np.random.Generator, flip: bool, translate: int,
     flip_mask: np.ndarray | None = None,
@@ -42,6 +52,7 @@ class AugmentedBatches(keras.utils.PyDataset):
     ``alternate_flip`` (airbench): a fixed random half of the images is flipped in even
     epochs and the other half in odd ones, so any two consecutive epochs show every image
     both ways, where independent coin flips show half of them one way only.
+    ``start_epoch``: epochs already trained (a resumed run); see :func:`epoch_rng`.
     """
 
     def __init__(
@@ -54,15 +65,22 @@ class AugmentedBatches(keras.utils.PyDataset):
         translate: int,
         seed: int,
         alternate_flip: bool = False,
+        start_epoch: int = 0,
     ) -> None:
         super().__init__()
         self.x, self.y = x, y_onehot
         self.batch_size = batch_size
         self.flip, self.translate = flip, translate
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(x))
-        self.epoch = 0
-        self.flip_mask = (self.rng.random(len(x)) < 0.5) if flip and alternate_flip else None
+        self.seed = seed
+        # The half flipped in even epochs: fixed for the run, so from the seed alone.
+        self.flip_mask = (np.random.default_rng(seed).random(len(x)) < 0.5
+                          if flip and alternate_flip else None)
+        self._start(start_epoch)
+
+    def _start(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.rng = epoch_rng(self.seed, epoch)
+        self.order = self.rng.permutation(len(self.x))
 
     def __len__(self) -> int:
         return math.ceil(len(self.x) / self.batch_size)
@@ -76,5 +94,4 @@ class AugmentedBatches(keras.utils.PyDataset):
         return xb.astype(np.float32), self.y[idx]
 
     def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self.order = self.rng.permutation(len(self.x))
+        self._start(self.epoch + 1)

@@ -246,15 +246,20 @@ def _compile(model: Any, rec: Recipe, steps: int) -> None:
 
 
 def _image_batches(
-    rec: Recipe, x: np.ndarray, y: np.ndarray, seed: int
+    rec: Recipe, x: np.ndarray, y: np.ndarray, seed: int, start_epoch: int
 ) -> tuple[Any, dict[str, Any]]:
-    """``fit``'s training data for images: augmented batches, or plain arrays."""
+    """``fit``'s training data for images: augmented batches, or plain arrays.
+
+    ``start_epoch``: epochs the run has already trained, so that a resumed run draws the
+    batches the uninterrupted one would have.
+    """
     if rec.flip or rec.translate:
         from cifarkit.train.augment import AugmentedBatches
 
         return AugmentedBatches(x, _one_hot(y), rec.batch_size, flip=rec.flip,
                                 translate=rec.translate, seed=seed,
-                                alternate_flip=rec.alternate_flip), {}
+                                alternate_flip=rec.alternate_flip,
+                                start_epoch=start_epoch), {}
     return x.astype(np.float32), {"y": _one_hot(y), "batch_size": rec.batch_size,
                                   "shuffle": True}
 
@@ -604,7 +609,8 @@ def train(
                     "(--no-feature-cache applies them, at a full VGG16 pass per epoch)")
             if rec.flip:
                 train_data: Any = CachedFeatureBatches(f_tr, f_mirror, _one_hot(y_tr),
-                                                       rec.batch_size, seed=seed)
+                                                       rec.batch_size, seed=seed,
+                                                       start_epoch=len(epoch_seconds))
                 fit_kwargs: dict[str, Any] = {}
             else:
                 train_data = f_tr
@@ -616,7 +622,7 @@ def train(
         else:
             if frozen_base:
                 vgg["feature_cache"] = {"used": False}
-            train_data, fit_kwargs = _image_batches(rec, x_tr, y_tr, seed)
+            train_data, fit_kwargs = _image_batches(rec, x_tr, y_tr, seed, len(epoch_seconds))
             fitted, state, phase_validation = model, "keras", validation
         if _fit(fitted, train_data, fit_kwargs, rec.epochs, phase_validation,
                 callbacks(state, rec.epochs, rec)):
@@ -645,7 +651,8 @@ def train(
         _compile(model, finetune_rec, steps)  # trainability changes need a new compile
         emit("phase", {"phase": 2, "name": "block5", "epochs": finetune_rec.epochs,
                        "lr": finetune_rec.lr, "cached": False})
-        train_data, fit_kwargs = _image_batches(finetune_rec, x_tr, y_tr, seed + 1)
+        train_data, fit_kwargs = _image_batches(finetune_rec, x_tr, y_tr, seed + 1,
+                                                len(epoch_seconds))
         if _fit(model, train_data, fit_kwargs, finetune_rec.epochs, validation,
                 callbacks("keras-block5", finetune_rec.epochs, finetune_rec)):
             return interrupted()

@@ -95,7 +95,9 @@ def feature_batch_size(image_size: int) -> int:
 
 class CachedFeatureBatches(keras.utils.PyDataset):
     """Shuffled batches of ``(features, one_hot)``; with ``mirrored``, each example's mirror
-    image features are used with probability 1/2: a random horizontal flip, from the cache."""
+    image features are used with probability 1/2: a random horizontal flip, from the cache.
+    Each epoch's draws depend on ``(seed, epoch)`` only, so a resumed run (``start_epoch``)
+    continues the uninterrupted run's stream (see ``cifarkit.train.augment.epoch_rng``)."""
 
     def __init__(
         self,
@@ -105,12 +107,20 @@ class CachedFeatureBatches(keras.utils.PyDataset):
         batch_size: int,
         *,
         seed: int,
+        start_epoch: int = 0,
     ) -> None:
         super().__init__()
         self.features, self.mirrored, self.y = features, mirrored, y_onehot
         self.batch_size = batch_size
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(features))
+        self.seed = seed
+        self._start(start_epoch)
+
+    def _start(self, epoch: int) -> None:
+        from cifarkit.train.augment import epoch_rng
+
+        self.epoch = epoch
+        self.rng = epoch_rng(self.seed, epoch)
+        self.order = self.rng.permutation(len(self.features))
 
     def __len__(self) -> int:
         return math.ceil(len(self.features) / self.batch_size)
@@ -124,7 +134,7 @@ class CachedFeatureBatches(keras.utils.PyDataset):
         return xb, self.y[idx]
 
     def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.features))
+        self._start(self.epoch + 1)
 
 
 __all__ = [
