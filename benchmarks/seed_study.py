@@ -505,6 +505,33 @@ def _data_difference(rows: list[Row]) -> list[str]:
             "quality 75, and its README expects accuracies to differ by about a point."]
 
 
+# Before this time, ``--resume`` restarted a run's shuffle/augmentation stream (commit 1f1c38f
+# made each epoch's draws a function of (seed, epoch)).
+RESUME_STREAM_FIX_UTC = "2026-11-28T17:30:00+00:00"
+
+
+def _resume_replays(rows: list[Row]) -> list[str]:
+    """Runs resumed by a cifarkit that restarted the data stream: say so, they are not clean."""
+    hit = []
+    for r in rows:
+        early = [s for s in r.study.get("sessions") or []
+                 if s.get("resumed") and s.get("started_utc", "9") < RESUME_STREAM_FIX_UTC]
+        if r.done and early:
+            hit.append(f"`{r.spec.name}` ({len(early)}×)")
+    if not hit:
+        return []
+    # Observed in this project's study (runs/study, 2026-11-28); said only when that run is in.
+    seen = (" (default-cnn: epochs 28–30 repeat 25–27, visible as training accuracy 4 points "
+            "above its trend; validation accuracy keeps its trend)"
+            if any(h.startswith("`default-cnn` ") for h in hit) else "")
+    return ["- Resumed runs: " + ", ".join(hit) + " were resumed by a cifarkit from before "
+            f"{RESUME_STREAM_FIX_UTC[:16].replace('T', ' ')} UTC, which restarted the shuffle "
+            "and augmentation stream on resume: each resumed session's epochs drew the batches "
+            "of epochs 1, 2, … again, so a run resumed twice repeats the batches of its "
+            f"previous session's epochs{seen}. Resumed runs now continue the uninterrupted "
+            "run's stream."]
+
+
 def _runs_section(rows: list[Row]) -> list[str]:
     body = []
     for r in rows:
@@ -669,6 +696,7 @@ def render(rows: list[Row], args: argparse.Namespace, command: str, summary: dic
         "between seeds, so a miss there is weaker evidence than a miss after 10 epochs.",
         "- Keras 3 defaults (Glorot-uniform kernels, zero biases) as in the notebook's Keras 2.",
         *_data_difference(rows),
+        *_resume_replays(rows),
         "",
         "## Runs",
         "",

@@ -141,3 +141,18 @@ def test_only_selects_by_run_name(study):
     assert specs["default-cnn-batchnorm"].epochs == 40
     assert study._without_only(["--data", "d", "--only", "cnn", "--only=x", "--limit", "9"]) == [
         "--data", "d", "--limit", "9"]
+
+
+def test_runs_resumed_before_the_stream_fix_are_named(study, tmp_path):
+    specs = {s.name: s for s in study.build_specs(40, [1, 32])}
+
+    def row(name, *starts):
+        sessions = [{"started_utc": t, "resumed": i > 0} for i, t in enumerate(starts)]
+        return study.Row(specs[name], tmp_path, "cmd", "complete", study={"sessions": sessions})
+
+    early, late = "2026-11-28T15:55:00+00:00", "2026-11-29T09:00:00+00:00"
+    assert study._resume_replays([row("seed-cnn", early), row("default-dense", early, late)]) == []
+    notes = study._resume_replays([row("default-cnn", early, early, early),
+                                   row("seed-cnn", early, late)])
+    assert len(notes) == 1 and "`default-cnn` (2×)" in notes[0] and "seed-cnn" not in notes[0]
+    assert "epochs 28–30 repeat 25–27" in notes[0]
