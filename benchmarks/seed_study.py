@@ -863,4 +863,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from cifarkit._signals import sigterm_as_interrupt
+
+    sigterm_as_interrupt()  # `kill` stops the study like Ctrl-C: sessions recorded, resumable
     sys.exit(main())

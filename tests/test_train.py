@@ -209,3 +209,32 @@ def test_recipe_from_dict_round_trips_and_rejects_unknown_fields():
         assert recipe_from_dict(rec.to_dict()) == rec
     with pytest.raises(UsageError, match="unknown field.*'warp_speed'"):
         recipe_from_dict({**RECIPES["seed"].to_dict(), "warp_speed": 9})
+
+
+def test_a_kill_stops_training_like_ctrl_c(small_data, tmp_path):
+    """SIGTERM (how a `nohup … &` job is stopped) leaves a resumable, recorded run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cifarkit", "train", "cnn", "--recipe", "seed", "--epochs", "500",
+         "--batch-size", "8", "--data", str(small_data), "--out", str(out)],
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / ".backup" / "history.json").is_file():  # an epoch has finished
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "interrupted" and meta["epochs_completed"] >= 1
+    assert "--resume" in meta["resume"]

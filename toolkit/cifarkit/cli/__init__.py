@@ -48,10 +48,12 @@ for _module in (models_cmd, data_cmd, train_cmd, export_cmd, predict_cmd, bench_
 
 
 def main() -> None:
+    from cifarkit._signals import sigterm_as_interrupt
     from cifarkit.errors import CifarkitError
 
     # Keep TensorFlow's C++ start-up chatter out of the user's terminal.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sigterm_as_interrupt()  # a kill stops like Ctrl-C: runs stay resumable, exit code 130
     try:
         rc = app(standalone_mode=False)
     except CifarkitError as exc:
