@@ -517,14 +517,16 @@ def _resume_replays(rows: list[Row]) -> list[str]:
         early = [s for s in r.study.get("sessions") or []
                  if s.get("resumed") and s.get("started_utc", "9") < RESUME_STREAM_FIX_UTC]
         if r.done and early:
-            hit.append(f"`{r.spec.name}` ({len(early)}×)")
+            # No count: sessions ended by a kill were not recorded before SIGTERM was handled.
+            hit.append(f"`{r.spec.name}`")
     if not hit:
         return []
     # Observed in this project's study (runs/study, 2026-11-28); said only when that run is in.
     seen = (" (default-cnn: epochs 28–30 repeat 25–27, visible as training accuracy 4 points "
             "above its trend; validation accuracy keeps its trend)"
-            if any(h.startswith("`default-cnn` ") for h in hit) else "")
-    return ["- Resumed runs: " + ", ".join(hit) + " were resumed by a cifarkit from before "
+            if "`default-cnn`" in hit else "")
+    return ["- Resumed runs: " + ", ".join(hit) + (" was" if len(hit) == 1 else " were")
+            + " resumed by a cifarkit from before "
             f"{RESUME_STREAM_FIX_UTC[:16].replace('T', ' ')} UTC, which restarted the shuffle "
             "and augmentation stream on resume: each resumed session's epochs drew the batches "
             "of epochs 1, 2, … again, so a run resumed twice repeats the batches of its "
