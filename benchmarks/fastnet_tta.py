@@ -42,13 +42,11 @@ def main() -> int:
     from cifarkit._sysinfo import cpu_name
     from cifarkit.data import load_dataset
     from cifarkit.export.source import load_keras_model
+    from cifarkit.models import create_model
 
     trained = load_keras_model(args.model)
     # The logits before the in-graph mirror average: rebuild without TTA layers, same weights.
-    name = trained.name
-    from cifarkit.models import create_model
-
-    plain = create_model(name, tta=False)
+    plain = create_model(trained.name, tta=False)
     for layer in plain.layers:
         if layer.weights:
             layer.set_weights(trained.get_layer(layer.name).get_weights())
@@ -76,8 +74,8 @@ def main() -> int:
     seconds = time.perf_counter() - t0
 
     level1 = 0.5 * out["plain"] + 0.5 * out["mirror"]
-    translated = 0.5 * (0.5 * out["up_left"] + 0.5 * out["up_left_mirror"]) + \
-        0.5 * (0.5 * out["down_right"] + 0.5 * out["down_right_mirror"])
+    translated = (out["up_left"] + out["up_left_mirror"]
+                  + out["down_right"] + out["down_right_mirror"]) / 4
     levels = {"0": out["plain"], "1": level1, "2": 0.5 * level1 + 0.5 * translated}
     acc = {k: float(np.mean(v.argmax(1) == y)) for k, v in levels.items()}
     # The in-graph TTA model must agree with level 1 (same weights, same arithmetic).

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 from cifarkit.errors import ModelError
+from cifarkit.train.augment import epoch_rng
 
 #: Above this many bytes of cached features, ``train`` goes through the base instead
 #: (e.g. 45,000 images at --image-size 224 would need 4.5 GB, twice that with flips).
@@ -116,8 +117,6 @@ class CachedFeatureBatches(keras.utils.PyDataset):
         self._start(start_epoch)
 
     def _start(self, epoch: int) -> None:
-        from cifarkit.train.augment import epoch_rng
-
         self.epoch = epoch
         self.rng = epoch_rng(self.seed, epoch)
         self.order = self.rng.permutation(len(self.features))
