@@ -17,7 +17,10 @@ Three parts, every run a ``cifarkit train`` run folder under ``--runs``:
 Resumable: a finished run (``run.json`` status ``complete``) is reused, an interrupted one
 (``.backup/`` left by Ctrl-C or a kill) is resumed with ``train(..., resume=True)``, anything
 else is started. Ctrl-C stops the study after writing the document; run the same command
-again to go on. A run folder holding a different configuration (another ``--limit``,
+again to go on. ``--json`` doubles as the study's archive: each finished run's ``run.json``
+summary and history go in it, and a later study (a fresh clone has no ``runs/``) reuses an
+entry whose run folder is absent instead of training it again (``--rerun NAME`` trains it
+anyway; ``--no-archive`` reads run folders only). A run folder holding a different configuration (another ``--limit``,
 ``--epochs-default``, …) stops the study before any training, naming the folder.
 
 The document is rewritten after every run, so a partial study is still an honest document:
@@ -58,7 +61,12 @@ import json  # noqa: E402
 from cifarkit._io import atomic_path, write_bytes, write_json, write_text  # noqa: E402
 from cifarkit.errors import CifarkitError, ModelError  # noqa: E402
 
-SCHEMA = "cifarkit.seed-study/1"
+SCHEMA = "cifarkit.seed-study/2"  # 2: each run carries its run.json summary and history
+#: run.json fields a run's archive entry keeps: every figure the document shows.
+ARCHIVED_META = ("arch", "status", "test_accuracy", "test_loss", "val_accuracy", "best_epoch",
+                 "epochs", "epoch_seconds", "train_seconds", "finished_utc", "data_source",
+                 "data", "hyperparameters", "versions", "device", "weights", "feature_cache",
+                 "params", "provenance")
 ARCHS = ("dense", "cnn", "cnn-dropout", "cnn-batchnorm", "vgg16-transfer")
 VGG = "vgg16-transfer"
 BATCH_ARCH = "cnn"  # the notebook's batch-size runs rebuilt its baseline cnn_model each time
@@ -324,6 +332,61 @@ def run_one(spec: Spec, run_dir: Path, args: argparse.Namespace) -> str:
     return "resumed" if resume else "trained"
 
 
+# --- the archive: finished runs kept in the committed JSON ---------------------------------
+
+
+def archive_path(args: argparse.Namespace) -> Path | None:
+    if args.no_archive:
+        return None
+    path = args.archive or args.json
+    return Path(path) if path else None
+
+
+def archived_mismatch(spec: Spec, entry: dict[str, Any]) -> str | None:
+    """Why an archive entry cannot stand in for ``spec``'s run (``None``: it can)."""
+    if entry.get("status") != "complete":
+        return "not complete"
+    meta = entry.get("meta") or {}
+    if not meta:
+        return "no run.json summary (a schema-1 entry)"
+    if (entry.get("arch"), entry.get("recipe")) != (spec.arch, spec.recipe):
+        return f"is {entry.get('arch')} --recipe {entry.get('recipe')}"
+    if entry.get("overrides") != spec.overrides:
+        return f"has overrides {entry.get('overrides')}, this study {spec.overrides}"
+    if diff := _differences(meta.get("hyperparameters"), expected_hyperparameters(spec)):
+        return f"was trained with other hyper-parameters ({diff})"
+    return None
+
+
+def load_archive(args: argparse.Namespace, specs: list[Spec]) -> dict[str, dict[str, Any]]:
+    """Finished runs recorded by an earlier study in ``--archive`` (default: ``--json``) whose
+    run folders are not here: a fresh clone has no ``runs/``, and hours of CPU training are
+    not redone to reprint their figures. ``--rerun NAME`` sets one aside to train it again."""
+    path = archive_path(args)
+    doc = _read_json(path) if path is not None else None
+    if not doc:
+        return {}
+    if doc.get("schema") != SCHEMA:
+        _log(f"seed study: {path} is {doc.get('schema')!r}, not {SCHEMA}: not reused")
+        return {}
+    if (doc.get("limit"), doc.get("seed")) != (args.limit, args.seed):
+        _log(f"seed study: {path} was written with --limit {doc.get('limit')} --seed "
+             f"{doc.get('seed')}, this study uses --limit {args.limit} --seed {args.seed}: "
+             "not reused")
+        return {}
+    by_name = {s.name: s for s in specs}
+    out = {}
+    for entry in doc.get("runs") or []:
+        spec = by_name.get(entry.get("name", ""))
+        if spec is None or spec.name in args.rerun_set or entry.get("status") != "complete":
+            continue
+        if why := archived_mismatch(spec, entry):
+            _log(f"[{spec.name}] archived run in {path} not reused: {why}")
+            continue
+        out[spec.name] = entry
+    return out
+
+
 # --- the document ------------------------------------------------------------------------
 
 
@@ -338,6 +401,7 @@ class Row:
     study: dict[str, Any] = field(default_factory=dict)
     history: dict[str, list[float]] = field(default_factory=dict)
     figure: Path | None = None
+    archived: bool = False  # figures from the --archive JSON: the run folder is not here
 
     @property
     def done(self) -> bool:
@@ -366,16 +430,26 @@ class Row:
     @property
     def median_seconds(self) -> float | None:
         s = self.meta.get("epoch_seconds") or []
-        return float(statistics.median(s)) if s else None
+        if s:
+            return float(statistics.median(s))
+        # Archive entries converted from schema 1 kept only the median.
+        m = self.meta.get("median_epoch_seconds")
+        return None if m is None else float(m)
 
 
-def collect(spec: Spec, args: argparse.Namespace, failures: dict[str, str]) -> Row:
+def collect(spec: Spec, args: argparse.Namespace, failures: dict[str, str],
+            archive: dict[str, dict[str, Any]]) -> Row:
     run_dir = Path(args.runs) / spec.name
     row = Row(spec, run_dir, cli_command(spec, args.data, run_dir, args.limit, args.vgg_weights),
               "not run yet")
     row.study = _read_json(run_dir / "study.json") or {}
     state = run_state(run_dir)
-    if state == "complete":
+    if state == "absent" and spec.name in archive:
+        entry = archive[spec.name]
+        row.status, row.archived = "complete", True
+        row.meta, row.history = entry.get("meta") or {}, entry.get("history") or {}
+        row.study = {"sessions": entry.get("sessions") or []}
+    elif state == "complete":
         row.status = "complete"
         row.meta = _read_json(run_dir / "run.json") or {}
         row.history = _read_json(run_dir / "history.json") or {}
@@ -547,13 +621,19 @@ def _runs_section(rows: list[Row]) -> list[str]:
             for s in sessions) or "not recorded (trained outside this script)"
         versions = r.meta.get("versions") or {}
         vers = ", ".join(f"{k} {v}" for k, v in versions.items() if k != "python") or "—"
-        body.append([f"`{r.spec.name}`", r.status, r.meta.get("finished_utc", "—"),
+        status = "complete (archived)" if r.archived else r.status
+        body.append([f"`{r.spec.name}`", status, r.meta.get("finished_utc", "—"),
                      r.meta.get("data_source", "—"), _secs(r.meta.get("train_seconds")),
                      where, vers])
     if not body:
         return ["No run finished yet."]
-    return _table(["run", "status", "finished (UTC)", "data", "train s", "machine per session",
-                   "versions"], body)
+    table = _table(["run", "status", "finished (UTC)", "data", "train s", "machine per session",
+                    "versions"], body)
+    if any(r.archived for r in rows):
+        table += ["", "*archived*: the run folder is not on the machine that wrote this document;"
+                  " its figures are the ones the study recorded in its JSON when the run "
+                  "finished (machine and sessions as listed)."]
+    return table
 
 
 def summary_figures(rows: list[Row], fig_dir: Path) -> dict[str, Path]:
@@ -628,7 +708,9 @@ def render(rows: list[Row], args: argparse.Namespace, command: str, summary: dic
         f"own training: a reproduction, goal ±{TOLERANCE:g} points) and with `--recipe default`"
         " (the toolkit's: goal clearly above the notebook), plus the notebook's batch-size "
         "experiment. Generated by `benchmarks/seed_study.py`; every number below is read from "
-        "the run folders' `run.json`.",
+        "the run folders' `run.json` or, for runs finished on an earlier machine whose folder "
+        "is not here (*archived* in [Runs](#runs)), from the summary of it the study kept in "
+        "its JSON.",
         "",
         f"- **Command**: `{command}`",
         f"- **Written**: {_utc()} on {me['cpu']} ({me['cores']} logical cores), "
@@ -722,15 +804,17 @@ def render(rows: list[Row], args: argparse.Namespace, command: str, summary: dic
 
 
 def write_document(specs: list[Spec], args: argparse.Namespace, command: str,
-                   failures: dict[str, str]) -> list[Row]:
+                   failures: dict[str, str], archive: dict[str, dict[str, Any]]) -> list[Row]:
     out = Path(args.out)
     fig_dir = Path(args.figures) if args.figures else out.parent / "figures" / "seed-study"
-    rows = [collect(s, args, failures) for s in specs]
+    rows = [collect(s, args, failures, archive) for s in specs]
     for r in rows:
         curves = r.run_dir / "curves.png"
         if r.done and curves.is_file():
             r.figure = fig_dir / f"{r.spec.name}.png"
             write_bytes(r.figure, curves.read_bytes())
+        elif r.archived and (fig_dir / f"{r.spec.name}.png").is_file():
+            r.figure = fig_dir / f"{r.spec.name}.png"  # copied when the run finished
     summary = summary_figures(rows, fig_dir)
     write_text(out, render(rows, args, command, summary, out.parent))
     if args.json:
@@ -744,7 +828,9 @@ def write_document(specs: list[Spec], args: argparse.Namespace, command: str,
                       "goal_test_pct": r.spec.goal, "test_pct": r.test, "val_pct": r.val,
                       "median_epoch_seconds": r.median_seconds, "epochs": r.meta.get("epochs"),
                       "run_dir": os.fspath(r.run_dir), "command": r.command,
-                      "sessions": r.study.get("sessions", [])} for r in rows],
+                      "sessions": r.study.get("sessions", []),
+                      "meta": {k: r.meta[k] for k in ARCHIVED_META if k in r.meta},
+                      "history": r.history} for r in rows],
         })
     return rows
 
@@ -760,7 +846,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", default="runs/study", help="run folders (default runs/study)")
     p.add_argument("--out", default="benchmarks/SEED_STUDY.md", help="the Markdown document")
     p.add_argument("--figures", help="where curves go (default: figures/seed-study/ beside --out)")
-    p.add_argument("--json", help="also write the table as JSON here")
+    p.add_argument("--json", help="also write the table as JSON here (with each finished "
+                                  "run's summary: the archive a later study reuses)")
+    p.add_argument("--archive", help="reuse finished runs recorded in this study JSON when "
+                                     "their run folder is absent (default: the --json file)")
+    p.add_argument("--no-archive", action="store_true",
+                   help="reuse run folders only, not the --archive/--json records")
+    p.add_argument("--rerun", default="",
+                   help="run names to train again although archived (comma-separated; implies "
+                        "training them now; a finished run folder is still reused)")
     p.add_argument("--only", help="train only these now: architectures, run names "
                                   "(seed-cnn, default-dense, batch-1000, ...) and/or "
                                   "'batch-size', comma-separated (the document lists every row)")
@@ -791,6 +885,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     f"({', '.join(sorted(names))})")
     else:
         args.only_set = None
+    args.rerun_set = {n.strip() for n in args.rerun.split(",") if n.strip()}
+    names = {s.name for s in build_specs(None, sizes)}
+    if unknown := args.rerun_set - names:
+        p.error(f"--rerun: unknown run {', '.join(sorted(unknown))}; run names are "
+                f"{', '.join(sorted(names))}")
     if args.limit is not None and args.limit < 10:
         p.error("--limit must be at least 10 (one image per class)")
     if args.epochs_default is not None and args.epochs_default < 1:
@@ -819,9 +918,15 @@ def main(argv: list[str] | None = None) -> int:
     # and every piece writes the same document.
     command = shlex.join(["python", "benchmarks/seed_study.py", *_without_only(argv)])
     specs = build_specs(args.epochs_default, args.batch_size_list)
-    todo = [s for s in specs
-            if selected(s, args.only_set, args.skip_vgg, args.batch_size_list)]
     runs = Path(args.runs)
+    archive = load_archive(args, specs)
+    todo = [s for s in specs
+            if (selected(s, args.only_set, args.skip_vgg, args.batch_size_list)
+                or s.name in args.rerun_set)]
+    for s in todo:
+        if s.name in archive and run_state(runs / s.name) == "absent":
+            _log(f"[{s.name}] reused (archived in {archive_path(args)})")
+    todo = [s for s in todo if not (s.name in archive and run_state(runs / s.name) == "absent")]
 
     # Refuse before training anything: hours in, a mismatch would be expensive to discover.
     problems = [f"{runs / s.name}: {why}" for s in todo
@@ -832,7 +937,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     failures: dict[str, str] = {}
-    write_document(specs, args, command, failures)
+    write_document(specs, args, command, failures, archive)
     t0 = time.perf_counter()
     try:
         for spec in todo:
@@ -847,17 +952,17 @@ def main(argv: list[str] | None = None) -> int:
                 _log(f"[{spec.name}] not measured: {exc}")
                 what = "not measured"
             _log(f"[{spec.name}] {what}")
-            write_document(specs, args, command, failures)
+            write_document(specs, args, command, failures, archive)
     except Interrupted as exc:
-        write_document(specs, args, command, failures)
+        write_document(specs, args, command, failures, archive)
         _log(f"seed study: interrupted in {exc}; finished epochs are kept. Run the same "
              f"command again to resume. Document: {args.out}")
         return 130
     except CifarkitError as exc:
-        write_document(specs, args, command, failures)
+        write_document(specs, args, command, failures, archive)
         _log(f"seed study: {type(exc).__name__}: {exc}")
         return int(getattr(exc, "exit_code", 1))
-    rows = write_document(specs, args, command, failures)
+    rows = write_document(specs, args, command, failures, archive)
     done = sum(r.done for r in rows)
     _log(f"seed study: {done}/{len(rows)} runs complete ({time.perf_counter() - t0:.0f} s "
          f"this time); wrote {args.out}")

@@ -157,3 +157,47 @@ def test_runs_resumed_before_the_stream_fix_are_named(study, tmp_path):
     assert len(notes) == 1 and "`default-cnn` was resumed" in notes[0]
     assert "seed-cnn" not in notes[0]
     assert "epochs 28–30 repeat 25–27" in notes[0]
+
+
+def test_finished_runs_survive_losing_the_run_folders(tmp_path, study, capsys):
+    """A fresh clone has no runs/: the committed JSON stands in for finished runs."""
+    import shutil
+
+    data = write_folders(tmp_path / "data", train_per_class=4, test_per_class=2)
+    argv = _args(tmp_path, data, "--only", "seed-cnn", "--batch-sizes", "32")
+    runs, doc, js = tmp_path / "runs", tmp_path / "doc" / "S.md", tmp_path / "doc" / "s.json"
+    assert study.main(argv) == 0
+    val = 100 * json.loads((runs / "seed-cnn" / "run.json").read_text())["val_accuracy"]
+    entry = {r["name"]: r for r in json.loads(js.read_text())["runs"]}["seed-cnn"]
+    assert entry["meta"]["val_accuracy"] == pytest.approx(val / 100)
+    assert len(entry["history"]["val_accuracy"]) == 10 and len(entry["meta"]["epoch_seconds"]) == 10
+
+    shutil.rmtree(runs)
+    capsys.readouterr()
+    assert study.main(argv) == 0
+    log = capsys.readouterr().err
+    assert f"[seed-cnn] reused (archived in {js})" in log and "training:" not in log
+    assert not (runs / "seed-cnn").exists()
+    text = doc.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| `cnn` | 63.61 % val"))
+    assert f"{val:.2f} %" in row and "[curves](figures/seed-study/seed-cnn.png)" in row
+    assert "| `seed-cnn` | complete (archived) |" in text and "1 of 14 runs complete" in text
+    again = {r["name"]: r for r in json.loads(js.read_text())["runs"]}["seed-cnn"]
+    assert again["meta"] == entry["meta"] and again["sessions"] == entry["sessions"]
+
+    # --rerun sets the archived result aside and trains the run again.
+    assert study.main([*argv, "--rerun", "seed-cnn"]) == 0
+    assert "[seed-cnn] training:" in capsys.readouterr().err
+    assert json.loads((runs / "seed-cnn" / "run.json").read_text())["status"] == "complete"
+    assert "| `seed-cnn` | complete |" in doc.read_text()
+
+    # Another --limit, or an entry trained otherwise, is not reused.
+    args = study.parse_args([*_args(tmp_path, data)[:-2], "--limit", "50"])
+    assert study.load_archive(args, study.build_specs(None, [32])) == {}
+    assert "written with --limit 40" in capsys.readouterr().err
+    spec = {s.name: s for s in study.build_specs(3, [32])}["default-cnn"]
+    other = {"status": "complete", "arch": "cnn", "recipe": "default", "meta": {"epochs": 2},
+             "overrides": {"epochs": 2, "batch_size": None, "val_split": None}}
+    assert "overrides" in study.archived_mismatch(spec, other)
+    with pytest.raises(SystemExit):
+        study.parse_args([*argv, "--rerun", "seed-resnet"])
