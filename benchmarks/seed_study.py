@@ -20,8 +20,9 @@ else is started. Ctrl-C stops the study after writing the document; run the same
 again to go on. ``--json`` doubles as the study's archive: each finished run's ``run.json``
 summary and history go in it, and a later study (a fresh clone has no ``runs/``) reuses an
 entry whose run folder is absent instead of training it again (``--rerun NAME`` trains it
-anyway; ``--no-archive`` reads run folders only). A run folder holding a different configuration (another ``--limit``,
-``--epochs-default``, …) stops the study before any training, naming the folder.
+anyway; ``--no-archive`` reads run folders only). A run folder holding a different
+configuration (another ``--limit``, ``--epochs-default``, …) stops the study before any
+training, naming the folder.
 
 The document is rewritten after every run, so a partial study is still an honest document:
 rows not measured yet say so. Each run's ``curves.png`` is copied to ``--figures``
@@ -629,6 +630,17 @@ def _runs_section(rows: list[Row]) -> list[str]:
         return ["No run finished yet."]
     table = _table(["run", "status", "finished (UTC)", "data", "train s", "machine per session",
                     "versions"], body)
+    # CPU names alike ("AMD EPYC") hide different VMs; their platform strings tell them apart.
+    machines: dict[str, list[str]] = {}
+    for r in rows:
+        if r.done or r.status == "interrupted":
+            for plat in dict.fromkeys(s.get("platform") for s in r.study.get("sessions") or []
+                                      if s.get("platform")):
+                machines.setdefault(plat, []).append(f"`{r.spec.name}`")
+    if len(machines) > 1:
+        table += ["", f"Sessions ran on {len(machines)} machines, told apart by platform: "
+                  + "; ".join(f"`{p}`: {', '.join(names)}" for p, names in machines.items())
+                  + ". Seconds per epoch compare only within one machine."]
     if any(r.archived for r in rows):
         table += ["", "*archived*: the run folder is not on the machine that wrote this document;"
                   " its figures are the ones the study recorded in its JSON when the run "

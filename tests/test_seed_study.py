@@ -201,3 +201,18 @@ def test_finished_runs_survive_losing_the_run_folders(tmp_path, study, capsys):
     assert "overrides" in study.archived_mismatch(spec, other)
     with pytest.raises(SystemExit):
         study.parse_args([*argv, "--rerun", "seed-resnet"])
+
+
+def test_runs_table_tells_machines_apart(study, tmp_path):
+    specs = {s.name: s for s in study.build_specs(40, [1, 32])}
+
+    def row(name, *platforms):
+        sessions = [{"platform": p, "cpu": "AMD EPYC", "cores": 2} for p in platforms]
+        return study.Row(specs[name], tmp_path, "cmd", "complete", study={"sessions": sessions})
+
+    one = study._runs_section([row("seed-cnn", "Linux-a"), row("default-cnn", "Linux-a")])
+    assert not any("machines" in line for line in one)
+    two = study._runs_section([row("seed-cnn", "Linux-a"),
+                               row("default-cnn", "Linux-a", "Linux-b")])
+    note = next(line for line in two if line.startswith("Sessions ran on 2 machines"))
+    assert "`Linux-a`: `seed-cnn`, `default-cnn`; `Linux-b`: `default-cnn`" in note
