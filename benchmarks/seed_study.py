@@ -672,7 +672,8 @@ def summary_figures(rows: list[Row], fig_dir: Path) -> dict[str, Path]:
         ax.set_ylabel("accuracy (%)")
         ax.set_title("Notebook vs toolkit (seed: the notebook's split; default: test)")
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(loc="lower right")
+        ax.set_ylim(0, 100)
+        ax.legend(loc="upper left", ncols=3)  # above the bars, clear of the VGG16 column
         path = fig_dir / "accuracy-by-architecture.png"
         with atomic_path(path, suffix=".png") as tmp:
             fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
