@@ -395,6 +395,9 @@ def test_card_has_params_macs_latency_training_and_checksums(full_export, cnn_ru
         assert training[key] == RUN_INFO[key]
     assert card["reproduce"].startswith(f"cifarkit export {run} --out {out} ")
     assert "--precision fp32,fp16,int8" in card["reproduce"]
+    # The int8 range defaults by CPU: the command names the one used.
+    used = card["quantization"]["reduce_range"]
+    assert ("--reduce-range" if used else "--no-reduce-range") in card["reproduce"].split()
     setup = card["latency"]
     assert setup["provider"] == "CPUExecutionProvider" and setup["cpu"] == cpu_name()
     assert 1 <= setup["threads"] <= setup["logical_cpus"]
@@ -842,7 +845,7 @@ def test_cli_bare_export_exports_only_stale_runs(cnn_run, tmp_path):
     card.parent.mkdir(parents=True)
     card.write_text("{}")  # newer than b's model: up to date
     r = run_cli("--precision", "fp32,int8", "--calibration-images", "20", "--parity-images",
-                "50", cwd=tmp_path)
+                "50", "--no-reduce-range", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "skip runs/b: up to date" in r.stdout
     for text in ("model.fp32.onnx", "model.int8.onnx", "1.00×", "100.00% top-1"):
@@ -852,6 +855,9 @@ def test_cli_bare_export_exports_only_stale_runs(cnn_run, tmp_path):
     assert card.read_text() == "{}"
     card_a = json.loads((tmp_path / "exported" / "a" / "card.json").read_text())
     assert card_a["command"].startswith("cifarkit export --precision fp32,int8")
+    # Asked for explicitly, whatever this CPU's default, and spelled out for reproduction.
+    assert card_a["quantization"]["reduce_range"] is False
+    assert "--no-reduce-range" in card_a["reproduce"]
     again = run_cli(cwd=tmp_path)  # now everything is up to date
     assert again.returncode == 0 and "nothing to export" in again.stdout
 

@@ -95,6 +95,12 @@ def export(
     calibration_method: str = typer.Option(
         "minmax", "--calibration-method", help="INT8: minmax | entropy | percentile."
     ),
+    reduce_range: bool = typer.Option(
+        None, "--reduce-range/--no-reduce-range", show_default=False,
+        help="INT8: 7-bit weights, safe on every x86 CPU (without VNNI the integer kernels "
+        "can saturate at 8 bits). Default: on unless this CPU has VNNI; say --reduce-range "
+        "for files that will run on other machines.",
+    ),
     data: Path = typer.Option(None, "--data", help=DATA_HELP),
     limit: int = typer.Option(
         None, "--limit", help="Measure accuracy on a stratified subset of N test images."
@@ -172,7 +178,8 @@ def export(
                 result = export_model(
                     src, out, precisions=precisions, opset=opset, data=ds, limit=limit,
                     calibration_images=calibration_images,
-                    calibration_method=calibration_method, check=not no_check,
+                    calibration_method=calibration_method, reduce_range=reduce_range,
+                    check=not no_check,
                     parity_images=parity_images, benchmark=not no_bench,
                     bench_threads=bench_threads,
                     exported_dir=exported_dir, command=command, progress=update,

@@ -467,7 +467,7 @@ def export_model(
     reproduce = _equivalent_command(
         src.model_path if src.run_dir is None else src.run_dir, out_dir, precisions, opset,
         data_path, limit, calibration_images, calibration_method, check, parity_images,
-        benchmark, bench_threads,
+        benchmark, bench_threads, quant_info.reduce_range if quant_info else None,
     )
     if not synthetic and data_path is None:
         notes.append(f"the test data ({ds.source}) was given in memory: `reproduce` needs "
@@ -475,9 +475,9 @@ def export_model(
     custom_latency = benchmark and (latency_seconds != LATENCY_SECONDS
                                     or latency_budget_s != LATENCY_BUDGET_S
                                     or tuple(latency_batch_sizes) != LATENCY_BATCH_SIZES)
-    if seed != 0 or reduce_range is not None or custom_latency:
-        notes.append("exported with library options the command line does not have (seed, "
-                     "reduce_range or latency timing): `reproduce` runs the defaults")
+    if seed != 0 or custom_latency:
+        notes.append("exported with library options the command line does not have (seed "
+                     "or latency timing): `reproduce` runs the defaults")
     card = {
         "card_version": CARD_VERSION,
         "name": src.name,
@@ -547,10 +547,11 @@ def _macs(proto: Any, notes: list[str]) -> MacCount | None:
 def _equivalent_command(
     source: Path, out_dir: Path, precisions: Sequence[str], opset: int, data: str | None,
     limit: int | None, calibration_images: int, calibration_method: str, check: bool,
-    parity_images: int, benchmark: bool, bench_threads: int,
+    parity_images: int, benchmark: bool, bench_threads: int, reduce_range: bool | None,
 ) -> str:
     """A ``cifarkit export`` command that redoes this export (and so every number in its
-    card), whatever way it was started (bare ``cifarkit export``, or from Python)."""
+    card), whatever way it was started (bare ``cifarkit export``, or from Python).
+    ``reduce_range`` is the int8 setting used, spelled out: its default depends on the CPU."""
     args = ["cifarkit", "export", os.fspath(source), "--out", os.fspath(out_dir),
             "--precision", ",".join(precisions), "--opset", str(opset)]
     if data is not None:
@@ -560,6 +561,8 @@ def _equivalent_command(
     if "int8" in precisions:
         args += ["--calibration-images", str(calibration_images),
                  "--calibration-method", calibration_method]
+        if reduce_range is not None:
+            args += ["--reduce-range" if reduce_range else "--no-reduce-range"]
     args += ["--no-check"] if not check else ["--parity-images", str(parity_images)]
     args += ["--no-bench"] if not benchmark else ["--bench-threads", str(bench_threads)]
     return shlex.join(args)
