@@ -32,6 +32,11 @@ def test_something_is_shipped_and_the_default_resolves():
     assert path.is_file() and path.parent.parent == EXPORTED
 
 
+def test_shipped_models_fit_the_size_budget():
+    total = sum(p.stat().st_size for p in EXPORTED.rglob("*") if p.is_file())
+    assert total <= 25_000_000, f"exported/ holds {total / 1e6:.1f} MB (budget 25 MB)"
+
+
 @pytest.mark.parametrize("item", FILES, ids=[_id(i) for i in FILES])
 def test_file_matches_card_and_contract(item):
     card_path, entry = item
