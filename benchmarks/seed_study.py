@@ -67,7 +67,7 @@ SCHEMA = "cifarkit.seed-study/2"  # 2: each run carries its run.json summary and
 ARCHIVED_META = ("arch", "status", "test_accuracy", "test_loss", "val_accuracy", "best_epoch",
                  "epochs", "epoch_seconds", "train_seconds", "finished_utc", "data_source",
                  "data", "hyperparameters", "versions", "device", "weights", "feature_cache",
-                 "params", "provenance")
+                 "params", "provenance", "median_epoch_seconds")
 ARCHS = ("dense", "cnn", "cnn-dropout", "cnn-batchnorm", "vgg16-transfer")
 VGG = "vgg16-transfer"
 BATCH_ARCH = "cnn"  # the notebook's batch-size runs rebuilt its baseline cnn_model each time

@@ -216,3 +216,25 @@ def test_runs_table_tells_machines_apart(study, tmp_path):
                                row("default-cnn", "Linux-a", "Linux-b")])
     note = next(line for line in two if line.startswith("Sessions ran on 2 machines"))
     assert "`Linux-a`: `seed-cnn`, `default-cnn`; `Linux-b`: `default-cnn`" in note
+
+
+def test_an_archive_entry_survives_being_rewritten(study, tmp_path, capsys):
+    """Entries converted from schema 1 keep only a median epoch time: rewriting keeps it."""
+    spec = {s.name: s for s in study.build_specs(None, [32])}["seed-cnn"]
+    meta = {"arch": "cnn", "status": "complete", "test_accuracy": 0.6049,
+            "val_accuracy": 0.6014, "epochs": 10, "median_epoch_seconds": 167.3,
+            "finished_utc": "2026-11-28T05:26:00+00:00", "provenance": "converted"}
+    js = tmp_path / "s.json"
+    js.write_text(json.dumps({"schema": study.SCHEMA, "limit": 40, "seed": 0, "runs": [
+        {"name": "seed-cnn", "status": "complete", "arch": "cnn", "recipe": "seed",
+         "overrides": spec.overrides, "meta": meta, "history": {}, "sessions": []}]}))
+    argv = ["--data", str(tmp_path / "unused"), "--runs", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "S.md"), "--json", str(js), "--limit", "40",
+            "--only", "seed-cnn"]
+    for _ in range(2):
+        assert study.main(argv) == 0
+        entry = json.loads(js.read_text())["runs"][1]
+        assert entry["name"] == "seed-cnn" and entry["meta"] == meta
+        assert entry["median_epoch_seconds"] == 167.3
+        assert "| 167 (128) |" in (tmp_path / "S.md").read_text()
+    assert "training:" not in capsys.readouterr().err
