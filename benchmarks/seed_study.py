@@ -344,9 +344,7 @@ def archive_path(args: argparse.Namespace) -> Path | None:
 
 
 def archived_mismatch(spec: Spec, entry: dict[str, Any]) -> str | None:
-    """Why an archive entry cannot stand in for ``spec``'s run (``None``: it can)."""
-    if entry.get("status") != "complete":
-        return "not complete"
+    """Why a complete archive entry cannot stand in for ``spec``'s run (``None``: it can)."""
     meta = entry.get("meta") or {}
     if not meta:
         return "no run.json summary (a schema-1 entry)"
@@ -362,7 +360,8 @@ def archived_mismatch(spec: Spec, entry: dict[str, Any]) -> str | None:
 def load_archive(args: argparse.Namespace, specs: list[Spec]) -> dict[str, dict[str, Any]]:
     """Finished runs recorded by an earlier study in ``--archive`` (default: ``--json``) whose
     run folders are not here: a fresh clone has no ``runs/``, and hours of CPU training are
-    not redone to reprint their figures. ``--rerun NAME`` sets one aside to train it again."""
+    not redone to reprint their figures. ``--rerun NAME`` sets one aside to train it again.
+    A run folder, finished or interrupted, always wins over its archived entry."""
     path = archive_path(args)
     doc = _read_json(path) if path is not None else None
     if not doc:
@@ -379,7 +378,8 @@ def load_archive(args: argparse.Namespace, specs: list[Spec]) -> dict[str, dict[
     out = {}
     for entry in doc.get("runs") or []:
         spec = by_name.get(entry.get("name", ""))
-        if spec is None or spec.name in args.rerun_set or entry.get("status") != "complete":
+        if (spec is None or spec.name in args.rerun_set or entry.get("status") != "complete"
+                or run_state(Path(args.runs) / spec.name) != "absent"):
             continue
         if why := archived_mismatch(spec, entry):
             _log(f"[{spec.name}] archived run in {path} not reused: {why}")
@@ -445,7 +445,7 @@ def collect(spec: Spec, args: argparse.Namespace, failures: dict[str, str],
               "not run yet")
     row.study = _read_json(run_dir / "study.json") or {}
     state = run_state(run_dir)
-    if state == "absent" and spec.name in archive:
+    if spec.name in archive:  # only runs whose folder is absent (load_archive)
         entry = archive[spec.name]
         row.status, row.archived = "complete", True
         row.meta, row.history = entry.get("meta") or {}, entry.get("history") or {}
@@ -888,9 +888,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not sizes or min(sizes) < 1:
         p.error("--batch-sizes: at least one, each ≥ 1")
     args.batch_size_list = sizes
+    names = {s.name for s in build_specs(None, sizes)}
     if args.only:
         args.only_set = {n.strip() for n in args.only.split(",") if n.strip()}
-        names = {s.name for s in build_specs(None, sizes)}
         unknown = args.only_set - {*ARCHS, "batch-size", *names}
         if unknown:
             p.error(f"--only: unknown {', '.join(sorted(unknown))}; choose from "
@@ -899,7 +899,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     else:
         args.only_set = None
     args.rerun_set = {n.strip() for n in args.rerun.split(",") if n.strip()}
-    names = {s.name for s in build_specs(None, sizes)}
     if unknown := args.rerun_set - names:
         p.error(f"--rerun: unknown run {', '.join(sorted(unknown))}; run names are "
                 f"{', '.join(sorted(names))}")
@@ -937,9 +936,9 @@ def main(argv: list[str] | None = None) -> int:
             if (selected(s, args.only_set, args.skip_vgg, args.batch_size_list)
                 or s.name in args.rerun_set)]
     for s in todo:
-        if s.name in archive and run_state(runs / s.name) == "absent":
+        if s.name in archive:
             _log(f"[{s.name}] reused (archived in {archive_path(args)})")
-    todo = [s for s in todo if not (s.name in archive and run_state(runs / s.name) == "absent")]
+    todo = [s for s in todo if s.name not in archive]
 
     # Refuse before training anything: hours in, a mismatch would be expensive to discover.
     problems = [f"{runs / s.name}: {why}" for s in todo

@@ -95,7 +95,7 @@ def export(
     calibration_method: str = typer.Option(
         "minmax", "--calibration-method", help="INT8: minmax | entropy | percentile."
     ),
-    reduce_range: bool = typer.Option(
+    reduce_range: bool | None = typer.Option(
         None, "--reduce-range/--no-reduce-range", show_default=False,
         help="INT8: 7-bit weights, safe on every x86 CPU (without VNNI the integer kernels "
         "can saturate at 8 bits). Default: on unless this CPU has VNNI; say --reduce-range "
