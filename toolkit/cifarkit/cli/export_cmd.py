@@ -101,6 +101,12 @@ def export(
         "can saturate at 8 bits). Default: on unless this CPU has VNNI; say --reduce-range "
         "for files that will run on other machines.",
     ),
+    tta: int | None = typer.Option(
+        None, "--tta", min=0, max=2, show_default=False,
+        help="fastnet models: in-graph test-time augmentation level. 0 none, 1 the image and "
+        "its mirror (as trained), 2 also one-pixel translations (6 views: more accurate, "
+        "3x the work of 1). Default: the trained model's.",
+    ),
     data: Path = typer.Option(None, "--data", help=DATA_HELP),
     limit: int = typer.Option(
         None, "--limit", help="Measure accuracy on a stratified subset of N test images."
@@ -179,7 +185,7 @@ def export(
                     src, out, precisions=precisions, opset=opset, data=ds, limit=limit,
                     calibration_images=calibration_images,
                     calibration_method=calibration_method, reduce_range=reduce_range,
-                    check=not no_check,
+                    tta=tta, check=not no_check,
                     parity_images=parity_images, benchmark=not no_bench,
                     bench_threads=bench_threads,
                     exported_dir=exported_dir, command=command, progress=update,

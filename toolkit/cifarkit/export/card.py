@@ -180,6 +180,12 @@ def render_readme(card: dict[str, Any]) -> str:
         "",
         "Every preprocessing step is inside the graph: feed raw pixels.",
         "",
+    ]
+    tta = card.get("tta")
+    if tta:
+        lines += [f"Test-time augmentation is inside the graph too (level {tta['level']}, "
+                  f"{tta['views']} views per image): {tta['description']}.", ""]
+    lines += [
         "## How it was trained",
         "",
     ]

@@ -265,6 +265,7 @@ def export_model(
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
     calibration_method: str = "minmax",
     reduce_range: bool | None = None,
+    tta: int | None = None,
     check: bool = True,
     parity_images: int = DEFAULT_PARITY_IMAGES,
     benchmark: bool = True,
@@ -288,7 +289,9 @@ def export_model(
     ``benchmark``: measure the batch-32 speed ratio vs fp32 (``bench_threads`` threads) and
     each file's latency on this CPU at ``latency_batch_sizes`` (about ``latency_seconds`` per
     batch size, at most about ``latency_budget_s`` per file). ``command``: the command line
-    to record; the card also records an equivalent ``cifarkit export`` command.
+    to record; the card also records an equivalent ``cifarkit export`` command. ``tta``
+    (fastnet models): the in-graph test-time augmentation level to export with, 0 none,
+    1 mirror, 2 mirror + one-pixel translations (6 views); None keeps the trained model's.
     """
     started = time.perf_counter()
     precisions = validate_options(precisions, calibration_images, calibration_method,
@@ -320,6 +323,14 @@ def export_model(
             f"the model was trained with mixed precision ({len(reduced)} layers compute in "
             "float16); exported and compared in float32"
         )
+    if tta is not None:
+        from cifarkit.models.fastnet import with_tta
+
+        trained_level = tta_level(model)
+        model = with_tta(model, tta)
+        if tta != trained_level:
+            notes.append(f"test-time augmentation level {tta} set at export (the trained model "
+                         f"has level {trained_level}); same weights")
     arch, description = _architecture(src, model)
     params = int(model.count_params())
     source_sha = sha256_file(src.model_path)
@@ -467,7 +478,7 @@ def export_model(
     reproduce = _equivalent_command(
         src.model_path if src.run_dir is None else src.run_dir, out_dir, precisions, opset,
         data_path, limit, calibration_images, calibration_method, check, parity_images,
-        benchmark, bench_threads, quant_info.reduce_range if quant_info else None,
+        benchmark, bench_threads, quant_info.reduce_range if quant_info else None, tta,
     )
     if not synthetic and data_path is None:
         notes.append(f"the test data ({ds.source}) was given in memory: `reproduce` needs "
@@ -489,6 +500,7 @@ def export_model(
                    "run_dir": os.fspath(src.run_dir) if src.run_dir else None},
         "training": training or None,
         "params": params,
+        "tta": _tta_card(model),
         "macs_per_image": macs.macs_per_image if macs else None,
         "macs": macs.to_dict() if macs else None,
         "evaluation": {"source": ds.source, "synthetic": synthetic,
@@ -526,6 +538,28 @@ def export_model(
     )
 
 
+def tta_level(model: Any) -> int:
+    """The in-graph test-time augmentation level of a Keras model: 0 when it has none."""
+    names = {layer.name: layer for layer in model.layers}
+    if "tta_views" in names:
+        return int(names["tta_views"].level)
+    return 1 if "tta_flip" in names else 0
+
+
+def _tta_card(model: Any) -> dict[str, Any] | None:
+    """The card's record of in-graph test-time augmentation (None for models without it)."""
+    from cifarkit.models.layers import TTA_WEIGHTS
+
+    level = tta_level(model)
+    if not level:
+        return None
+    what = {1: "the image and its mirror, averaged",
+            2: "the image, its one-pixel translations up-left and down-right (reflection "
+               "padded) and the mirrors of all three; weights 1/4 for the image and its "
+               "mirror, 1/8 for each translated view"}
+    return {"level": level, "views": len(TTA_WEIGHTS[level]), "description": what[level]}
+
+
 def _macs(proto: Any, notes: list[str]) -> MacCount | None:
     """MACs per input image of the fp32 graph (``bench.flops.count_macs``), or None.
 
@@ -548,6 +582,7 @@ def _equivalent_command(
     source: Path, out_dir: Path, precisions: Sequence[str], opset: int, data: str | None,
     limit: int | None, calibration_images: int, calibration_method: str, check: bool,
     parity_images: int, benchmark: bool, bench_threads: int, reduce_range: bool | None,
+    tta: int | None = None,
 ) -> str:
     """A ``cifarkit export`` command that redoes this export (and so every number in its
     card), whatever way it was started (bare ``cifarkit export``, or from Python).
@@ -563,6 +598,8 @@ def _equivalent_command(
                  "--calibration-method", calibration_method]
         if reduce_range is not None:
             args += ["--reduce-range" if reduce_range else "--no-reduce-range"]
+    if tta is not None:
+        args += ["--tta", str(tta)]
     args += ["--no-check"] if not check else ["--parity-images", str(parity_images)]
     args += ["--no-bench"] if not benchmark else ["--bench-threads", str(bench_threads)]
     return shlex.join(args)

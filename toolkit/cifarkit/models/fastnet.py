@@ -8,9 +8,11 @@ about 10 epochs. Kept here, in Keras-only code (any backend):
   64/256/256, BatchNorm without scale (the following conv absorbs it) and momentum 0.6
   in PyTorch's convention (0.4 in Keras's);
 - convolutions initialised as partial identities (``PartialDirac``);
-- global max pooling, a bias-free linear head scaled by 1/9;
+- global max pooling, a bias-free linear head (PyTorch's default init) scaled by 1/9;
 - test-time flip augmentation inside the graph (``FlipBatch``/``MeanHalves``), so the
-  exported ONNX file averages an image and its mirror with no extra code at the caller.
+  exported ONNX file averages an image and its mirror with no extra code at the caller;
+  ``tta=2`` (airbench's level 2, 6 views: ``TTAViews``/``TTAMerge``) adds the one-pixel
+  translations, and :func:`with_tta` re-levels a trained model (``cifarkit export --tta``).
 Input: raw 0–255 RGB; the CIFAR-10 mean/std normalisation is a layer of the model.
 The recipe (Nesterov SGD with 64× the learning rate for BatchNorm offsets, label smoothing
 0.2, alternating flips + 2 px translation, a triangular schedule, lookahead) is
@@ -23,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from cifarkit.errors import UsageError
 from cifarkit.models.registry import check_num_classes, register_model
 
 # Per-channel statistics of the CIFAR-10 training set (0–1 scale), as airbench uses them.
@@ -35,13 +38,25 @@ def _fastnet(
     name: str,
     widths: tuple[int, int, int],
     num_classes: int,
-    tta: bool,
+    tta: int,
     bn_momentum: float,
 ) -> Any:
     import keras
     from keras import layers
 
-    from cifarkit.models.layers import BiasAdd, FlipBatch, MeanHalves, PartialDirac
+    from cifarkit.models.layers import (
+        TTA_WEIGHTS,
+        BiasAdd,
+        FlipBatch,
+        MeanHalves,
+        PartialDirac,
+        TTAMerge,
+        TTAViews,
+    )
+
+    tta = int(tta)  # True/False: level 1/0
+    if tta not in (0, *TTA_WEIGHTS):
+        raise UsageError(f"test-time augmentation level must be 0, 1 or 2, got {tta}")
 
     check_num_classes(num_classes)
     inputs = keras.Input((32, 32, 3), name="images")
@@ -50,8 +65,11 @@ def _fastnet(
     # (x/255 - mean)/std as a single affine layer: no weights to train or to lose.
     x = layers.Rescaling(scale=(1 / (255 * std)).tolist(), offset=(-mean / std).tolist(),
                          name="normalize")(inputs)
-    if tta:
+    # Level 1 keeps its original layers, so models saved before levels existed load as-is.
+    if tta == 1:
         x = FlipBatch(name="tta_flip")(x)
+    elif tta:
+        x = TTAViews(tta, name="tta_views")(x)
     x = layers.Conv2D(2 * WHITEN_WIDTH, 2, padding="valid", use_bias=False, trainable=False,
                       name="whiten")(x)
     x = BiasAdd(name="whiten_bias")(x)
@@ -66,10 +84,16 @@ def _fastnet(
                                           name=f"block{i}_bn{j}")(x)
             x = layers.Activation("gelu", name=f"block{i}_gelu{j}")(x)
     x = layers.GlobalMaxPooling2D(name="global_pool")(x)
-    x = layers.Dense(num_classes, use_bias=False, name="head")(x)
+    # PyTorch's nn.Linear init, U(±1/sqrt(fan_in)), as airbench's head: Keras's Glorot
+    # default would start the logits 2.4× larger for 256 → 10.
+    x = layers.Dense(num_classes, use_bias=False, name="head",
+                     kernel_initializer=keras.initializers.VarianceScaling(
+                         1 / 3, mode="fan_in", distribution="uniform"))(x)
     x = layers.Rescaling(1 / 9, name="head_scale")(x)
-    if tta:
+    if tta == 1:
         x = MeanHalves(name="tta_mean")(x)
+    elif tta:
+        x = TTAMerge(tta, name="tta_merge")(x)
     outputs = layers.Activation("softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=name)
 
@@ -109,7 +133,7 @@ def init_whitening(model: Any, x_train: np.ndarray, n: int = 5000, eps: float = 
     train_defaults={"recipe": "fast"},
     data_init=init_whitening,
 )
-def fastnet(num_classes: int = 10, tta: bool = True, bn_momentum: float = 0.4) -> Any:
+def fastnet(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4) -> Any:
     return _fastnet("fastnet", (64, 256, 256), num_classes, tta, bn_momentum)
 
 
@@ -120,5 +144,22 @@ def fastnet(num_classes: int = 10, tta: bool = True, bn_momentum: float = 0.4) -
     train_defaults={"recipe": "fast"},
     data_init=init_whitening,
 )
-def fastnet_s(num_classes: int = 10, tta: bool = True, bn_momentum: float = 0.4) -> Any:
+def fastnet_s(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4) -> Any:
     return _fastnet("fastnet-s", (32, 128, 128), num_classes, tta, bn_momentum)
+
+
+def with_tta(model: Any, level: int) -> Any:
+    """A trained fastnet model rebuilt with test-time augmentation ``level`` (0, 1, 2), with
+    the same weights. Raises ``UsageError`` for a model that is not a fastnet."""
+    from cifarkit.models.registry import get_model_info, list_models
+
+    if model.name not in list_models("fastnet*"):
+        raise UsageError(
+            f"--tta applies to the fastnet models (in-graph test-time augmentation); "
+            f"{model.name!r} is not one")
+    num_classes = int(model.get_layer("head").get_weights()[0].shape[-1])
+    rebuilt = get_model_info(model.name).builder(num_classes=num_classes, tta=level)
+    for layer in rebuilt.layers:
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return rebuilt

@@ -51,6 +51,74 @@ class MeanHalves(keras.layers.Layer):
         return input_shape
 
 
+# Weights of TTAViews' views when merged (airbench94's): level 1 averages an image and its
+# mirror; level 2 gives those two ½ together and the four one-pixel translations the other ½.
+TTA_WEIGHTS = {1: (0.5, 0.5), 2: (0.25, 0.125, 0.125, 0.25, 0.125, 0.125)}
+
+
+@keras.saving.register_keras_serializable(package="cifarkit")
+class TTAViews(keras.layers.Layer):
+    """Test-time augmentation, part 1, at any level: at inference, stack the views of the
+    batch along the batch axis (:class:`TTAMerge` then weighs them back together).
+
+    Level 1: the image and its mirror (what :class:`FlipBatch` does). Level 2 (airbench94's
+    ``tta_level=2``): the image, its one-pixel translations up-left and down-right
+    (reflection-padded), then the mirrors of those three: 6 views, 3× level 1's work.
+    In training it is the identity.
+    """
+
+    def __init__(self, level: int = 1, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(**kwargs)
+        if level not in TTA_WEIGHTS:
+            raise ValueError(f"TTA level must be one of {sorted(TTA_WEIGHTS)}, got {level!r}")
+        self.level = int(level)
+
+    def call(self, inputs, training=None):  # type: ignore[no-untyped-def]
+        if training:
+            return inputs
+        ops = keras.ops
+        views = [inputs]
+        if self.level >= 2:
+            h, w = inputs.shape[1], inputs.shape[2]
+            padded = ops.pad(inputs, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
+            views += [padded[:, 0:h, 0:w, :], padded[:, 2:h + 2, 2:w + 2, :]]
+        views += [ops.flip(v, axis=2) for v in views]
+        return ops.concatenate(views, axis=0)
+
+    def compute_output_shape(self, input_shape):  # type: ignore[no-untyped-def]
+        return input_shape
+
+    def get_config(self):  # type: ignore[no-untyped-def]
+        return {**super().get_config(), "level": self.level}
+
+
+@keras.saving.register_keras_serializable(package="cifarkit")
+class TTAMerge(keras.layers.Layer):
+    """Test-time augmentation, part 2: the weighted sum of :class:`TTAViews`' views' logits."""
+
+    def __init__(self, level: int = 1, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(**kwargs)
+        if level not in TTA_WEIGHTS:
+            raise ValueError(f"TTA level must be one of {sorted(TTA_WEIGHTS)}, got {level!r}")
+        self.level = int(level)
+
+    def call(self, inputs, training=None):  # type: ignore[no-untyped-def]
+        if training:
+            return inputs
+        weights = TTA_WEIGHTS[self.level]
+        parts = keras.ops.split(inputs, len(weights), axis=0)
+        out = parts[0] * weights[0]
+        for part, weight in zip(parts[1:], weights[1:], strict=True):
+            out = out + part * weight
+        return out
+
+    def compute_output_shape(self, input_shape):  # type: ignore[no-untyped-def]
+        return input_shape
+
+    def get_config(self):  # type: ignore[no-untyped-def]
+        return {**super().get_config(), "level": self.level}
+
+
 @keras.saving.register_keras_serializable(package="cifarkit")
 class BiasAdd(keras.layers.Layer):
     """A trainable per-channel bias (beside a frozen convolution, e.g. the whitening stem)."""
