@@ -91,7 +91,9 @@ def row(label: str, quality: int | None, data: Path, run_dir: Path, run: dict,
     return {"label": label, "quality": quality, "data": str(data), "run_dir": str(run_dir),
             "test_accuracy": run["test_accuracy"], "test_loss": run["test_loss"],
             "train_seconds": run["train_seconds"], "epochs": run["epochs"],
-            "seed": run["seed"], "recipe": run["recipe"], "command": run.get("command"),
+            "seed": run["seed"], "recipe": run["recipe"],
+            "hyperparameters": run.get("hyperparameters"), "command": run.get("command"),
+            "machine": run.get("device"), "finished_utc": run.get("finished_utc"),
             "distortion": distortion}
 
 
@@ -109,6 +111,8 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, default=None,
                         help="a finished run on --data itself to use as the source row")
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--note", action="append", default=[],
+                        help="a caveat to record in the JSON (repeatable)")
     args = parser.parse_args()
 
     qualities = [int(q) for q in args.qualities.split(",") if q.strip()]
@@ -166,6 +170,7 @@ def main() -> int:
         "arch": args.arch,
         "seed": args.seed,
         "rows": rows,
+        "notes": args.note,
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
                     "platform": platform.platform(), "python": platform.python_version(),
                     "keras": keras.__version__, "backend": keras.backend.backend()},
