@@ -16,8 +16,9 @@ record beside its cost.
 Re-encoded copies go under ``--work`` (never into the repository); a copy already there is
 reused, and a quality whose run folder holds a finished run (same arch, recipe, seed) is not
 trained again, so an interrupted study resumes. ``--baseline RUN_DIR`` takes the source-data
-row from an existing finished run instead of training it (it must match arch, recipe, epochs
-and seed).
+row from an existing finished run instead of training it (it must match arch, epochs and
+seed). Every row must have the same hyper-parameters as the first (a run reused from before
+a recipe change is refused, not mixed in).
 """
 
 from __future__ import annotations
@@ -128,18 +129,34 @@ def main() -> int:
     from cifarkit._sysinfo import cpu_name
     from cifarkit.train import train
 
+    reference: dict | None = None  # every row's hyper-parameters must be these
+
+    def same_recipe(run: dict, run_dir: Path) -> dict:
+        nonlocal reference
+        hyper = run.get("hyperparameters") or {}
+        if reference is None:
+            reference = hyper
+        differ = sorted(k for k in set(hyper) | set(reference)
+                        if hyper.get(k) != reference.get(k))
+        if differ:
+            raise SystemExit(
+                f"{run_dir} was trained with other hyper-parameters than the study's first row "
+                f"({', '.join(differ)}): the rows would not compare. Remove it to train it "
+                "again, or give a --baseline trained with the current recipe.")
+        return run
+
     def train_on(data: Path, run_dir: Path) -> dict:
         run = finished_run(run_dir, args.arch, args.epochs, args.seed)
         if run is not None:
             print(f"{run_dir}: finished run reused")
-            return run
+            return same_recipe(run, run_dir)
         print(f"training {args.arch} on {data} -> {run_dir}", flush=True)
         train(args.arch, data=data, epochs=args.epochs, seed=args.seed, out=run_dir,
               overwrite=True)
         run = finished_run(run_dir, args.arch, args.epochs, args.seed)
         if run is None:
             raise SystemExit(f"{run_dir}: training did not finish")
-        return run
+        return same_recipe(run, run_dir)
 
     rows = []
     if args.baseline is not None:
@@ -149,6 +166,7 @@ def main() -> int:
                          f"with seed {args.seed}" + (f" and {args.epochs} epochs"
                                                      if args.epochs else ""))
         base_dir = args.baseline
+        same_recipe(base, base_dir)
     else:
         base_dir = args.work / f"{args.arch}-source"
         base = train_on(args.data, base_dir)

@@ -54,3 +54,18 @@ def test_study_trains_each_quality_then_reuses_the_runs(jq, tmp_path, monkeypatc
     monkeypatch.setattr(sys, "argv", [*argv, "--baseline", str(tmp_path / "work" / "nope")])
     with pytest.raises(SystemExit):
         jq.main()
+
+
+def test_rows_trained_with_another_recipe_are_refused(jq, tmp_path, monkeypatch):
+    src = write_folders(tmp_path / "src", train_per_class=4, test_per_class=2)
+    argv = ["jpeg_quality.py", "--data", str(src), "--arch", "fastnet-s", "--epochs", "1",
+            "--qualities", "40", "--work", str(tmp_path / "work"), "--out",
+            str(tmp_path / "r.json")]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert jq.main() == 0
+    run_json = tmp_path / "work" / "fastnet-s-q40" / "run.json"
+    run = json.loads(run_json.read_text())
+    run["hyperparameters"]["drop_last"] = not run["hyperparameters"]["drop_last"]
+    run_json.write_text(json.dumps(run))  # as if trained before a recipe change
+    with pytest.raises(SystemExit, match="drop_last"):
+        jq.main()
