@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from cifarkit.errors import UsageError
 from cifarkit.models import create_model, get_model_info
 from cifarkit.models.fastnet import init_whitening
 from cifarkit.train import get_recipe, train
@@ -179,3 +180,67 @@ def test_fastnet_exports_with_exact_gelu(tmp_path):
     assert_contract(onnx_file, model)
     ops = {n.op_type for n in onnx.load(onnx_file).graph.node}
     assert "Erf" in ops and "Erfc" not in ops
+
+
+def test_tta_views_match_airbench_level_2_by_hand():
+    """Level 2 = the image, its up-left and down-right one-pixel translations (reflection
+    padded) and their mirrors, logits weighted 1/4, 1/8, 1/8 (×2 with the mirrors)."""
+    import keras
+
+    from cifarkit.models.fastnet import with_tta
+
+    keras.utils.set_random_seed(5)
+    model = create_model("fastnet-s")
+    x, _ = synthetic_images(40)
+    init_whitening(model, x, n=40)
+    x = x[:6].astype(np.float32)
+    plain = with_tta(model, 0)
+    logits_of = keras.Model(plain.input, plain.get_layer("head_scale").output)
+
+    def logits(images):
+        return np.asarray(logits_of(images, training=False))
+
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    views = [x, padded[:, :32, :32], padded[:, 2:, 2:]]
+    merged = sum(w * (logits(v) + logits(v[:, :, ::-1]))
+                 for w, v in zip((0.25, 0.125, 0.125), views, strict=True))
+    expected = np.exp(merged - merged.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(with_tta(model, 2)(x, training=False)), expected,
+                               atol=1e-5)
+    # Level 1 through with_tta is the trained model's own layers, same weights.
+    np.testing.assert_allclose(np.asarray(with_tta(model, 1)(x, training=False)),
+                               np.asarray(model(x, training=False)), atol=1e-6)
+    with pytest.raises(UsageError, match="fastnet"):
+        with_tta(create_model("cnn"), 2)
+
+
+@pytest.mark.slow
+def test_export_sets_tta_level_and_records_it(tmp_path):
+    """``export --tta 2``: ONNX matches the re-levelled Keras model, the card says level 2 and 6
+    views, MACs are 3× level 1's, and the reproduce command carries --tta 2."""
+    import keras
+
+    from cifarkit.export import export_model
+    from tests.test_export import FP32_MAX_ABS_DIFF
+
+    keras.utils.set_random_seed(6)
+    model = create_model("fastnet-s")
+    x, _ = synthetic_images(300)
+    init_whitening(model, x, n=300)
+    path = tmp_path / "fastnet-s.keras"
+    model.save(path)
+    data = write_folders(tmp_path / "data", train_per_class=4, test_per_class=4)
+    cards = {}
+    for level in (None, 2):
+        result = export_model(path, tmp_path / f"out-{level}", precisions=["fp32"], data=data,
+                              parity_images=32, benchmark=False, tta=level)
+        assert result.parity.max_abs_diff <= FP32_MAX_ABS_DIFF
+        cards[level] = result.card
+    assert cards[None]["tta"]["level"] == 1 and "--tta" not in cards[None]["reproduce"]
+    assert cards[2]["tta"]["level"] == 2 and cards[2]["tta"]["views"] == 6
+    assert "--tta 2" in cards[2]["reproduce"]
+    assert cards[2]["macs_per_image"] == 3 * cards[None]["macs_per_image"]
+    assert any("level 2 set at export" in n for n in cards[2]["notes"])
+    readme = (tmp_path / "out-2" / "README.md").read_text()
+    assert "level 2, 6 views per image" in readme

@@ -8,7 +8,7 @@ about 10 epochs. Kept here, in Keras-only code (any backend):
   64/256/256, BatchNorm without scale (the following conv absorbs it) and momentum 0.6
   in PyTorch's convention (0.4 in Keras's);
 - convolutions initialised as partial identities (``PartialDirac``);
-- global max pooling, a bias-free linear head (PyTorch's default init) scaled by 1/9;
+- global max pooling, a bias-free linear head scaled by 1/9;
 - test-time flip augmentation inside the graph (``FlipBatch``/``MeanHalves``), so the
   exported ONNX file averages an image and its mirror with no extra code at the caller;
   ``tta=2`` (airbench's level 2, 6 views: ``TTAViews``/``TTAMerge``) adds the one-pixel
@@ -84,11 +84,7 @@ def _fastnet(
                                           name=f"block{i}_bn{j}")(x)
             x = layers.Activation("gelu", name=f"block{i}_gelu{j}")(x)
     x = layers.GlobalMaxPooling2D(name="global_pool")(x)
-    # PyTorch's nn.Linear init, U(±1/sqrt(fan_in)), as airbench's head: Keras's Glorot
-    # default would start the logits 2.4× larger for 256 → 10.
-    x = layers.Dense(num_classes, use_bias=False, name="head",
-                     kernel_initializer=keras.initializers.VarianceScaling(
-                         1 / 3, mode="fan_in", distribution="uniform"))(x)
+    x = layers.Dense(num_classes, use_bias=False, name="head")(x)
     x = layers.Rescaling(1 / 9, name="head_scale")(x)
     if tta == 1:
         x = MeanHalves(name="tta_mean")(x)
