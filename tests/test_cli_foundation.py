@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import write_folders
 
 
@@ -57,3 +59,17 @@ def test_train_command_writes_a_run(tmp_path):
     meta = json.loads((out / "run.json").read_text())
     assert meta["command"].startswith("cifarkit train cnn --recipe seed")
     assert meta["device"].startswith("tensorflow: CPU")
+
+
+@pytest.mark.parametrize("args, message", [
+    (("predict", "--no-such-option"), "No such option"),
+    (("predict", "--batch-size", "abc", "x.png"), "--batch-size"),
+    (("export", "runs/x", "--tta", "3"), "--tta"),
+    (("bench", "--provider"), "requires an argument"),
+])
+def test_typer_usage_errors_exit_2_without_a_traceback(args, message):
+    """Option errors found by typer itself (whether it raises click's exceptions or, from
+    typer 0.2x on, its vendored copies) are a usage message and exit code 2."""
+    res = run_cli(*args)
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr and "Traceback" not in res.stderr

@@ -67,17 +67,19 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as exc:
-        # typer/click usage errors carry their own exit codes.
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
+        # typer's usage errors carry their own exit codes. Matched by what they do, not by
+        # class: typer up to 0.2x raises click's exceptions, later versions their vendored
+        # copies (click is then not installed at all).
+        kind = type(exc).__name__
+        if kind == "Exit" and isinstance(getattr(exc, "exit_code", None), int):
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if kind == "Abort":
             err_console.print("[yellow]aborted[/]")
             sys.exit(130)
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None),
+                                                                int):
+            exc.show()
+            sys.exit(exc.exit_code)
         if state.debug:
             err_console.print_exception()
         else:
