@@ -65,7 +65,7 @@ def test_rows_trained_with_another_recipe_are_refused(jq, tmp_path, monkeypatch)
     assert jq.main() == 0
     run_json = tmp_path / "work" / "fastnet-s-q40" / "run.json"
     run = json.loads(run_json.read_text())
-    run["hyperparameters"]["drop_last"] = not run["hyperparameters"]["drop_last"]
+    run["hyperparameters"]["lookahead"] = not run["hyperparameters"]["lookahead"]
     run_json.write_text(json.dumps(run))  # as if trained before a recipe change
-    with pytest.raises(SystemExit, match="drop_last"):
+    with pytest.raises(SystemExit, match="lookahead"):
         jq.main()
