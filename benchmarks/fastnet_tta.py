@@ -42,14 +42,11 @@ def main() -> int:
     from cifarkit._sysinfo import cpu_name
     from cifarkit.data import load_dataset
     from cifarkit.export.source import load_keras_model
-    from cifarkit.models import create_model
+    from cifarkit.models.fastnet import with_tta
 
     trained = load_keras_model(args.model)
-    # The logits before the in-graph mirror average: rebuild without TTA layers, same weights.
-    plain = create_model(trained.name, tta=False)
-    for layer in plain.layers:
-        if layer.weights:
-            layer.set_weights(trained.get_layer(layer.name).get_weights())
+    # The logits before the in-graph mirror average: the same weights without TTA layers.
+    plain = with_tta(trained, 0)
     logits_model = keras.Model(plain.input, plain.get_layer("head_scale").output)
 
     ds = load_dataset(args.data, splits=("test",), limit=args.limit)

@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 
 SCHEMA = "cifarkit.jpeg-quality/1"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def reencode(src: Path, dst: Path, quality: int) -> dict[str, float]:
@@ -43,6 +42,8 @@ def reencode(src: Path, dst: Path, quality: int) -> dict[str, float]:
     ``quality`` with 4:2:0 subsampling (the source's). Written into a temp folder renamed
     into place, so a half-written copy is never taken for a finished one."""
     from PIL import Image
+
+    from cifarkit.data.images import is_image_path
 
     tmp = dst.with_name(dst.name + ".partial")
     if tmp.exists():
@@ -54,7 +55,7 @@ def reencode(src: Path, dst: Path, quality: int) -> dict[str, float]:
         for cls in sorted(p for p in (src / split).iterdir() if p.is_dir()):
             out_dir = tmp / split / cls.name
             out_dir.mkdir(parents=True)
-            for f in sorted(p for p in cls.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            for f in sorted(p for p in cls.iterdir() if is_image_path(p)):
                 with Image.open(f) as im:
                     rgb = im.convert("RGB")
                 target = out_dir / (f.stem + ".jpg")

@@ -158,6 +158,17 @@ def test_fastnet_trains_with_its_own_recipe(tmp_path):
     np.testing.assert_allclose(kernel.reshape(12, 24)[:, 12:], -kernel.reshape(12, 24)[:, :12])
 
 
+def _saved_fastnet_s(tmp_path):
+    """An untrained fastnet-s with a data-initialised stem, saved, and a tiny image tree to
+    export it with: ``(model, path, data)``."""
+    model = create_model("fastnet-s")
+    x, _ = synthetic_images(300)
+    init_whitening(model, x, n=300)
+    path = tmp_path / "fastnet-s.keras"
+    model.save(path)
+    return model, path, write_folders(tmp_path / "data", train_per_class=4, test_per_class=4)
+
+
 @pytest.mark.slow
 def test_fastnet_exports_with_exact_gelu(tmp_path):
     """Keras's exact GELU becomes TF Erfc, which tf2onnx lacks; export rewrites it to Erf."""
@@ -166,12 +177,7 @@ def test_fastnet_exports_with_exact_gelu(tmp_path):
     from cifarkit.export import export_model
     from tests.test_export import FP32_MAX_ABS_DIFF, assert_contract
 
-    model = create_model("fastnet-s")
-    x, _ = synthetic_images(300)
-    init_whitening(model, x, n=300)
-    path = tmp_path / "fastnet-s.keras"
-    model.save(path)
-    data = write_folders(tmp_path / "data", train_per_class=4, test_per_class=4)
+    model, path, data = _saved_fastnet_s(tmp_path)
     result = export_model(path, tmp_path / "out", precisions=["fp32"], data=data,
                           parity_images=32, benchmark=False)
     assert result.parity.max_abs_diff <= FP32_MAX_ABS_DIFF
@@ -225,12 +231,7 @@ def test_export_sets_tta_level_and_records_it(tmp_path):
     from tests.test_export import FP32_MAX_ABS_DIFF
 
     keras.utils.set_random_seed(6)
-    model = create_model("fastnet-s")
-    x, _ = synthetic_images(300)
-    init_whitening(model, x, n=300)
-    path = tmp_path / "fastnet-s.keras"
-    model.save(path)
-    data = write_folders(tmp_path / "data", train_per_class=4, test_per_class=4)
+    _, path, data = _saved_fastnet_s(tmp_path)
     cards = {}
     for level in (None, 2):
         result = export_model(path, tmp_path / f"out-{level}", precisions=["fp32"], data=data,

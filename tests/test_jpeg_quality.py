@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_folders
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "jpeg_quality.py"
+from tests.conftest import benchmark_module, write_folders
 
 
 @pytest.fixture(scope="module")
 def jq():
-    spec = importlib.util.spec_from_file_location("jpeg_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["jpeg_quality"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("jpeg_quality", None)
+    yield from benchmark_module("jpeg_quality")
 
 
 def test_reencode_keeps_the_tree_and_measures_its_distortion(jq, tmp_path):

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_folders
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "seed_study.py"
+from tests.conftest import benchmark_module, write_folders
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("seed_study", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["seed_study"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("seed_study", None)
+    yield from benchmark_module("seed_study")
 
 
 def _args(tmp: Path, data: Path, *extra: str) -> list[str]:

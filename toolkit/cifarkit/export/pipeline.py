@@ -324,7 +324,7 @@ def export_model(
             "float16); exported and compared in float32"
         )
     if tta is not None:
-        from cifarkit.models.fastnet import with_tta
+        from cifarkit.models.fastnet import tta_level, with_tta
 
         trained_level = tta_level(model)
         model = with_tta(model, tta)
@@ -538,16 +538,9 @@ def export_model(
     )
 
 
-def tta_level(model: Any) -> int:
-    """The in-graph test-time augmentation level of a Keras model: 0 when it has none."""
-    names = {layer.name: layer for layer in model.layers}
-    if "tta_views" in names:
-        return int(names["tta_views"].level)
-    return 1 if "tta_flip" in names else 0
-
-
 def _tta_card(model: Any) -> dict[str, Any] | None:
     """The card's record of in-graph test-time augmentation (None for models without it)."""
+    from cifarkit.models.fastnet import tta_level
     from cifarkit.models.layers import TTA_WEIGHTS
 
     level = tta_level(model)

@@ -144,6 +144,14 @@ def fastnet_s(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4) -> 
     return _fastnet("fastnet-s", (32, 128, 128), num_classes, tta, bn_momentum)
 
 
+def tta_level(model: Any) -> int:
+    """The in-graph test-time augmentation level of a Keras model: 0 when it has none."""
+    names = {layer.name: layer for layer in model.layers}
+    if "tta_views" in names:
+        return int(names["tta_views"].level)
+    return 1 if "tta_flip" in names else 0
+
+
 def with_tta(model: Any, level: int) -> Any:
     """A trained fastnet model rebuilt with test-time augmentation ``level`` (0, 1, 2), with
     the same weights. Raises ``UsageError`` for a model that is not a fastnet."""

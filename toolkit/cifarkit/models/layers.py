@@ -56,8 +56,24 @@ class MeanHalves(keras.layers.Layer):
 TTA_WEIGHTS = {1: (0.5, 0.5), 2: (0.25, 0.125, 0.125, 0.25, 0.125, 0.125)}
 
 
+class _TTALevel(keras.layers.Layer):
+    """A layer configured by a test-time augmentation level (a key of ``TTA_WEIGHTS``)."""
+
+    def __init__(self, level: int = 1, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(**kwargs)
+        if level not in TTA_WEIGHTS:
+            raise ValueError(f"TTA level must be one of {sorted(TTA_WEIGHTS)}, got {level!r}")
+        self.level = int(level)
+
+    def compute_output_shape(self, input_shape):  # type: ignore[no-untyped-def]
+        return input_shape
+
+    def get_config(self):  # type: ignore[no-untyped-def]
+        return {**super().get_config(), "level": self.level}
+
+
 @keras.saving.register_keras_serializable(package="cifarkit")
-class TTAViews(keras.layers.Layer):
+class TTAViews(_TTALevel):
     """Test-time augmentation, part 1, at any level: at inference, stack the views of the
     batch along the batch axis (:class:`TTAMerge` then weighs them back together).
 
@@ -66,12 +82,6 @@ class TTAViews(keras.layers.Layer):
     (reflection-padded), then the mirrors of those three: 6 views, 3× level 1's work.
     In training it is the identity.
     """
-
-    def __init__(self, level: int = 1, **kwargs):  # type: ignore[no-untyped-def]
-        super().__init__(**kwargs)
-        if level not in TTA_WEIGHTS:
-            raise ValueError(f"TTA level must be one of {sorted(TTA_WEIGHTS)}, got {level!r}")
-        self.level = int(level)
 
     def call(self, inputs, training=None):  # type: ignore[no-untyped-def]
         if training:
@@ -85,22 +95,10 @@ class TTAViews(keras.layers.Layer):
         views += [ops.flip(v, axis=2) for v in views]
         return ops.concatenate(views, axis=0)
 
-    def compute_output_shape(self, input_shape):  # type: ignore[no-untyped-def]
-        return input_shape
-
-    def get_config(self):  # type: ignore[no-untyped-def]
-        return {**super().get_config(), "level": self.level}
-
 
 @keras.saving.register_keras_serializable(package="cifarkit")
-class TTAMerge(keras.layers.Layer):
+class TTAMerge(_TTALevel):
     """Test-time augmentation, part 2: the weighted sum of :class:`TTAViews`' views' logits."""
-
-    def __init__(self, level: int = 1, **kwargs):  # type: ignore[no-untyped-def]
-        super().__init__(**kwargs)
-        if level not in TTA_WEIGHTS:
-            raise ValueError(f"TTA level must be one of {sorted(TTA_WEIGHTS)}, got {level!r}")
-        self.level = int(level)
 
     def call(self, inputs, training=None):  # type: ignore[no-untyped-def]
         if training:
@@ -111,12 +109,6 @@ class TTAMerge(keras.layers.Layer):
         for part, weight in zip(parts[1:], weights[1:], strict=True):
             out = out + part * weight
         return out
-
-    def compute_output_shape(self, input_shape):  # type: ignore[no-untyped-def]
-        return input_shape
-
-    def get_config(self):  # type: ignore[no-untyped-def]
-        return {**super().get_config(), "level": self.level}
 
 
 @keras.saving.register_keras_serializable(package="cifarkit")
