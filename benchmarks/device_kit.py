@@ -4,7 +4,7 @@ The device machine (see the `device` tool) gets a copy of the repository and the
 in ``carry`` (64 MiB in all), and nothing else: no ``../shared`` data, no internet, no Keras.
 The CIFAR-10 image folders are 55 MB of 32×32 JPEGs, but every file begins with the same
 ~600-byte header (quantisation and Huffman tables), so storing each distinct header once
-and the rest of each file as-is packs them, losslessly, into about 19 MB. ``pack`` writes
+and the rest of each file as-is packs them, losslessly, into about 21 MB (20.7 MB measured). ``pack`` writes
 
     .device/cifar10.npz      the image-folder tree: headers, payloads, paths, a sha256
     .device/wheels/*.whl     Keras and the dependencies of it the device image lacks
@@ -92,7 +92,8 @@ def unpack_tree(pack: Path, dest: Path) -> dict[str, int | str]:
     """Rebuild the tree packed in ``pack`` under ``dest``, byte for byte, or fail.
 
     Written into ``dest``.partial and renamed, so a half-written tree is never taken for
-    the data; an existing ``dest`` is left alone if it already holds the same digest."""
+    the data; an existing ``dest`` is left alone if it already holds the same digest, and
+    never deleted unless an earlier unpack wrote it."""
     with np.load(pack, allow_pickle=False) as z:
         if str(z["schema"]) != SCHEMA:
             raise SystemExit(f"{pack}: schema {z['schema']}, expected {SCHEMA}")
@@ -122,6 +123,10 @@ def unpack_tree(pack: Path, dest: Path) -> dict[str, int | str]:
         path.write_bytes(blob)
     (tmp / ".device-pack-digest").write_text(want)
     if dest.exists():
+        if not done.is_file():  # only ever replace a tree this script wrote
+            shutil.rmtree(tmp)
+            raise SystemExit(f"{dest} exists and was not unpacked by this script: "
+                             "choose another destination")
         shutil.rmtree(dest)
     tmp.rename(dest)
     return {"files": len(items), "digest": want, "reused": 0}
