@@ -4,7 +4,7 @@ The device machine (see the `device` tool) gets a copy of the repository and the
 in ``carry`` (64 MiB in all), and nothing else: no ``../shared`` data, no internet, no Keras.
 The CIFAR-10 image folders are 55 MB of 32×32 JPEGs, but every file begins with the same
 ~600-byte header (quantisation and Huffman tables), so storing each distinct header once
-and the rest of each file as-is packs them, losslessly, into about 21 MB (20.7 MB measured). ``pack`` writes
+and the rest of each file as-is packs them, losslessly, into 20.7 MB. ``pack`` writes
 
     .device/cifar10.npz      the image-folder tree: headers, payloads, paths, a sha256
     .device/wheels/*.whl     Keras and the dependencies of it the device image lacks
