@@ -30,6 +30,21 @@ def test_fastnet_shape_and_parameters():
     assert get_model_info("fastnet").train_defaults["recipe"] == "fast"
 
 
+def test_fastnet_l_is_airbench95s_width_and_recipe():
+    model = create_model("fastnet-l")
+    # Same count rule as fastnet: 3×3 bias-free convs, BN offset + moving mean/variance.
+    convs = [(24, 128), (128, 128), (128, 384), (384, 384), (384, 384), (384, 384)]
+    expected = 288 + 24 + sum(9 * i * o + 3 * o for i, o in convs) + 384 * 10
+    assert model.count_params() == expected == 4_608_312
+    assert [model.get_layer(f"block{i}_conv1").filters for i in (1, 2, 3)] == [128, 384, 384]
+    assert get_model_info("fastnet-l").train_defaults["recipe"] == "fast-l"
+    fast, wide = get_recipe("fast"), get_recipe("fast-l")
+    assert (wide.epochs, wide.lr) == (15, pytest.approx(fast.lr * 0.87))
+    # Everything else is airbench94's recipe unchanged.
+    assert {**vars(wide), "name": 0, "epochs": 0, "lr": 0} == {
+        **vars(fast), "name": 0, "epochs": 0, "lr": 0}
+
+
 def test_tta_averages_an_image_and_its_mirror():
     x, _ = synthetic_images(6)
     x = x.astype(np.float32)

@@ -15,8 +15,9 @@ def train(
     arch: str = typer.Argument(..., help="Architecture name (see `cifarkit models`)."),
     recipe: str = typer.Option(
         None, "--recipe",
-        help="default | seed (the notebook's) | fast (airbench94's). "
-             "Default: the architecture's own (fast for fastnet*, else default).",
+        help="default | seed (the notebook's) | fast (airbench94's) | fast-l (airbench95's). "
+             "Default: the architecture's own (fast-l for fastnet-l, fast for the other "
+             "fastnet*, else default).",
     ),
     epochs: int = typer.Option(None, "--epochs", help="Override the recipe's epochs."),
     batch_size: int = typer.Option(None, "--batch-size", help="Override the batch size."),

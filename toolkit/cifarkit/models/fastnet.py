@@ -144,6 +144,17 @@ def fastnet_s(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4) -> 
     return _fastnet("fastnet-s", (32, 128, 128), num_classes, tta, bn_momentum)
 
 
+@register_model(
+    "fastnet-l",
+    description="airbench95-style wide fastnet (128/384/384): 2.55× the MACs, recipe fast-l",
+    family="fast",
+    train_defaults={"recipe": "fast-l"},
+    data_init=init_whitening,
+)
+def fastnet_l(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4) -> Any:
+    return _fastnet("fastnet-l", (128, 384, 384), num_classes, tta, bn_momentum)
+
+
 def tta_level(model: Any) -> int:
     """The in-graph test-time augmentation level of a Keras model: 0 when it has none."""
     names = {layer.name: layer for layer in model.layers}
