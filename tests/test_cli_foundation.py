@@ -47,6 +47,8 @@ def test_errors_are_one_line_with_exit_codes(tmp_path):
     assert res.returncode == 3 and "Traceback" in res.stderr
     res = run_cli("train", "cnn", "--recipe", "nope", "--data", str(tmp_path))
     assert res.returncode == 2 and "unknown recipe" in res.stderr
+    res = run_cli("train", "fastnet", "--cutout", "40", "--data", str(tmp_path))
+    assert res.returncode == 2 and "--cutout must be in [0, 32]" in res.stderr
 
 
 def test_train_command_writes_a_run(tmp_path):

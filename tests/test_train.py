@@ -56,6 +56,42 @@ def test_augmentation_flips_and_translates():
     assert np.array_equal(unchanged, x)
 
 
+def test_cutout_fills_one_square_per_image_with_the_mean_pixel():
+    from cifarkit.train.augment import AugmentedBatches, cutout
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 200, (300, 32, 32, 3), dtype=np.uint8)  # never 255
+    fill = np.array([255, 255, 255], np.uint8)
+    out = cutout(x, rng, 12, fill)
+    assert out.dtype == np.uint8 and out.shape == x.shape
+    changed = (out != x).any(axis=-1)  # (n, h, w)
+    assert np.all(changed.sum(axis=(1, 2)) == 144)  # exactly one 12×12 square each
+    ys, xs = np.nonzero(changed[0])
+    assert (np.ptp(ys), np.ptp(xs)) == (11, 11)  # contiguous, wholly inside
+    assert np.all(out[changed] == 255)
+    # Every offset that keeps the square inside is drawn, the extremes included.
+    top = changed.any(axis=2).argmax(axis=1)
+    left = changed.any(axis=1).argmax(axis=1)
+    assert (top.min(), top.max(), left.min(), left.max()) == (0, 20, 0, 20)
+    np.testing.assert_array_equal(out[~changed], x[~changed])
+
+    # In the batches: the dataset's mean pixel, on top of the other augmentations, and off
+    # unless asked for.
+    y = np.eye(300, dtype=np.float32)
+    with_cutout = AugmentedBatches(x, y, 300, flip=False, translate=0, seed=1, cutout=8)
+    np.testing.assert_array_equal(with_cutout.fill, np.round(x.mean(axis=(0, 1, 2))))
+    xb, yb = with_cutout[0]
+    order = np.argmax(yb, axis=1)
+    diff = (xb != x[order]).any(axis=-1).sum(axis=(1, 2))
+    assert np.all((diff <= 64) & (diff >= 60))  # 64, less any pixel already at the mean
+    plain = AugmentedBatches(x, y, 300, flip=False, translate=0, seed=1)
+    xp, yp = plain[0]
+    np.testing.assert_array_equal(xp, x[np.argmax(yp, axis=1)])
+    assert get_recipe("fast").cutout == 0 and get_recipe("fast", cutout=12).cutout == 12
+    with pytest.raises(UsageError, match="--cutout"):
+        get_recipe("fast", cutout=33)
+
+
 @pytest.mark.parametrize("kind", ["images", "cached-features"])
 def test_a_resumed_run_draws_the_uninterrupted_runs_batches(kind):
     """Each epoch's shuffle and augmentation depend on (seed, epoch) only: resuming after

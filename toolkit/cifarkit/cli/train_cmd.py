@@ -29,6 +29,11 @@ def train(
     label_smoothing: float = typer.Option(
         None, "--label-smoothing", help="Override label smoothing."
     ),
+    cutout: int = typer.Option(
+        None, "--cutout",
+        help="Cutout augmentation: fill one N×N square of each training image with the mean "
+             "pixel (0: off, the recipes' default).",
+    ),
     seed: int = typer.Option(
         None, "--seed", help="Seed for splits, init and augmentation (default 0)."
     ),
@@ -135,7 +140,7 @@ def train(
             result = run_training(
                 arch, recipe, data=data, limit=limit, epochs=epochs, batch_size=batch_size,
                 lr=lr, val_split=val_split, weight_decay=weight_decay,
-                label_smoothing=label_smoothing, seed=seed, out=out,
+                label_smoothing=label_smoothing, cutout=cutout, seed=seed, out=out,
                 mixed_precision=mixed_precision,
                 resume=resume, overwrite=overwrite, weights=weights, image_size=image_size,
                 feature_cache=feature_cache, finetune_epochs=finetune_epochs,

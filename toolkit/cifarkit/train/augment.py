@@ -46,12 +46,27 @@ def flip_translate(
     return out
 
 
+def cutout(x: np.ndarray, rng: np.random.Generator, size: int, fill: np.ndarray) -> np.ndarray:
+    """Cutout (DeVries & Taylor 2017, as airbench96 uses it): one ``size``×``size`` square
+    per image, placed uniformly so it lies wholly inside, set to ``fill`` (the per-channel
+    mean pixel: zero after the models' normalisation)."""
+    n, h, w = x.shape[:3]
+    y0 = rng.integers(0, h - size + 1, n)
+    x0 = rng.integers(0, w - size + 1, n)
+    rows = np.arange(h)[None, :, None]
+    cols = np.arange(w)[None, None, :]
+    inside = ((rows >= y0[:, None, None]) & (rows < (y0 + size)[:, None, None])
+              & (cols >= x0[:, None, None]) & (cols < (x0 + size)[:, None, None]))
+    return np.where(inside[..., None], fill.astype(x.dtype), x)
+
+
 class AugmentedBatches(keras.utils.PyDataset):
     """Shuffled mini-batches of ``(images, one_hot)``, reshuffled and re-augmented each epoch.
 
     ``alternate_flip`` (airbench): a fixed random half of the images is flipped in even
     epochs and the other half in odd ones, so any two consecutive epochs show every image
     both ways, where independent coin flips show half of them one way only.
+    ``cutout``: the side of the square :func:`cutout` fills in each image (0: off).
     ``start_epoch``: epochs already trained (a resumed run); see :func:`epoch_rng`.
     """
 
@@ -65,6 +80,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         translate: int,
         seed: int,
         alternate_flip: bool = False,
+        cutout: int = 0,
         start_epoch: int = 0,
     ) -> None:
         super().__init__()
@@ -72,6 +88,10 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.flip, self.translate = flip, translate
         self.seed = seed
+        self.cutout = cutout
+        # Rounded to the images' dtype, so uint8 batches stay uint8 until the final cast.
+        self.fill = (np.round(x.mean(axis=(0, 1, 2))).astype(x.dtype) if cutout
+                     else np.zeros(x.shape[-1], x.dtype))
         # The half flipped in even epochs: fixed for the run, so from the seed alone.
         self.flip_mask = (np.random.default_rng(seed).random(len(x)) < 0.5
                           if flip and alternate_flip else None)
@@ -91,6 +111,8 @@ class AugmentedBatches(keras.utils.PyDataset):
         if self.flip_mask is not None:
             mask = self.flip_mask[idx] ^ bool(self.epoch % 2)
         xb = flip_translate(self.x[idx], self.rng, self.flip, self.translate, flip_mask=mask)
+        if self.cutout:
+            xb = cutout(xb, self.rng, self.cutout, self.fill)
         return xb.astype(np.float32), self.y[idx]
 
     def on_epoch_end(self) -> None:

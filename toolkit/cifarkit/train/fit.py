@@ -253,12 +253,12 @@ def _image_batches(
     ``start_epoch``: epochs the run has already trained, so that a resumed run draws the
     batches the uninterrupted one would have.
     """
-    if rec.flip or rec.translate:
+    if rec.flip or rec.translate or rec.cutout:
         from cifarkit.train.augment import AugmentedBatches
 
         return AugmentedBatches(x, _one_hot(y), rec.batch_size, flip=rec.flip,
                                 translate=rec.translate, seed=seed,
-                                alternate_flip=rec.alternate_flip,
+                                alternate_flip=rec.alternate_flip, cutout=rec.cutout,
                                 start_epoch=start_epoch), {}
     return x.astype(np.float32), {"y": _one_hot(y), "batch_size": rec.batch_size,
                                   "shuffle": True}
@@ -372,6 +372,7 @@ def train(
     val_split: float | None = None,
     weight_decay: float | None = None,
     label_smoothing: float | None = None,
+    cutout: int | None = None,
     seed: int | None = None,
     out: str | os.PathLike[str] | None = None,
     mixed_precision: bool = False,
@@ -401,7 +402,7 @@ def train(
 
     info = get_model_info(arch)  # fails early, with close matches, on a bad name
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "val_split": val_split,
-                 "weight_decay": weight_decay, "label_smoothing": label_smoothing}
+                 "weight_decay": weight_decay, "label_smoothing": label_smoothing, "cutout": cutout}
     run_dir = Path(out) if out is not None else Path("runs") / arch
     backup = run_dir / ".backup"
     if run_dir.exists() and not run_dir.is_dir():
@@ -602,11 +603,13 @@ def train(
                 "megabytes": round((f_tr.nbytes + (0 if f_mirror is None else f_mirror.nbytes)
                                     + (0 if f_val is None else f_val.nbytes)) / 1e6, 1),
             }
-            if rec.translate:
+            skipped = [f"±{rec.translate} px translations"] * bool(rec.translate) + [
+                f"{rec.cutout} px cutout"] * bool(rec.cutout)
+            if skipped:
                 vgg["notes"].append(
                     f"head phase on cached features: random flips kept (mirror-image "
-                    f"features), ±{rec.translate} px translations not applied "
-                    "(--no-feature-cache applies them, at a full VGG16 pass per epoch)")
+                    f"features), {' and '.join(skipped)} not applied (--no-feature-cache "
+                    "applies them, at a full VGG16 pass per epoch)")
             if rec.flip:
                 train_data: Any = CachedFeatureBatches(f_tr, f_mirror, _one_hot(y_tr),
                                                        rec.batch_size, seed=seed,

@@ -73,6 +73,8 @@ class Recipe:
     decay_biases: bool = False
     # Flip a fixed random half of the images, then flip all every other epoch (airbench).
     alternate_flip: bool = False
+    # Side of the square cutout fills with the mean pixel in each training image (0: off).
+    cutout: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,6 +140,8 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
         raise UsageError(f"--weight-decay must be >= 0, got {recipe.weight_decay}")
     if not 0.0 <= recipe.label_smoothing < 1.0:
         raise UsageError(f"--label-smoothing must be in [0, 1), got {recipe.label_smoothing}")
+    if not 0 <= recipe.cutout <= 32:
+        raise UsageError(f"--cutout must be in [0, 32] (pixels), got {recipe.cutout}")
     if not 0.0 <= recipe.val_split < 1.0:
         raise UsageError(f"--val-split must be in [0, 1), got {recipe.val_split}")
     return recipe
