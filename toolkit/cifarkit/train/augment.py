@@ -49,7 +49,7 @@ def flip_translate(
 def cutout(x: np.ndarray, rng: np.random.Generator, size: int, fill: np.ndarray) -> np.ndarray:
     """Cutout (DeVries & Taylor 2017, as airbench96 uses it): one ``size``×``size`` square
     per image, placed uniformly so it lies wholly inside, set to ``fill`` (the per-channel
-    mean pixel: zero after the models' normalisation)."""
+    mean pixel: about zero after the models' normalisation)."""
     n, h, w = x.shape[:3]
     y0 = rng.integers(0, h - size + 1, n)
     x0 = rng.integers(0, w - size + 1, n)
