@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import io
 import os
 import platform
@@ -84,18 +85,16 @@ def _write_data(data: str, work: Path) -> dict[str, Any]:
     import numpy as np
     import torch
 
+    from cifarkit._io import atomic_path
     from cifarkit.data import load_dataset
     from cifarkit.data.sources import CLASSES
 
     ds = load_dataset(data)
-    folder = work / "cifar10"
-    folder.mkdir(parents=True, exist_ok=True)
     for split, x, y in (("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
         payload = {"images": torch.tensor(np.ascontiguousarray(x)),
                    "labels": torch.tensor(y.astype(np.int64)), "classes": list(CLASSES)}
-        tmp = folder / f".{split}.pt.tmp"
-        torch.save(payload, tmp)
-        os.replace(tmp, folder / f"{split}.pt")
+        with atomic_path(work / "cifar10" / f"{split}.pt") as tmp:
+            torch.save(payload, tmp)
     return {"source": ds.source, "train_images": int(len(ds.y_train)),
             "test_images": int(len(ds.y_test))}
 
@@ -156,7 +155,7 @@ def main() -> int:
         "cpu_adaptation": "cuda() -> CPU, half() -> float32, CUDA events -> wall clock",
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
                     "python": platform.python_version(), "torch": torch.__version__,
-                    "airbench": getattr(airbench, "__version__", "0.1.8"),
+                    "airbench": importlib.metadata.version("airbench"),
                     "threads": torch.get_num_threads()},
     }
     write_json(out, result)

@@ -603,8 +603,11 @@ def train(
                 "megabytes": round((f_tr.nbytes + (0 if f_mirror is None else f_mirror.nbytes)
                                     + (0 if f_val is None else f_val.nbytes)) / 1e6, 1),
             }
-            skipped = [f"±{rec.translate} px translations"] * bool(rec.translate) + [
-                f"{rec.cutout} px cutout"] * bool(rec.cutout)
+            skipped = []
+            if rec.translate:
+                skipped.append(f"±{rec.translate} px translations")
+            if rec.cutout:
+                skipped.append(f"{rec.cutout} px cutout")
             if skipped:
                 vgg["notes"].append(
                     f"head phase on cached features: random flips kept (mirror-image "
