@@ -40,6 +40,7 @@ def _fastnet(
     num_classes: int,
     tta: int,
     bn_momentum: float,
+    activation: str = "gelu",
 ) -> Any:
     import keras
     from keras import layers
@@ -73,16 +74,21 @@ def _fastnet(
     x = layers.Conv2D(2 * WHITEN_WIDTH, 2, padding="valid", use_bias=False, trainable=False,
                       name="whiten")(x)
     x = BiasAdd(name="whiten_bias")(x)
-    x = layers.Activation("gelu", name="whiten_gelu")(x)
+    x = layers.Activation(activation, name=f"whiten_{activation}")(x)
+    # GELU keeps airbench's conv → pool → BN order. ReLU puts the pool last (conv → BN →
+    # ReLU → pool), so each conv, its folded BN and its ReLU become one int8 convolution.
+    pool_last = activation == "relu"
     for i, width in enumerate(widths, start=1):
         for j in (1, 2):
             x = layers.Conv2D(width, 3, padding="same", use_bias=False,
                               kernel_initializer=PartialDirac(), name=f"block{i}_conv{j}")(x)
-            if j == 1:
+            if j == 1 and not pool_last:
                 x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
             x = layers.BatchNormalization(momentum=bn_momentum, epsilon=1e-12, scale=False,
                                           name=f"block{i}_bn{j}")(x)
-            x = layers.Activation("gelu", name=f"block{i}_gelu{j}")(x)
+            x = layers.Activation(activation, name=f"block{i}_{activation}{j}")(x)
+            if j == 1 and pool_last:
+                x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
     x = layers.GlobalMaxPooling2D(name="global_pool")(x)
     x = layers.Dense(num_classes, use_bias=False, name="head")(x)
     x = layers.Rescaling(1 / 9, name="head_scale")(x)
@@ -153,6 +159,18 @@ def fastnet_s(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4) -> 
 )
 def fastnet_l(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4) -> Any:
     return _fastnet("fastnet-l", (128, 384, 384), num_classes, tta, bn_momentum)
+
+
+@register_model(
+    "fastnet-relu",
+    description="fastnet with ReLU, pool after BN: int8 fuses each conv block (CPU int8)",
+    family="fast",
+    train_defaults={"recipe": "fast"},
+    data_init=init_whitening,
+)
+def fastnet_relu(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4) -> Any:
+    return _fastnet("fastnet-relu", (64, 256, 256), num_classes, tta, bn_momentum,
+                    activation="relu")
 
 
 def tta_level(model: Any) -> int:
