@@ -187,11 +187,13 @@ def _describe(root: Path) -> str:
 
 
 def resolve_models(
-    specs: Sequence[str], precisions: Sequence[str] | None = None, root: Path | None = None
+    specs: Sequence[str], precisions: Sequence[str] | None = None, root: Path | None = None,
+    provider: str = "cpu",
 ) -> list[ModelFile]:
     """The model files to benchmark (see ``BenchConfig.models``), filtered by
-    ``precisions`` when given. Raises ``ModelError`` when nothing is left."""
-    from cifarkit.runtime.models import PRECISIONS, exported_dir, list_exported
+    ``precisions`` when given. Raises ``ModelError`` when nothing is left. ``default`` and
+    ``NAME:auto`` resolve as ``predict`` does, for ``provider``."""
+    from cifarkit.runtime.models import AUTO, PRECISIONS, choose_model, exported_dir, list_exported
 
     for p in precisions or ():
         if p not in PRECISIONS:
@@ -211,7 +213,10 @@ def resolve_models(
         for spec in specs:
             path = Path(spec)
             name, sep, _ = spec.partition(":")
-            if path.is_dir():
+            if (spec == "default" or spec.endswith(f":{AUTO}")) and not path.exists():
+                files.append(choose_model(None if spec == "default" else spec, provider,
+                                          root).path)
+            elif path.is_dir():
                 hits = sorted(path.glob("model.*.onnx")) or sorted(path.glob("*.onnx"))
                 if not hits:
                     raise ModelError(f"{path}: no .onnx file in this folder")
@@ -370,7 +375,8 @@ def run_bench(
     if config.limit is not None and config.limit < 1:
         raise UsageError(f"--limit must be >= 1, got {config.limit}")
 
-    models = resolve_models(config.models, config.precisions, config.exported)
+    models = resolve_models(config.models, config.precisions, config.exported,
+                            provider=(config.providers or ["cpu"])[0])
     providers, unavailable = check_providers(models[0].path, config.providers, config.threads)
     keras_sources = _keras_sources(config, models)  # before the long part: fail early
 

@@ -49,8 +49,9 @@ def _ints(value: str | None, what: str) -> list[int] | None:
 
 def bench(
     models: list[str] = typer.Argument(
-        None, help="Models: NAME (every precision in exported/NAME), NAME:PRECISION, an .onnx "
-        "file or a folder. Default: every model in exported/.", show_default=False,
+        None, help="Models: NAME (every precision in exported/NAME), NAME:PRECISION, NAME:auto "
+        "or 'default' (the file predict would run on the first --provider), an .onnx file or a "
+        "folder. Default: every model in exported/.", show_default=False,
     ),
     data: Path = typer.Option(None, "--data", help=DATA_HELP),
     split: str = typer.Option("test", "--split", help="test | train."),

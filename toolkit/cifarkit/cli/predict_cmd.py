@@ -198,8 +198,9 @@ def predict(
         "newline-separated paths from stdin.", show_default=False,
     ),
     model: str = typer.Option(
-        None, "--model", "-m", help="An .onnx file, a folder, or NAME[:fp32|int8|fp16] in "
-        "exported/. Default: the model named in exported/default.",
+        None, "--model", "-m", help="An .onnx file, a folder, or NAME[:fp32|int8|fp16|auto] in "
+        "exported/ (auto: int8 on CPUs when its card says int8 pays, else fp32). Default: the "
+        "model named in exported/default.",
     ),
     provider: str = typer.Option(
         "cpu", "--provider", "-p", help="cpu | cuda | tensorrt | openvino | auto. Fails unless "
@@ -243,7 +244,7 @@ def predict(
 
     from cifarkit._io import atomic_path
     from cifarkit.errors import UsageError
-    from cifarkit.runtime import Classifier, PredictStats, predict_files, resolve_model
+    from cifarkit.runtime import Classifier, PredictStats, predict_files
     from cifarkit.runtime.predict import default_workers
 
     fmt = fmt.lower()
@@ -252,7 +253,13 @@ def predict(
     if paths.count("-") > 1:
         raise UsageError("- (stdin) can be given once")
     options = _parse_options(provider_option)
-    model_path = resolve_model(model)
+    from cifarkit.runtime.models import choose_model
+
+    choice = choose_model(model, provider)
+    model_path = choice.path
+    if choice.reason:  # the file depended on exported/default or :auto: say which one runs
+        err_console.print(f"model: {escape(os.fspath(model_path))} ({escape(choice.reason)})",
+                          highlight=False)
     n_workers = default_workers() if workers is None else workers
     clf = Classifier(
         model_path, provider, threads=threads, provider_options=options, io_binding=io_binding,

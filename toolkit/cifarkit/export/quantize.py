@@ -110,6 +110,16 @@ class QuantizationInfo:
 GELU_OP_TYPES = ("Conv", "Gemm", "MatMul", "MaxPool")
 
 
+QUANT_TYPES = ("QInt8", "QUInt8")
+QUANT_FORMATS = ("QDQ", "QOperator")
+
+
+def _auto_op_types(graph: Any) -> tuple[str, ...] | None:
+    if any(n.op_type == "Erf" for n in graph.graph.node):
+        return GELU_OP_TYPES
+    return None
+
+
 def _calibration_method(name: str) -> Any:
     from onnxruntime.quantization import CalibrationMethod
 
@@ -175,6 +185,12 @@ def quantize_int8(
     reduce_range: bool | None = None,
     calibration_data: str = "",
     progress: Callable[[int, int], None] | None = None,
+    activation_type: str = "QInt8",
+    weight_type: str = "QInt8",
+    per_channel: bool = True,
+    quant_format: str = "QDQ",
+    op_types: tuple[str, ...] | None | str = "auto",
+    exclude_op_types: tuple[str, ...] = (),
 ) -> tuple[Any, QuantizationInfo]:
     """Static INT8 (QDQ, S8S8, per-channel) of an fp32 contract model.
 
@@ -188,6 +204,10 @@ def quantize_int8(
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     calib_method = _calibration_method(method)
+    if activation_type not in QUANT_TYPES or weight_type not in QUANT_TYPES:
+        raise UsageError(f"int8 types must be among {', '.join(QUANT_TYPES)}")
+    if quant_format not in QUANT_FORMATS:
+        raise UsageError(f"int8 format must be one of {', '.join(QUANT_FORMATS)}")
     if calibration_images.ndim != 4 or calibration_images.shape[1:] != (32, 32, 3):
         raise ExportError(
             f"calibration images must be [n, 32, 32, 3], got {list(calibration_images.shape)}"
@@ -221,16 +241,18 @@ def quantize_int8(
             # Again, so a bias the fold gave a MatMul is fused into a Gemm.
             pre_process("the folded graph")
         pre_graph = onnx.load(pre) if n_folded else pre_proto  # pre.onnx was rewritten
-        excluded = _output_softmax(pre_graph)
-        op_types = (GELU_OP_TYPES if any(n.op_type == "Erf" for n in pre_graph.graph.node)
-                    else None)
+        excluded = _output_softmax(pre_graph) + [
+            n.name for n in pre_graph.graph.node if n.op_type in exclude_op_types]
+        if op_types == "auto":
+            op_types = _auto_op_types(pre_graph)
+        assert not isinstance(op_types, str)
         try:
             quantize_static(
                 pre, out, _reader(calibration_images, CALIBRATION_BATCH, progress),
-                quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
+                quant_format=getattr(QuantFormat, quant_format),
+                activation_type=getattr(QuantType, activation_type),
+                weight_type=getattr(QuantType, weight_type),
+                per_channel=per_channel,
                 reduce_range=reduce_range,
                 calibrate_method=calib_method,
                 nodes_to_exclude=excluded,
@@ -245,7 +267,8 @@ def quantize_int8(
     from cifarkit.export.convert import normalize_io
 
     info = QuantizationInfo(
-        format="QDQ", activation_type="QInt8", weight_type="QInt8", per_channel=True,
+        format=quant_format, activation_type=activation_type, weight_type=weight_type,
+        per_channel=per_channel,
         reduce_range=bool(reduce_range), cpu_vnni=vnni, calibration_method=method,
         calibration_images=int(len(calibration_images)),
         calibration_data=calibration_data, excluded_nodes=tuple(excluded),
