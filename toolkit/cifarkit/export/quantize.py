@@ -172,6 +172,23 @@ def _check_same(reference: Any, candidate: Any, images: np.ndarray) -> None:
         )
 
 
+def _name_nodes(proto: Any) -> int:
+    """Give unnamed nodes unique names: the quantizer excludes nodes by name, and an excluded
+    Softmax named "" would exclude every unnamed node (tf2onnx names all; hand-built graphs
+    often don't)."""
+    taken = {n.name for n in proto.graph.node}
+    named = 0
+    for i, node in enumerate(proto.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{i}"
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)
+            named += 1
+    return named
+
+
 def _output_softmax(proto: Any) -> list[str]:
     return [n.name for n in proto.graph.node
             if n.op_type == "Softmax" and OUTPUT_NAME in n.output]
@@ -208,6 +225,11 @@ def quantize_int8(
         raise UsageError(f"int8 types must be among {', '.join(QUANT_TYPES)}")
     if quant_format not in QUANT_FORMATS:
         raise UsageError(f"int8 format must be one of {', '.join(QUANT_FORMATS)}")
+    if quant_format == "QOperator" and activation_type == "QInt8":
+        # onnxruntime has no fast x86 QOperator kernels for int8 activations: measured 0.13x
+        # fp32 (fastnet-relu, batch 32, 1 thread, EPYC with VNNI) against 3.4x for QDQ.
+        raise UsageError("QOperator int8 needs QUInt8 activations (S8S8 QOperator runs at "
+                         "about 0.13x fp32 on x86); use QDQ")
     if calibration_images.ndim != 4 or calibration_images.shape[1:] != (32, 32, 3):
         raise ExportError(
             f"calibration images must be [n, 32, 32, 3], got {list(calibration_images.shape)}"
@@ -241,6 +263,8 @@ def quantize_int8(
             # Again, so a bias the fold gave a MatMul is fused into a Gemm.
             pre_process("the folded graph")
         pre_graph = onnx.load(pre) if n_folded else pre_proto  # pre.onnx was rewritten
+        if _name_nodes(pre_graph):
+            onnx.save(pre_graph, pre)
         excluded = _output_softmax(pre_graph) + [
             n.name for n in pre_graph.graph.node if n.op_type in exclude_op_types]
         if op_types == "auto":
