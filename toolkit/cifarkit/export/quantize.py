@@ -10,6 +10,33 @@ Batch norm placed after a ReLU is folded into the neighbouring Conv/Gemm first (
 exact algebra, checked numerically): left in place, its per-channel scales and the unequal
 activation ranges in front of it cost a real-data cnn-batchnorm 1.3 accuracy points and 14 %
 top-1 agreement in int8; folded, +0.5 points, 96 % agreement and a pure QLinearConv chain.
+
+Why these settings (issue 21; ``benchmarks/int8_choices.py``, results in
+``benchmarks/results/int8-choices-*.json``; AMD EPYC, 2 cores, AVX-512 VNNI, shared with a
+training run, so speeds are int8/fp32 ratios measured interleaved in one run, 1 thread):
+
+- The activation decides the speed, not the quantizer flags. A ReLU after Conv(+folded BN)
+  is absorbed into the Conv's output range, so each block becomes DQ → Conv → Q, which
+  onnxruntime fuses into one ``QLinearConv`` (and MaxPool runs on int8). GELU (``Erf``) stays
+  float, the Conv feeding it keeps float output and runs as a float ``Conv`` on dequantized
+  inputs: in fastnet's int8 file 4 of 7 convolutions, 62 % of the time at batch 32
+  (``benchmarks/results/int8-profile-cpu.json``). fastnet-relu's int8 file is 87 %
+  QLinearConv; trained (90.35 % fp32) it runs 3.54× fp32 at batch 32 and 3.49× at batch 1,
+  losing 0.00–0.01 points; GELU fastnet 1.23× / 1.34×.
+- On the fastnet-relu probe, batch 32 (batch 1), every QDQ variant is within noise of the
+  defaults (3.37×, 3.39×): U8S8 3.26× (3.20×), per-tensor 3.50× (3.14×), reduce_range
+  3.39× (3.18×), percentile / entropy calibration 3.45× / 3.55× (3.24× / 3.37×). Quantizing
+  only the conv chain (pre-processing, flip TTA and head left float) is slower: 3.06×
+  (3.08×); the head left float 3.47× (3.33×). QOperator with S8S8 runs at 0.13× (refused
+  below), QOperator U8S8 3.46× (3.10×): no gain over QDQ.
+- Accuracy (points vs fp32, full test split): per-tensor weights cost 0.43 (cnn-batchnorm)
+  and 1.31 (fastnet); only the convs and head quantized (pre-processing, flip float) 0.59
+  (cnn-batchnorm); U8S8 and entropy calibration equal the defaults; percentile −0.11 / −0.09 / −0.02
+  (cnn-batchnorm / fastnet / fastnet-relu); reduce_range −0.03 / −0.14 / −0.01 against
+  the full range. So the
+  defaults stay: QDQ, S8S8, per-channel, min-max, every op type (GELU graphs: the compute
+  ops only, ``GELU_OP_TYPES``). A file meant for CPUs without VNNI too (the shipped default)
+  should be exported with ``--reduce-range``: it costs ≤ 0.14 points here and no speed.
 """
 
 from __future__ import annotations
@@ -212,7 +239,11 @@ def quantize_int8(
     """Static INT8 (QDQ, S8S8, per-channel) of an fp32 contract model.
 
     ``calibration_images``: uint8 ``[n,32,32,3]`` *training* images. ``reduce_range``
-    defaults to ``not cpu_has_vnni()``.
+    defaults to ``not cpu_has_vnni()``. The other settings default to the measured winners
+    (module docstring) and exist so ``benchmarks/int8_choices.py`` measures the exporter's own
+    code path: ``activation_type``/``weight_type`` ``QInt8``|``QUInt8``, ``quant_format``
+    ``QDQ``|``QOperator``, ``op_types`` the op types to quantize (``"auto"``: all, or
+    ``GELU_OP_TYPES`` for GELU graphs; ``None``: all), ``exclude_op_types`` op types left float.
     """
     import onnx
 
