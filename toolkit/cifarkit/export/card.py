@@ -284,10 +284,9 @@ def render_readme(card: dict[str, Any]) -> str:
         )
     engine = card.get("tflite_engine")
     if any(f.get("format") == "tflite" for f in card["files"]):
-        lines += ["", "`.tflite`: LiteRT, converted by TensorFlow's TFLiteConverter from "
-                  + ("the Keras model" if engine == "tensorflow"
-                     else "the fp32 ONNX graph through onnx2tf")
-                  + "; int8 is full-integer (int8 kernels), uint8 input with scale 1 and zero "
+        lines += ["", "`.tflite`: LiteRT, converted from the fp32 ONNX graph by "
+                  f"{engine or 'onnx2tf'} and TensorFlow's TFLiteConverter; int8 is "
+                  "full-integer (int8 kernels), uint8 input with scale 1 and zero "
                   "point 0 (raw pixels, as the ONNX files), float32 probabilities out. "
                   "Accuracy and agreement measured with `ai_edge_litert`'s interpreter."]
     if any(f.get("format") == "ort" for f in card["files"]):

@@ -1,22 +1,24 @@
 """LiteRT (TensorFlow Lite): ``model.fp32.tflite`` and a full-integer ``model.int8.tflite``.
 
-Two front ends, one back end. The TensorFlow graph comes from
+Made from the final, portable fp32 ONNX graph (the file that passed the parity gate) through
+onnx2tf, then ``tf.lite.TFLiteConverter``. Why this route and not TensorFlow's converter
+from the Keras model: both were tried on fastnet and cnn-batchnorm (docs/edge-export.md):
+same parity (fp32 max |Δp| 2–3e-8 on real test images for both, int8 files of the same
+size and outputs), but only the ONNX route exists for the shipped models (their Keras runs
+are not in the repository) and for every ONNX source, and it converts exactly the graph the
+ONNX files were checked on, so one code path serves every export.
 
-- the Keras model itself, when the export starts from one (TensorFlow's own converter
-  needs nothing else), or
-- the portable fp32 ONNX file through onnx2tf, when the export starts from an ONNX file
-  (the shipped models exist only as ONNX). Before onnx2tf the graph's erf-based GELU
-  subgraphs become ONNX ``Gelu`` ops (checked numerically): onnx2tf would otherwise emit
-  ``tf.math.erf``, which LiteRT has only as a Flex (TensorFlow) op, while ``tf.nn.gelu``
-  becomes LiteRT's builtin ``GELU``.
+Before onnx2tf the graph's erf-based GELU subgraphs become ONNX ``Gelu`` ops (checked
+numerically): onnx2tf would otherwise emit ``tf.math.erf``, which LiteRT has only as a Flex
+(TensorFlow) op, while ``tf.nn.gelu`` becomes LiteRT's builtin ``GELU``.
 
-Both then go through ``tf.lite.TFLiteConverter``: fp32 as a ``tf.function`` with the ONNX
-contract's uint8 ``[batch,32,32,3]`` input (cast inside), int8 as full-integer
-quantization (int8 weights and activations, builtin int8 kernels only) calibrated on
-training images, with ``inference_input_type=uint8``. The calibrated input range is the
-raw pixel range 0–255, which gives the input scale 1 / zero point 0: the int8 file takes
-the same raw pixels as every other file. The output stays float32 probabilities (the
-contract). Dynamic batch: LiteRT's shape signature keeps ``-1``; callers resize the input.
+fp32 keeps the ONNX contract's uint8 ``[batch,32,32,3]`` input (cast inside). int8 is
+full-integer quantization (int8 weights and activations, builtin int8 kernels only)
+calibrated on training images, with ``inference_input_type=uint8``: the calibrated input
+range is the raw pixel range 0–255, which gives the input scale 1 / zero point 0 (checked),
+so the int8 file takes the same raw pixels as every other file. The output stays float32
+probabilities (the contract). Dynamic batch: LiteRT's shape signature keeps ``-1``; callers
+resize the input tensor.
 """
 
 from __future__ import annotations
@@ -33,28 +35,12 @@ import numpy as np
 from cifarkit.errors import ExportError
 from cifarkit.export.convert import INPUT_NAME, OUTPUT_NAME, require
 
-CALIBRATION_BATCH = 1
-#: Why one engine per source (measured on fastnet and cnn-batchnorm, see docs/edge-export.md).
-ENGINES = ("tensorflow", "onnx2tf")
-
 
 def tflite_filename(precision: str) -> str:
     return f"model.{precision}.tflite"
 
 
 # --- the TensorFlow function to convert -------------------------------------------------------
-
-
-def _float_fn_from_keras(model: Any) -> Any:
-    """``f(float32 0–255 [b,32,32,3]) → probabilities`` of a Keras model."""
-    tf = require("tensorflow", "tensorflow", "for --format tflite")
-
-    @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32,
-                                                 name=INPUT_NAME)])
-    def fn(images: Any) -> Any:
-        return {OUTPUT_NAME: model(images, training=False)}
-
-    return fn
 
 
 def float_input_copy(proto: Any) -> Any:
@@ -261,30 +247,25 @@ def _convert(tf: Any, fn: Any, model: Any, int8: bool, calibration: np.ndarray |
 
 
 def to_tflite(
-    *,
-    keras_model: Any = None,
-    onnx_proto: Any = None,
+    onnx_proto: Any,
     calibration_images: np.ndarray | None = None,
     precisions: tuple[str, ...] = ("fp32", "int8"),
 ) -> tuple[dict[str, bytes], str]:
-    """``{"fp32": bytes, "int8": bytes}`` and the front end used ("tensorflow"/"onnx2tf")."""
+    """``{"fp32": bytes, "int8": bytes}`` of a portable fp32 contract graph, and the front
+    end used (``"onnx2tf <version>"``)."""
+    from importlib.metadata import version
+
     tf = require("tensorflow", "tensorflow", "for --format tflite")
     with tempfile.TemporaryDirectory(prefix="cifarkit-tflite-") as tmp:
-        if keras_model is not None:
-            fn, engine, owner = _float_fn_from_keras(keras_model), "tensorflow", keras_model
-        elif onnx_proto is not None:
-            fn, engine = _float_fn_from_onnx(onnx_proto, tmp), "onnx2tf"
-            owner = fn._cifarkit_keep
-        else:
-            raise ValueError("give keras_model or onnx_proto")
+        fn = _float_fn_from_onnx(onnx_proto, tmp)
         out = {}
         for p in precisions:
             if p == "int8" and (calibration_images is None or not len(calibration_images)):
                 raise ExportError("tflite int8 needs calibration images")
-            out[p] = _convert(tf, fn, owner, p == "int8", calibration_images)
+            out[p] = _convert(tf, fn, fn._cifarkit_keep, p == "int8", calibration_images)
     if "int8" in out:
         check_uint8_input(out["int8"])
-    return out, engine
+    return out, f"onnx2tf {version('onnx2tf')}"
 
 
 # --- running ----------------------------------------------------------------------------------

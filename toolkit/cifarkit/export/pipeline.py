@@ -147,7 +147,7 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
     latency_setup: LatencySetup | None = None
     portability: PortabilityReport | None = None
-    #: The LiteRT front end used ("tensorflow" or "onnx2tf"), when tflite was exported.
+    #: The LiteRT converter front end used ("onnx2tf <version>"), when tflite was exported.
     tflite_engine: str | None = None
 
     @property
@@ -577,8 +577,8 @@ def export_model(
 
         wanted = tuple(p for p in TFLITE_PRECISIONS if p in precisions)
         if wanted:
-            tflite_blobs, tflite_engine = to_tflite(
-                onnx_proto=protos["fp32"], calibration_images=calib, precisions=wanted)
+            tflite_blobs, tflite_engine = to_tflite(protos["fp32"], calib, wanted)
+            versions["ai-edge-litert"] = _dist_version("ai-edge-litert")
             for p, blob in tflite_blobs.items():
                 add_file(p, "tflite", blob, *run_on(lambda x, b=blob: predict_tflite(b, x)))
         else:
@@ -671,6 +671,15 @@ def export_model(
         seconds=time.perf_counter() - started, notes=notes, latency_setup=latency_setup,
         portability=portability, tflite_engine=tflite_engine,
     )
+
+
+def _dist_version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _at_opset(proto: Any, have: int, want: int, notes: list[str]) -> Any:
