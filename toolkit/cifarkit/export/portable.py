@@ -10,7 +10,9 @@ Flatten's ``Reshape`` whose target shape was computed at run time from the batch
    moved the axis for ReverseSequence's sake is folded into the Slice's axis;
 2. a ``Reshape`` whose shape input is computed but does not depend on the batch except in
    dimension 0 → a constant ``[-1, …]``;
-3. simplification and constant folding with onnxslim (drops the now-dead shape arithmetic).
+3. simplification and constant folding with onnxslim (drops the now-dead shape arithmetic);
+4. constant ``Slice`` ops lose their no-op axes (tract refuses tf2onnx's huge ends on the
+   dynamic batch axis).
 
 Both rewrites are decided by *running* the graph (onnxruntime, batches of 1 and 3), not by
 pattern-matching one converter's output, so they hold for graphs from tf2onnx or any other
@@ -33,6 +35,9 @@ NON_PORTABLE_OPS = frozenset({"ReverseSequence", "Loop", "If", "Scan", "Sequence
                               "SplitToSequence", "ConcatFromSequence", "NonZero", "Unique"})
 PROBE_BATCHES = (1, 3)
 _INT64_MIN = np.iinfo(np.int64).min
+#: An end (or a reversed start) at least this large is "to the end of the axis": tf2onnx
+#: writes 1e9 for open slice bounds; no tensor here has an axis that long.
+_OPEN_END = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,45 @@ def _constant_reshapes(proto: Any) -> int:
     return count
 
 
+def _tidy_slices(proto: Any) -> int:
+    """Drop the no-op axes of constant Slices (start 0, step 1, end past any size).
+
+    tf2onnx writes ``x[:, :, ::-1, :]`` as one Slice over all four axes with bounds of
+    ±1e9; tract refuses such an end on the (dynamic) batch axis ("Invalid range
+    0..1000000000"), though ONNX clamps it. Keeping only the axes that slice, and writing a
+    whole-axis reversal as start −1 / end INT64_MIN, is the same op.
+    """
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    inits = {t.name: t for t in graph.initializer}
+    tidied = 0
+    for node in (n for n in graph.node if n.op_type == "Slice" and len(n.input) >= 3):
+        names = list(node.input) + [""] * (5 - len(node.input))
+        if any(name and name not in inits for name in names[1:]):
+            continue
+        starts = numpy_helper.to_array(inits[names[1]]).astype(np.int64)
+        ends = numpy_helper.to_array(inits[names[2]]).astype(np.int64)
+        axes = (numpy_helper.to_array(inits[names[3]]).astype(np.int64) if names[3]
+                else np.arange(len(starts), dtype=np.int64))
+        steps = (numpy_helper.to_array(inits[names[4]]).astype(np.int64) if names[4]
+                 else np.ones(len(starts), np.int64))
+        keep = ~((starts == 0) & (steps == 1) & (ends >= _OPEN_END))
+        # A whole-axis reversal as the same Slice the ReverseSequence rewrite writes.
+        whole = (steps == -1) & (starts >= _OPEN_END) & (ends <= -_OPEN_END)
+        if not keep.any() or (keep.all() and not whole.any()):
+            continue
+        starts, ends = np.where(whole, -1, starts), np.where(whole, _INT64_MIN, ends)
+        base = node.name or node.output[0]
+        node.input[:] = [node.input[0],
+                         _const(graph, f"{base}_starts", starts[keep]),
+                         _const(graph, f"{base}_ends", ends[keep]),
+                         _const(graph, f"{base}_axes", axes[keep]),
+                         _const(graph, f"{base}_steps", steps[keep])]
+        tidied += 1
+    return tidied
+
+
 def _toposort(graph: Any) -> None:
     """Order nodes so every input is produced before it is read (inserts may break that)."""
     available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
@@ -214,6 +258,7 @@ def make_portable(proto: Any) -> tuple[Any, PortabilityReport]:
     reversed_, folded = _reverse_to_slice(work)
     reshapes = _constant_reshapes(work)
     slim = simplify(work)
+    _tidy_slices(slim)  # after onnxslim, which may fold its own slices first
     out = normalize_io(slim)
     # onnxslim records every tensor's type in value_info; fp16 conversion retypes tensors
     # and then contradicts those entries. They are optional: shape inference re-derives them.
