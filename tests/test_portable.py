@@ -153,9 +153,9 @@ def test_every_onnx_file_is_portable_with_constant_reshape_and_dynamic_batch(edg
 
 
 def test_opencv_and_tract_run_the_files_like_onnxruntime(edge_export, images):
-    """fp32 in both, fp16 in OpenCV, int8 (QDQ) in tract. OpenCV DNN 5.1 refuses our QDQ
-    graphs (``bufidx >= 0`` in ``argTensor``); tract 0.23 cannot infer the flip-TTA merge's
-    Split shapes in the fp16 graph ("Impossible to unify … batch") and emulates fp16."""
+    """fp32 in both, fp16 in OpenCV, int8 (QDQ) in tract. OpenCV DNN 5.1 refuses some QDQ
+    graphs (cnn-batchnorm's: ``bufidx >= 0`` in ``argTensor``); tract 0.23 cannot infer the
+    flip-TTA merge's Split shapes in the fp16 graph ("Impossible to unify … batch")."""
     cv2 = pytest.importorskip("cv2")
     tract = pytest.importorskip("tract")
     for p, tol in (("fp32", 1e-4), ("fp16", 1e-2), ("int8", 0.05)):
@@ -272,7 +272,7 @@ SHIPPED = sorted((Path(__file__).resolve().parents[1] / "exported").glob("*/mode
 @pytest.mark.parametrize("path", SHIPPED, ids=[f"{p.parent.name}/{p.name}" for p in SHIPPED])
 def test_shipped_files_are_portable_and_run_in_opencv_and_tract(path, images):
     """Every shipped file: no ReverseSequence, constant shapes, and it runs like onnxruntime
-    (top-1; fp32 also the probabilities) in OpenCV DNN (fp32, fp16: it refuses QDQ int8) and
+    (top-1; fp32 also the probabilities) in OpenCV DNN (fp32, fp16: see above for int8) and
     tract (fp32, int8: see above for fp16)."""
     cv2 = pytest.importorskip("cv2")
     tract = pytest.importorskip("tract")
