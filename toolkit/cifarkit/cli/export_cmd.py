@@ -1,4 +1,5 @@
-"""``cifarkit export``: Keras runs → checked ONNX files (fp32/fp16/int8) + model card."""
+"""``cifarkit export``: Keras runs (or an fp32 ONNX file) → checked, portable ONNX files
+(fp32/fp16/int8), optionally LiteRT and ORT-format files, + model card."""
 
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ def _render(result: Any) -> None:
     from rich.table import Table
 
     table = Table(title=f"{result.name} ({result.architecture}) → {result.out_dir}")
+    reference = "Keras" if result.card.get("parity_reference") in (None, "the Keras model") \
+        else "source"
     for col, justify in (("file", "left"), ("precision", "left"), ("size", "right"),
-                         ("parity vs Keras", "right"), ("accuracy", "right"),
+                         (f"parity vs {reference}", "right"), ("accuracy", "right"),
                          ("speed vs fp32", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for f in result.files:
@@ -49,7 +52,8 @@ def _render(result: Any) -> None:
         console.print(f"accuracy on {result.test_images:,} test images of {result.data_source}")
     if result.parity is not None:
         what = "synthetic images" if result.parity.synthetic else "test images"
-        console.print(f"parity: fp32 vs Keras on {result.parity.images:,} {what} "
+        console.print(f"parity: fp32 vs {result.card.get('parity_reference', 'Keras')} on "
+                      f"{result.parity.images:,} {what} "
                       f"(gate: max |Δprob| ≤ 1e-4, 100% top-1) [green]passed[/]")
     if result.throughput is not None:
         t = result.throughput
@@ -72,6 +76,14 @@ def _render(result: Any) -> None:
                       f"{q.calibration_images} training images, reduce_range={q.reduce_range} "
                       f"(CPU VNNI: {q.cpu_vnni}), {q.folded_affine} post-ReLU batch-norm "
                       "ops folded")
+    if result.portability is not None:
+        port = result.portability
+        console.print(f"portable: {port.reverse_sequence_to_slice} ReverseSequence → Slice, "
+                      f"{port.constant_reshapes} constant Reshape shape(s), {port.simplifier} "
+                      f"({port.nodes_before} → {port.nodes_after} nodes)")
+    if result.tflite_engine:
+        console.print(f"tflite: via {result.tflite_engine}; int8 full-integer, uint8 input "
+                      "(scale 1, zero point 0)")
     for note in result.notes:
         console.print(f"  [dim]{escape(note)}[/]")
     console.print(f"wrote {result.out_dir}/ (card.json, README.md) in {result.seconds:.0f} s")
@@ -79,14 +91,21 @@ def _render(result: Any) -> None:
 
 def export(
     sources: list[Path] = typer.Argument(
-        None, help="Run folders (runs/<arch>/) or .keras files. Default: every runs/*/ "
-        "whose export is missing or older than its model.keras.", show_default=False,
+        None, help="Run folders (runs/<arch>/), .keras files, or fp32 .onnx files (e.g. a "
+        "shipped exported/<name>/model.fp32.onnx: re-exported with the same weights). "
+        "Default: every runs/*/ whose export is missing or older than its model.keras.",
+        show_default=False,
     ),
     out: Path = typer.Option(
         None, "--out", "-o", help="Output folder (one source only). Default: exported/<name>/."
     ),
     precision: str = typer.Option(
         "fp32,fp16,int8", "--precision", "-p", help="Comma-separated: fp32, fp16, int8."
+    ),
+    formats: str = typer.Option(
+        "onnx", "--format", "-f", help="Comma-separated: onnx (always), tflite (LiteRT "
+        "model.fp32.tflite + full-integer model.int8.tflite), ort (ORT format, one per "
+        "precision)."
     ),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (13 up to what tf2onnx supports)."),
     calibration_images: int = typer.Option(
@@ -133,7 +152,8 @@ def export(
         False, "--force", help="Bare `export`: re-export runs that are up to date too."
     ),
 ) -> None:
-    """Export Keras models to ONNX (fp32, fp16, int8), check them, and write a model card."""
+    """Export Keras models to portable ONNX (fp32, fp16, int8) and optionally LiteRT / ORT
+    format, check them, and write a model card."""
     from cifarkit.errors import CifarkitError, UsageError
     from cifarkit.export import (
         MIN_OPSET,
@@ -142,11 +162,13 @@ def export(
         find_stale_runs,
         resolve_data,
         resolve_source,
+        validate_formats,
         validate_options,
     )
 
     precisions = validate_options(parse_csv(precision, "--precision"), calibration_images,
                                   calibration_method, parity_images, limit)
+    format_list = validate_formats(parse_csv(formats, "--format"))
     if opset < MIN_OPSET:  # the upper bound needs tf2onnx (TensorFlow): checked below
         check_opset(opset)
     if out is not None and len(sources or []) != 1:
@@ -182,7 +204,8 @@ def export(
         try:
             with progress_bar() as update:
                 result = export_model(
-                    src, out, precisions=precisions, opset=opset, data=ds, limit=limit,
+                    src, out, precisions=precisions, formats=format_list, opset=opset,
+                    data=ds, limit=limit,
                     calibration_images=calibration_images,
                     calibration_method=calibration_method, reduce_range=reduce_range,
                     tta=tta, check=not no_check,

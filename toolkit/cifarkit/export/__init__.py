@@ -1,4 +1,5 @@
-"""Keras → ONNX export: conversion, checks, parity, fp16, int8, metadata, model card.
+"""Keras → ONNX export: conversion, portability, checks, parity, fp16, int8, LiteRT, ORT
+format, metadata, model card.
 
 TensorFlow, tf2onnx and onnxruntime are imported inside the functions that need them, so
 importing this package is cheap. ``read_metadata`` needs only ``onnx``.
@@ -25,6 +26,7 @@ from cifarkit.export.parity import (
     predict_onnx,
 )
 from cifarkit.export.pipeline import (
+    FORMATS,
     PRECISIONS,
     ExportedFile,
     ExportResult,
@@ -32,8 +34,10 @@ from cifarkit.export.pipeline import (
     model_filename,
     resolve_data,
     synthetic_dataset,
+    validate_formats,
     validate_options,
 )
+from cifarkit.export.portable import PortabilityReport, check_portable, make_portable
 from cifarkit.export.quantize import (
     CALIBRATION_METHODS,
     DEFAULT_CALIBRATION_IMAGES,
@@ -55,6 +59,7 @@ __all__ = [
     "DEFAULT_CALIBRATION_IMAGES",
     "DEFAULT_OPSET",
     "DEFAULT_PARITY_IMAGES",
+    "FORMATS",
     "FP32_MAX_ABS_DIFF",
     "INPUT_NAME",
     "MIN_OPSET",
@@ -64,12 +69,14 @@ __all__ = [
     "ExportSource",
     "ExportedFile",
     "ParityReport",
+    "PortabilityReport",
     "QuantizationInfo",
     "Throughput",
     "check_contract",
     "check_keras_contract",
     "check_onnx",
     "check_opset",
+    "check_portable",
     "check_runtime",
     "compare",
     "cpu_has_vnni",
@@ -77,6 +84,7 @@ __all__ = [
     "find_stale_runs",
     "keras_to_onnx",
     "load_keras_model",
+    "make_portable",
     "max_opset",
     "model_filename",
     "predict_keras",
@@ -88,5 +96,6 @@ __all__ = [
     "synthetic_dataset",
     "throughput",
     "to_float16",
+    "validate_formats",
     "validate_options",
 ]

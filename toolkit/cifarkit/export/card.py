@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 #: 2: per-file evaluation and latency, params, MACs, the equivalent command (`reproduce`).
-CARD_VERSION = 2
+#: 3: file formats (onnx/tflite/ort), portability, parity reference, ONNX sources.
+CARD_VERSION = 3
 
 
 def _pct(x: float | None) -> str:
@@ -71,7 +72,9 @@ def _training_lines(training: dict[str, Any]) -> list[str]:
 
 def _evaluation_lines(files: list[dict[str, Any]]) -> list[str]:
     """Per-class table (recall / precision of every file side by side) and top confusions."""
-    evals = [(f["precision"], f["evaluation"]) for f in files if f.get("evaluation")]
+    # ONNX files only: a LiteRT/ORT file's per-class numbers are in card.json.
+    evals = [(f["precision"], f["evaluation"]) for f in files
+             if f.get("evaluation") and f.get("format", "onnx") == "onnx"]
     if not evals:
         return []
     lines = ["", "## Per-class accuracy", "",
@@ -156,19 +159,54 @@ def _latency_lines(card: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _derived(card: dict[str, Any]) -> str:
+    d = (card.get("source") or {}).get("derived_from")
+    if not d or not d.get("keras_file"):
+        return ""
+    return (f", itself exported on {d.get('exported_at') or '?'} from `{d['keras_file']}`, "
+            f"sha256 `{(d.get('keras_sha256') or '?')[:16]}…`")
+
+
+def _reference(card: dict[str, Any]) -> str:
+    ref = card.get("parity_reference") or "the Keras model"
+    return "Keras" if ref == "the Keras model" else ref.removeprefix("the ")
+
+
+def _portability_lines(card: dict[str, Any]) -> list[str]:
+    port = card.get("portability")
+    if not port:
+        return []
+    done = []
+    if port.get("reverse_sequence_to_slice"):
+        done.append(f"{port['reverse_sequence_to_slice']} ReverseSequence (the flip) → Slice "
+                    "with step −1")
+    if port.get("constant_reshapes"):
+        done.append(f"{port['constant_reshapes']} Reshape shape(s) computed from the batch → "
+                    "constants")
+    return ["", "## Portable graph", "",
+            "Only standard ops that OpenCV DNN, tract, OpenVINO and LiteRT's converters "
+            "implement, constant shapes but for the dynamic batch"
+            + (f" ({'; '.join(done)})" if done else "")
+            + f"; simplified with {port['simplifier']} ({port['nodes_before']} → "
+            f"{port['nodes_after']} nodes). Ops: "
+            + ", ".join(f"{op} {n}" for op, n in port.get("ops_after", {}).items()) + "."]
+
+
 def render_readme(card: dict[str, Any]) -> str:
     """A human model card from ``card.json``'s content."""
     name, arch = card["name"], card["architecture"]
     data = card["evaluation"]
     training = card.get("training") or {}
-    lines = [f"# {name} — CIFAR-10 classifier (ONNX)", ""]
+    kinds = "ONNX" + "".join(f", {k}" for k, fmt in (("LiteRT", "tflite"), ("ORT", "ort"))
+                             if fmt in (card.get("formats") or []))
+    lines = [f"# {name} — CIFAR-10 classifier ({kinds})", ""]
     desc = card.get("description")
     lines += [
         f"**Architecture:** `{arch}`" + (f" — {desc}" if desc else ""),
         "",
         "Exported by `cifarkit export` from "
-        f"`{card['source']['file']}` (sha256 `{card['source']['sha256'][:16]}…`) "
-        f"on {card['exported_at']} with opset {card['opset']}.",
+        f"`{card['source']['file']}` (sha256 `{card['source']['sha256'][:16]}…`"
+        + _derived(card) + f") on {card['exported_at']} with opset {card['opset']}.",
         "",
         "## What it does",
         "",
@@ -226,8 +264,9 @@ def render_readme(card: dict[str, Any]) -> str:
         ]
     if not data["synthetic"] or bench:
         lines.append("")
+    reference = _reference(card)
     lines += [
-        "| file | precision | size | accuracy | Δ vs fp32 | agreement with Keras | "
+        f"| file | precision | size | accuracy | Δ vs fp32 | agreement with {reference} | "
         "max abs Δprob | speed vs fp32 |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -243,22 +282,34 @@ def render_readme(card: dict[str, Any]) -> str:
             f"{'—' if f.get('speed_vs_fp32') is None else format(f['speed_vs_fp32'], '.2f') + '×'}"
             " |"
         )
+    engine = card.get("tflite_engine")
+    if any(f.get("format") == "tflite" for f in card["files"]):
+        lines += ["", "`.tflite`: LiteRT, converted from the fp32 ONNX graph by "
+                  f"{engine or 'onnx2tf'} and TensorFlow's TFLiteConverter; int8 is "
+                  "full-integer (int8 kernels), uint8 input with scale 1 and zero "
+                  "point 0 (raw pixels, as the ONNX files), float32 probabilities out. "
+                  "Accuracy and agreement measured with `ai_edge_litert`'s interpreter."]
+    if any(f.get("format") == "ort" for f in card["files"]):
+        lines += ["", "`.ort`: onnxruntime's ORT format (for ORT Mobile / minimal builds), "
+                  "converted by `onnxruntime.tools.convert_onnx_models_to_ort` (fixed "
+                  "optimizations, no x86-only layouts); measured with onnxruntime."]
     lines += ["", "SHA-256 (check with `sha256sum -c`):", "", "```"]
     lines += [f"{f['sha256']}  {f['file']}" for f in card["files"]]
     lines.append("```")
     lines += _evaluation_lines(card["files"])
     lines += _latency_lines(card)
     parity = card.get("parity")
-    lines += ["", "## Parity with the Keras model", ""]
+    lines += ["", f"## Parity with {card.get('parity_reference') or 'the Keras model'}", ""]
     if parity:
         what = "random (synthetic) images" if parity["synthetic"] else "test images"
         lines.append(
-            f"fp32 vs Keras on {parity['images']:,} {what}: max |Δprob| "
+            f"fp32 vs {reference} on {parity['images']:,} {what}: max |Δprob| "
             f"{parity['max_abs_diff']:.2e}, top-1 agreement {parity['top1_agreement']:.2%} "
             "(gate: ≤ 1e-4 and 100%)."
         )
     else:
         lines.append("Not checked (`--no-check`).")
+    lines += _portability_lines(card)
     q = card.get("quantization")
     if q:
         lines += [

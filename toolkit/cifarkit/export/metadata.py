@@ -16,6 +16,10 @@ and ``input_description``:
 - ``training``           JSON: what ``run.json`` says (command, recipe, epochs, seed, data,
                          training time, …), when known
 - ``parity``             JSON: max |Δprob| and top-1 agreement vs the Keras model
+- ``parity_reference``   what parity compared against (the Keras model, or the source file)
+- ``portability``        JSON (fp32 only): the portability rewrites and the simplifier used
+- ``derived_from``       JSON, re-exports of an ONNX file only: that file, its SHA-256, and
+                         the ``.keras`` it came from
 - ``quantization``       JSON (int8 only): format, types, calibration
 
 Reading needs only ``onnx`` (no TensorFlow).
@@ -34,7 +38,8 @@ INPUT_DESCRIPTION = (
 )
 OUTPUT_DESCRIPTION = "probabilities: float32 [batch, 10], softmax over class_names (rows sum to 1)"
 #: Keys whose values are JSON documents (decoded by :func:`read_metadata`).
-JSON_KEYS = frozenset({"class_names", "versions", "training", "parity", "quantization"})
+JSON_KEYS = frozenset({"class_names", "versions", "training", "parity", "quantization",
+                       "portability", "derived_from"})
 #: run.json keys copied into the ``training`` entry: enough to rerun the training
 #: (``command``, ``seed``, ``hyperparameters``) and to know what data and time it took.
 TRAINING_KEYS = ("arch", "recipe", "command", "epochs", "seed", "data_source", "data",
@@ -52,7 +57,7 @@ def tool_versions() -> dict[str, str]:
 
     versions = {"cifarkit": __version__, "python": platform.python_version()}
     for module in ("numpy", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime",
-                   "onnxconverter_common"):
+                   "onnxconverter_common", "onnxslim"):
         try:
             mod = importlib.import_module(module)
         except ImportError:

@@ -1,4 +1,5 @@
-"""Keras vs ONNX parity: the same images through both, max |Δprob| and top-1 agreement."""
+"""Parity: the same images through the reference (the Keras model, or the source ONNX file)
+and an exported file; max |Δprob| and top-1 agreement."""
 
 from __future__ import annotations
 
@@ -69,11 +70,12 @@ def compare(reference: np.ndarray, candidate: np.ndarray, synthetic: bool) -> Pa
     )
 
 
-def require_fp32_parity(report: ParityReport, where: str = "model.fp32.onnx") -> None:
+def require_fp32_parity(report: ParityReport, where: str = "model.fp32.onnx",
+                        reference: str = "the Keras model") -> None:
     """Raise ``ExportError`` with the numbers unless fp32 parity meets the gate."""
     if report.max_abs_diff <= FP32_MAX_ABS_DIFF and report.top1_agreement >= FP32_MIN_AGREEMENT:
         return
     raise ExportError(
-        f"{where} does not match the Keras model: {report.summary()} (needs max |Δprob| ≤ "
+        f"{where} does not match {reference}: {report.summary()} (needs max |Δprob| ≤ "
         f"{FP32_MAX_ABS_DIFF:g} and 100% agreement). Nothing was written"
     )

@@ -48,6 +48,7 @@ from cifarkit.export.metadata import (
     tool_versions,
     training_summary,
 )
+from cifarkit.export.onnx_source import OnnxSource, load_onnx_source
 from cifarkit.export.parity import (
     DEFAULT_PARITY_IMAGES,
     ParityReport,
@@ -56,6 +57,7 @@ from cifarkit.export.parity import (
     predict_onnx,
     require_fp32_parity,
 )
+from cifarkit.export.portable import PortabilityReport, check_portable, make_portable
 from cifarkit.export.quantize import (
     CALIBRATION_METHODS,
     DEFAULT_CALIBRATION_IMAGES,
@@ -76,6 +78,12 @@ from cifarkit.export.source import (
 )
 
 PRECISIONS = ("fp32", "fp16", "int8")
+#: ``--format``: onnx (always built: every other format is made from, or checked against, it),
+#: tflite (LiteRT fp32 + full-integer int8), ort (onnxruntime's ORT format, one per precision).
+FORMATS = ("onnx", "tflite", "ort")
+#: The precisions a LiteRT export writes (fp16 LiteRT files are not made: fp16 is a GPU
+#: delegate setting there, not a file format).
+TFLITE_PRECISIONS = ("fp32", "int8")
 README_FILE = "README.md"
 SYNTHETIC_KIND = "synthetic"
 
@@ -83,8 +91,8 @@ SYNTHETIC_KIND = "synthetic"
 Progress = Callable[[int, int, str], None]
 
 
-def model_filename(precision: str) -> str:
-    return f"model.{precision}.onnx"
+def model_filename(precision: str, fmt: str = "onnx") -> str:
+    return f"model.{precision}.{fmt}"
 
 
 @dataclass
@@ -93,6 +101,8 @@ class ExportedFile:
     path: Path
     size_bytes: int
     sha256: str
+    #: "onnx", "tflite" or "ort".
+    format: str = "onnx"
     #: Top-1 on the test images (None on synthetic data).
     accuracy: float | None = None
     accuracy_delta_vs_fp32: float | None = None
@@ -109,7 +119,8 @@ class ExportedFile:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "file": self.path.name, "precision": self.precision, "size_bytes": self.size_bytes,
+            "file": self.path.name, "format": self.format, "precision": self.precision,
+            "size_bytes": self.size_bytes,
             "sha256": self.sha256, "accuracy": self.accuracy,
             "accuracy_delta_vs_fp32": self.accuracy_delta_vs_fp32,
             "parity": self.parity.to_dict() if self.parity else None,
@@ -135,6 +146,9 @@ class ExportResult:
     seconds: float
     notes: list[str] = field(default_factory=list)
     latency_setup: LatencySetup | None = None
+    portability: PortabilityReport | None = None
+    #: The LiteRT converter front end used ("onnx2tf <version>"), when tflite was exported.
+    tflite_engine: str | None = None
 
     @property
     def card_path(self) -> Path:
@@ -144,11 +158,11 @@ class ExportResult:
     def readme_path(self) -> Path:
         return self.out_dir / README_FILE
 
-    def file(self, precision: str) -> ExportedFile:
+    def file(self, precision: str, fmt: str = "onnx") -> ExportedFile:
         for f in self.files:
-            if f.precision == precision:
+            if f.precision == precision and f.format == fmt:
                 return f
-        raise KeyError(precision)
+        raise KeyError(f"{precision} {fmt}")
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -229,6 +243,16 @@ def validate_options(
     return tuple(p for p in PRECISIONS if p in precisions)
 
 
+def validate_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
+    """``--format``: a subset of ``FORMATS`` (``UsageError`` otherwise); onnx always first."""
+    if isinstance(formats, str):
+        formats = formats.split(",")
+    wanted = tuple(dict.fromkeys(f.strip().lower() for f in formats if f.strip()))
+    if bad := [f for f in wanted if f not in FORMATS]:
+        raise UsageError(f"--format: unknown {', '.join(bad)}; choose from {', '.join(FORMATS)}")
+    return tuple(f for f in FORMATS if f in wanted or f == "onnx")
+
+
 def _architecture(source: ExportSource, model: Any) -> tuple[str, str]:
     from cifarkit.models import get_model_info, list_models
 
@@ -259,6 +283,7 @@ def export_model(
     out: str | os.PathLike[str] | None = None,
     *,
     precisions: Sequence[str] = PRECISIONS,
+    formats: Sequence[str] = ("onnx",),
     opset: int = DEFAULT_OPSET,
     data: Dataset | str | os.PathLike[str] | None = None,
     limit: int | None = None,
@@ -279,11 +304,17 @@ def export_model(
     command: str | None = None,
     progress: Progress | None = None,
 ) -> ExportResult:
-    """Export a run folder or ``.keras`` file to ``out`` (default ``exported/<name>/``).
+    """Export a run folder, ``.keras`` file or fp32 ``.onnx`` file to ``out`` (default
+    ``exported/<name>/``).
 
     Writes ``model.<precision>.onnx`` for each of ``precisions``, ``card.json`` and
-    ``README.md``. fp32 is always built (the baseline); with ``check`` it must match Keras
-    (max |Δprob| ≤ 1e-4, 100 % top-1 agreement) or nothing is written. ``data``: a
+    ``README.md``; with ``formats`` containing "tflite", ``model.fp32.tflite`` and
+    ``model.int8.tflite`` (LiteRT, when fp32/int8 are among ``precisions``); with "ort",
+    ``model.<precision>.ort`` beside each ONNX file. Every ONNX graph is made portable
+    (``portable.make_portable``). fp32 is always built (the baseline); with ``check`` the final
+    file must match the source — the Keras model, or the source ONNX file — (max |Δprob| ≤
+    1e-4, 100 % top-1 agreement) or nothing is written; so must ``model.fp32.tflite`` and
+    ``model.fp32.ort``. ``data``: a
     ``Dataset``, a CIFAR-10 path, or None (``$CIFARKIT_DATA`` / Keras's cache, else synthetic
     pixels). ``limit``: measure accuracy on a stratified subset of that many test images.
     ``benchmark``: measure the batch-32 speed ratio vs fp32 (``bench_threads`` threads) and
@@ -296,6 +327,7 @@ def export_model(
     started = time.perf_counter()
     precisions = validate_options(precisions, calibration_images, calibration_method,
                                   parity_images, limit)
+    formats = validate_formats(formats)
     check_opset(opset)
     src = resolve_source(source)
     out_dir = Path(out) if out is not None else export_dir_for(src.name, exported_dir)
@@ -303,7 +335,8 @@ def export_model(
         raise UsageError(f"--out {out_dir} exists and is not a folder")
     notes = list(src.notes)
     steps = ["load", "convert", "check", *(["parity"] if check else []),
-             *[p for p in precisions if p != "fp32"], "measure", "write"]
+             *[p for p in precisions if p != "fp32"], "measure",
+             *[f for f in formats if f != "onnx"], "write"]
     total = len(steps)
     what = f"export {src.name}"
 
@@ -311,29 +344,47 @@ def export_model(
         if progress:
             progress(steps.index(name), total, what)
 
-    # 1. the Keras model ---------------------------------------------------------------------
+    # 1. the source: a Keras model, or an fp32 ONNX file -------------------------------------
     step("load")
-    require("tensorflow", "tensorflow", "to load and convert Keras models")
-    require("keras", "keras", "to load .keras models")
-    model = load_keras_model(src.model_path)
-    check_keras_contract(model, str(src.model_path))
-    if reduced := uses_reduced_precision(model):
-        model = as_float32(model)
-        notes.append(
-            f"the model was trained with mixed precision ({len(reduced)} layers compute in "
-            "float16); exported and compared in float32"
-        )
-    if tta is not None:
-        from cifarkit.models.fastnet import tta_level, with_tta
+    model: Any = None
+    onnx_src: OnnxSource | None = None
+    if src.kind == "onnx":
+        if tta is not None:
+            raise UsageError("--tta needs a Keras source (run folder or .keras): an ONNX "
+                             "file's test-time augmentation is fixed in its graph")
+        onnx_src = load_onnx_source(src.model_path)
+        arch = onnx_src.architecture or src.name
+        from cifarkit.models import get_model_info, list_models
 
-        trained_level = tta_level(model)
-        model = with_tta(model, tta)
-        if tta != trained_level:
-            notes.append(f"test-time augmentation level {tta} set at export (the trained model "
-                         f"has level {trained_level}); same weights")
-    arch, description = _architecture(src, model)
-    params = int(model.count_params())
-    source_sha = sha256_file(src.model_path)
+        description = get_model_info(arch).description if arch in list_models() else ""
+        params = onnx_src.params
+        source_sha = onnx_src.sha256
+        reference_name = f"the source {src.model_path.name}"
+        notes.append(f"re-exported from {src.model_path.name} (sha256 {source_sha[:16]}…, "
+                     "the same weights); parity is against that file")
+    else:
+        require("tensorflow", "tensorflow", "to load and convert Keras models")
+        require("keras", "keras", "to load .keras models")
+        model = load_keras_model(src.model_path)
+        check_keras_contract(model, str(src.model_path))
+        if reduced := uses_reduced_precision(model):
+            model = as_float32(model)
+            notes.append(
+                f"the model was trained with mixed precision ({len(reduced)} layers compute "
+                "in float16); exported and compared in float32"
+            )
+        if tta is not None:
+            from cifarkit.models.fastnet import tta_level, with_tta
+
+            trained_level = tta_level(model)
+            model = with_tta(model, tta)
+            if tta != trained_level:
+                notes.append(f"test-time augmentation level {tta} set at export (the trained "
+                             f"model has level {trained_level}); same weights")
+        arch, description = _architecture(src, model)
+        params = int(model.count_params())
+        source_sha = sha256_file(src.model_path)
+        reference_name = "the Keras model"
     ds = resolve_data(data)
     synthetic = ds.kind == SYNTHETIC_KIND
     if synthetic:
@@ -344,7 +395,14 @@ def export_model(
 
     # 2. fp32 ----------------------------------------------------------------------------------
     step("convert")
-    protos: dict[str, Any] = {"fp32": keras_to_onnx(model, opset)}
+    if onnx_src is not None:
+        converted = _at_opset(onnx_src.proto, onnx_src.opset, opset, notes)
+    else:
+        converted = keras_to_onnx(model, opset)
+    # Every file is portable: the parity gate below runs on this final graph.
+    protos: dict[str, Any] = {}
+    protos["fp32"], portability = make_portable(converted)
+    del converted
     step("check")
     check_onnx(protos["fp32"], model_filename("fp32"))
     check_runtime(protos["fp32"].SerializeToString(), model_filename("fp32"))
@@ -363,14 +421,18 @@ def export_model(
         step("parity")
         idx = _subset(y_test, parity_images, seed)
         x_parity = x_test[idx]
-        keras_ref = predict_keras(model, x_parity)
+        if onnx_src is not None:
+            keras_ref = predict_onnx(cpu_session(onnx_src.blob), x_parity)
+        else:
+            keras_ref = predict_keras(model, x_parity)
         parity["fp32"] = compare(keras_ref, predict_onnx(session("fp32"), x_parity), synthetic)
-        require_fp32_parity(parity["fp32"])
+        require_fp32_parity(parity["fp32"], reference=reference_name)
         if len(x_parity) < min(parity_images, 1000):
             notes.append(f"parity used only {len(x_parity)} images (all the data had)")
 
     # 3. fp16 / int8 ---------------------------------------------------------------------------
     quant_info: QuantizationInfo | None = None
+    calib = ds.x_train[_subset(ds.y_train, calibration_images, seed)]
     for p in precisions:
         if p == "fp32":
             continue
@@ -378,8 +440,6 @@ def export_model(
         if p == "fp16":
             protos[p] = to_float16(protos["fp32"])
         else:
-            train_idx = _subset(ds.y_train, calibration_images, seed)
-            calib = ds.x_train[train_idx]
             what_calib = ("synthetic images" if synthetic
                           else f"stratified training images of {ds.source}")
             protos[p], quant_info = quantize_int8(
@@ -390,6 +450,7 @@ def export_model(
                 notes.append("int8 was calibrated on random pixels: its ranges do not "
                              "reflect real images; re-export with --data for a usable model")
         check_onnx(protos[p], model_filename(p))
+        check_portable(protos[p], model_filename(p))
         check_runtime(protos[p].SerializeToString(), model_filename(p))
         if check and x_parity is not None and keras_ref is not None:
             parity[p] = compare(keras_ref, predict_onnx(session(p), x_parity), synthetic)
@@ -423,6 +484,15 @@ def export_model(
     exported_at = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
     versions = tool_versions()
     training = training_summary(src.run_info)
+    derived_from = None
+    if onnx_src is not None:
+        old = onnx_src.metadata
+        training = old.get("training") if isinstance(old.get("training"), dict) else {}
+        # The chain back to the Keras model: this file's weights are that model's.
+        derived_from = {"file": src.model_path.name, "sha256": source_sha,
+                        "keras_file": old.get("source_file"),
+                        "keras_sha256": old.get("source_sha256"),
+                        "exported_at": old.get("exported_at")}
     files: list[ExportedFile] = []
     payloads: list[tuple[str, bytes]] = []
     for p, proto in protos.items():
@@ -438,12 +508,15 @@ def export_model(
             "accuracy_data": None if acc is None else ds.source,
             "source_file": src.model_path.name,
             "source_sha256": source_sha,
+            "derived_from": derived_from,
             "versions": versions,
             "exported_at": exported_at,
             "opset": str(opset),
             "cifarkit_version": versions["cifarkit"],
             "training": training or None,
             "parity": parity[p].to_dict() if p in parity else None,
+            "parity_reference": reference_name if p in parity else None,
+            "portability": portability.to_dict() if p == "fp32" else None,
             "quantization": quant_info.to_dict() if p == "int8" and quant_info else None,
         })
         proto.doc_string = (
@@ -467,9 +540,64 @@ def export_model(
             payloads.append((model_filename(p), blob))
     if "fp32" not in precisions:
         notes.append("fp32 was built as the baseline for checks and speed, but not written")
+
+    # 6. LiteRT and ORT format, from the final ONNX files ------------------------------------
+    tflite_engine: str | None = None
+
+    def add_file(p: str, fmt: str, blob: bytes, probs: np.ndarray | None,
+                 ref: np.ndarray | None) -> None:
+        """Record a tflite/ort file: parity on the parity images, accuracy on the test set."""
+        acc = evaluation_ = None
+        if probs is not None and not synthetic:
+            acc = float(np.mean(probs.argmax(1) == y_test))
+            evaluation_ = evaluation(probs, y_test, CLASSES)
+        report = None
+        if ref is not None and keras_ref is not None and x_parity is not None:
+            report = compare(keras_ref, ref, synthetic)
+            if p == "fp32":
+                require_fp32_parity(report, model_filename(p, fmt), reference=reference_name)
+        files.append(ExportedFile(
+            precision=p, format=fmt, path=out_dir / model_filename(p, fmt),
+            size_bytes=len(blob), sha256=hashlib.sha256(blob).hexdigest(), accuracy=acc,
+            accuracy_delta_vs_fp32=(None if acc is None or base_acc is None or p == "fp32"
+                                    else acc - base_acc),
+            parity=report, evaluation=evaluation_,
+        ))
+        payloads.append((model_filename(p, fmt), blob))
+
+    def run_on(predict: Callable[[np.ndarray], np.ndarray]) -> tuple[Any, Any]:
+        """(test-set probabilities, parity-image probabilities) of one file."""
+        probs = None if synthetic else predict(x_test)
+        ref = predict(x_parity) if x_parity is not None else None
+        return probs, ref
+
+    if "tflite" in formats:
+        step("tflite")
+        from cifarkit.export.litert import predict_tflite, to_tflite
+
+        wanted = tuple(p for p in TFLITE_PRECISIONS if p in precisions)
+        if wanted:
+            tflite_blobs, tflite_engine = to_tflite(protos["fp32"], calib, wanted)
+            versions["ai-edge-litert"] = _dist_version("ai-edge-litert")
+            for p, blob in tflite_blobs.items():
+                add_file(p, "tflite", blob, *run_on(lambda x, b=blob: predict_tflite(b, x)))
+        else:
+            notes.append("--format tflite writes fp32 and int8 files: neither was asked for")
+    if "ort" in formats:
+        step("ort")
+        from cifarkit.export.ortformat import ort_session, to_ort_format
+
+        for p in precisions:
+            blob = to_ort_format(protos[p].SerializeToString(), p)
+            sess = ort_session(blob)
+            add_file(p, "ort", blob, *run_on(lambda x, s=sess: predict_onnx(s, x)))
+            del sess
+
     # Files from an earlier export that this one does not make would describe another model.
-    leftovers = [out_dir / model_filename(p) for p in PRECISIONS
-                 if p not in precisions and (out_dir / model_filename(p)).is_file()]
+    made = {name for name, _ in payloads}
+    leftovers = [out_dir / model_filename(p, fmt) for fmt in FORMATS for p in PRECISIONS
+                 if model_filename(p, fmt) not in made
+                 and (out_dir / model_filename(p, fmt)).is_file()]
     notes += [f"removed {old.name} left by an earlier export" for old in leftovers]
 
     import json
@@ -479,6 +607,7 @@ def export_model(
         src.model_path if src.run_dir is None else src.run_dir, out_dir, precisions, opset,
         data_path, limit, calibration_images, calibration_method, check, parity_images,
         benchmark, bench_threads, quant_info.reduce_range if quant_info else None, tta,
+        formats,
     )
     if not synthetic and data_path is None:
         notes.append(f"the test data ({ds.source}) was given in memory: `reproduce` needs "
@@ -497,16 +626,21 @@ def export_model(
         "classes": list(CLASSES),
         "contract": {"input": INPUT_DESCRIPTION, "output": OUTPUT_DESCRIPTION},
         "source": {"file": os.fspath(src.model_path), "sha256": source_sha,
-                   "run_dir": os.fspath(src.run_dir) if src.run_dir else None},
+                   "run_dir": os.fspath(src.run_dir) if src.run_dir else None,
+                   "kind": src.kind, "derived_from": derived_from},
         "training": training or None,
         "params": params,
-        "tta": _tta_card(model),
+        "tta": (onnx_src.card.get("tta") if onnx_src is not None else _tta_card(model)),
         "macs_per_image": macs.macs_per_image if macs else None,
         "macs": macs.to_dict() if macs else None,
         "evaluation": {"source": ds.source, "synthetic": synthetic,
                        "test_images": None if synthetic else int(len(y_test)),
                        "limit": limit, "seed": seed},
         "parity": parity["fp32"].to_dict() if "fp32" in parity else None,
+        "parity_reference": reference_name,
+        "portability": portability.to_dict(),
+        "formats": list(formats),
+        "tflite_engine": tflite_engine,
         "files": [f.to_dict() for f in files if f.written],
         "baseline_fp32": None if "fp32" in precisions else files[0].to_dict(),
         "quantization": quant_info.to_dict() if quant_info else None,
@@ -535,7 +669,33 @@ def export_model(
         test_images=0 if synthetic else int(len(y_test)), parity=parity.get("fp32"),
         quantization=quant_info, throughput=speed, card=card,
         seconds=time.perf_counter() - started, notes=notes, latency_setup=latency_setup,
+        portability=portability, tflite_engine=tflite_engine,
     )
+
+
+def _dist_version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _at_opset(proto: Any, have: int, want: int, notes: list[str]) -> Any:
+    """An ONNX source at the export's opset (onnx's version converter when they differ)."""
+    import onnx
+
+    copy = onnx.ModelProto.FromString(proto.SerializeToString())
+    if have == want:
+        return copy
+    try:
+        converted = onnx.version_converter.convert_version(copy, want)
+    except Exception as exc:
+        raise UsageError(f"the source is opset {have} and onnx cannot convert it to --opset "
+                         f"{want} ({type(exc).__name__}: {exc}); pass --opset {have}") from None
+    notes.append(f"the source ONNX file is opset {have}: converted to opset {want}")
+    return converted
 
 
 def _tta_card(model: Any) -> dict[str, Any] | None:
@@ -576,6 +736,7 @@ def _equivalent_command(
     limit: int | None, calibration_images: int, calibration_method: str, check: bool,
     parity_images: int, benchmark: bool, bench_threads: int, reduce_range: bool | None,
     tta: int | None = None,
+    formats: Sequence[str] = ("onnx",),
 ) -> str:
     """A ``cifarkit export`` command that redoes this export (and so every number in its
     card), whatever way it was started (bare ``cifarkit export``, or from Python).
@@ -593,6 +754,8 @@ def _equivalent_command(
             args += ["--reduce-range" if reduce_range else "--no-reduce-range"]
     if tta is not None:
         args += ["--tta", str(tta)]
+    if tuple(formats) != ("onnx",):
+        args += ["--format", ",".join(formats)]
     args += ["--no-check"] if not check else ["--parity-images", str(parity_images)]
     args += ["--no-bench"] if not benchmark else ["--bench-threads", str(bench_threads)]
     return shlex.join(args)

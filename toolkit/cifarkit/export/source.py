@@ -1,9 +1,14 @@
-"""What gets exported: a run folder or a bare ``.keras`` file, loaded safely and checked.
+"""What gets exported: a run folder, a bare ``.keras`` file or an fp32 ``.onnx`` file.
 
 A run folder is what ``cifarkit train`` writes (``model.keras`` + ``run.json``); ``run.json``
 is optional, so a bare ``.keras`` file exports too. The Keras model must honour the cifarkit
 contract before it is converted: one input ``[batch, 32, 32, 3]`` taking raw RGB 0–255
 pixels, one output ``[batch, 10]`` of probabilities.
+
+An fp32 ONNX file that honours the ONNX contract is a source too (``kind == "onnx"``): the
+shipped models exist only as ONNX (their Keras runs are not in the repository), and
+re-exporting one applies today's passes (portability, fp16/int8, LiteRT, ORT) to the same
+weights, with the parity gate run against the source file.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ class ExportSource:
     run_dir: Path | None = None
     run_info: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: "keras" (a run folder or .keras file) or "onnx" (an fp32 contract .onnx file).
+    kind: str = "keras"
 
     @property
     def arch(self) -> str | None:
@@ -74,7 +81,8 @@ def resolve_source(path: str | os.PathLike[str]) -> ExportSource:
     path = Path(path).expanduser()
     if not path.exists():
         raise ModelError(
-            f"{path} does not exist: pass a run folder (runs/<arch>/) or a .keras file"
+            f"{path} does not exist: pass a run folder (runs/<arch>/), a .keras file or an "
+            "fp32 .onnx file"
         )
     notes: list[str] = []
     if path.is_dir():
@@ -85,11 +93,16 @@ def resolve_source(path: str | os.PathLike[str]) -> ExportSource:
                 f"(train one with `cifarkit train <arch> --out {path}`)"
             )
         run_dir = path
+    elif path.suffix.lower() == ".onnx":
+        # exported/fastnet/model.fp32.onnx → "fastnet"; elsewhere the file's stem.
+        name = path.resolve().parent.name if path.name.startswith("model.") else path.stem
+        return ExportSource(name, path, None, {}, notes, kind="onnx")
     else:
         model_path = path
         if path.suffix.lower() != ".keras":
             raise ModelError(
-                f"{path} is not a Keras model file: expected a .keras file (Keras 3 format)"
+                f"{path} is not a Keras model file: expected a .keras file (Keras 3 format) "
+                "or an fp32 .onnx file"
                 + (". Re-save legacy .h5 models with model.save('model.keras')"
                    if path.suffix.lower() in (".h5", ".hdf5") else "")
             )

@@ -19,6 +19,17 @@ class ReverseChannels(keras.layers.Layer):
         return input_shape
 
 
+def mirror(images):  # type: ignore[no-untyped-def]
+    """Left-right mirror of NHWC images, as a strided slice (step −1 on the W axis).
+
+    Not ``keras.ops.flip``: on TensorFlow that is ``tf.reverse``, which tf2onnx lowers to
+    ``ReverseSequence``, an op OpenCV DNN and tract do not implement; a strided slice
+    lowers to the standard ``Slice`` with step −1. Same values, so the layers that use it
+    keep their configs and trained ``.keras`` files load and export unchanged.
+    """
+    return images[:, :, ::-1, :]
+
+
 @keras.saving.register_keras_serializable(package="cifarkit")
 class FlipBatch(keras.layers.Layer):
     """Test-time flip augmentation, part 1: at inference, append the mirrored batch.
@@ -31,7 +42,7 @@ class FlipBatch(keras.layers.Layer):
     def call(self, inputs, training=None):  # type: ignore[no-untyped-def]
         if training:
             return inputs
-        return keras.ops.concatenate([inputs, keras.ops.flip(inputs, axis=2)], axis=0)
+        return keras.ops.concatenate([inputs, mirror(inputs)], axis=0)
 
     def compute_output_shape(self, input_shape):  # type: ignore[no-untyped-def]
         return input_shape
@@ -92,7 +103,7 @@ class TTAViews(_TTALevel):
             h, w = inputs.shape[1], inputs.shape[2]
             padded = ops.pad(inputs, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
             views += [padded[:, 0:h, 0:w, :], padded[:, 2:h + 2, 2:w + 2, :]]
-        views += [ops.flip(v, axis=2) for v in views]
+        views += [mirror(v) for v in views]
         return ops.concatenate(views, axis=0)
 
 

@@ -1,0 +1,90 @@
+"""An fp32 ONNX file as the export source: loaded, checked, and what it says about itself.
+
+The shipped models exist only as ONNX files; re-exporting one keeps its weights and takes
+its description from the file's ``metadata_props`` (architecture, training, the ``.keras``
+it came from) and, when it is the very file that card describes (same SHA-256), from the
+``card.json`` beside it (parameter count, in-graph TTA).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cifarkit.errors import ModelError
+from cifarkit.export.source import CARD_FILE, sha256_file
+
+
+@dataclass
+class OnnxSource:
+    proto: Any
+    blob: bytes
+    sha256: str
+    opset: int
+    metadata: dict[str, Any]
+    #: The card beside the file, when it describes this very file (else empty).
+    card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def architecture(self) -> str | None:
+        return self.metadata.get("architecture")
+
+    @property
+    def params(self) -> int:
+        """Trainable + frozen parameters: the card's count, else the float initializers'."""
+        if isinstance(self.card.get("params"), int):
+            return int(self.card["params"])
+        from onnx import TensorProto
+
+        return int(sum(np.prod(t.dims) for t in self.proto.graph.initializer
+                       if t.data_type == TensorProto.FLOAT and len(t.dims) >= 1))
+
+
+def load_onnx_source(path: str | Path) -> OnnxSource:
+    """Load an fp32 contract ONNX file (``ModelError`` for anything else)."""
+    import onnx
+
+    from cifarkit.errors import ExportError
+    from cifarkit.export.check import check_contract
+    from cifarkit.export.metadata import read_metadata
+
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+        proto = onnx.ModelProto.FromString(blob)
+    except Exception as exc:  # DecodeError, OSError
+        raise ModelError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {exc})"
+                         ) from None
+    try:
+        check_contract(proto, str(path))
+    except ExportError as exc:
+        raise ModelError(str(exc)) from None
+    meta = read_metadata(proto)
+    has_half = any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
+    quantized = any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv")
+                    for n in proto.graph.node)
+    precision = meta.get("precision") or ("int8" if quantized else "fp16" if has_half
+                                          else "fp32")
+    if precision != "fp32" or has_half or quantized:
+        raise ModelError(
+            f"{path} is a {precision} model: export from the fp32 file (model.fp32.onnx), "
+            "which every other precision is derived from"
+        )
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    sha = sha256_file(path)
+    card: dict[str, Any] = {}
+    card_path = path.parent / CARD_FILE
+    if card_path.is_file():
+        try:
+            candidate = json.loads(card_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            candidate = {}
+        files = candidate.get("files") if isinstance(candidate, dict) else None
+        if any(f.get("sha256") == sha for f in files or [] if isinstance(f, dict)):
+            card = candidate
+    return OnnxSource(proto=proto, blob=blob, sha256=sha, opset=int(opset), metadata=meta,
+                      card=card)
