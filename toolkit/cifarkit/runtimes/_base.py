@@ -43,7 +43,7 @@ def one_line(text: str, limit: int = 400) -> str:
         line = line.strip().lstrip(">").strip()
         if line and line not in parts and not line.startswith("Caused by"):
             parts.append(line)
-    out = re.sub(r"\s+", " ", " | ".join(parts)).strip()
+    out = re.sub(r"\s+", " ", "; ".join(parts)).strip()
     return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
