@@ -243,7 +243,7 @@ def runtime_matrix(
         r["runtime"] + ("" if r["provider"] == "cpu" else f" ({r['provider']})") for r in rows))
     panels = (("agreement_top1", "top-1 agreement with onnxruntime, %", 100.0, False),
               ("batch1_p50_ms", "batch 1 latency p50, ms (log)", 1.0, True),
-              ("best_images_per_s", "images/s at the best batch (log)", 1.0, True))
+              ("best_images_per_s", "images/s at the best batch", 1.0, False))
     fig, axes = plt.subplots(1, 3, figsize=(14, 0.6 * len(files) * max(1, len(runtimes)) / 2
                                             + 2.5), squeeze=False)
     height = 0.8 / max(1, len(runtimes))
@@ -261,14 +261,20 @@ def runtime_matrix(
         ax.invert_yaxis()
         ax.set_xlabel(label)
         if log:
+            from matplotlib.ticker import NullFormatter
+
             ax.set_xscale("log")
-        else:
+            ax.xaxis.set_minor_formatter(NullFormatter())  # decade labels only
+        elif key == "agreement_top1":
             lows = [float(r[key]) * scale for r in rows if r.get(key) is not None]
             ax.set_xlim(min([95.0, *lows]) - 0.5, 100.2)
         ax.grid(alpha=0.3, axis="x", which="both")
-    axes[0, 0].legend(fontsize=8, loc="lower left")
     for ax in axes[0, 1:]:
         ax.set_yticklabels([])
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(runtimes), fontsize=9,
+               title="no bar: the runtime cannot run that file (see the report)",
+               title_fontsize=8, bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(title or "Runtimes: agreement with onnxruntime, latency, throughput")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     _save(fig, path)
