@@ -5,7 +5,11 @@ uint8 NHWC batch goes in as it is (no ``blobFromImage``, which would make a floa
 for a graph that expects uint8 NHWC); checked against onnxruntime on real images in the
 tests. Threads: ``cv2.setNumThreads`` (process-wide, set at open). Refusals (unsupported
 operations, shape inference errors) come at the first ``setInput``/``forward``, which
-``Runtime.open`` runs; OpenCV also prints them on stderr, which is captured."""
+``Runtime.open`` runs; OpenCV also prints them on stderr, which is captured.
+
+int8: OpenCV 5.1's engine refuses QDQ graphs (onnxruntime's static quantization, S8S8 or
+U8S8, per channel or not, Conv only or all ops): "(-215:Assertion failed) bufidx >= 0 in
+function 'argTensor'" or an int8 pooling-layer assertion. Such files fail with that reason."""
 
 from __future__ import annotations
 
@@ -41,7 +45,9 @@ class OpenCv(Runtime):
         cv2.setNumThreads(threads)
         with captured_output() as log:
             try:
-                net = cv2.dnn.readNetFromONNX(os.fspath(path))
+                # ENGINE_AUTO resolves to this today; named so a build with the ONNX Runtime
+                # wrapper engine (ENGINE_ORT) never passes onnxruntime off as OpenCV.
+                net = cv2.dnn.readNetFromONNX(os.fspath(path), engine=cv2.dnn.ENGINE_OPENCV)
             except Exception as exc:
                 net, error = None, exc
         if net is None:
