@@ -472,3 +472,17 @@ def test_cli_bench_explicit_runtime_absent_or_unable(portable, images, tmp_path)
     report = json.loads((tmp_path / "b.json").read_text())
     assert report["runtime_failures"][0]["runtime"] == "litert"
     assert [a["runtime"] for a in report["accuracy"]] == ["onnxruntime"]
+
+
+def test_model_card_runs_in_section(portable, images):
+    from cifarkit.export.card import _runs_in_lines
+
+    x, y = images
+    rows = matrix(portable / "model.fp32.onnx", x[:32], y[:32], ["onnxruntime", "tract"],
+                  threads=1, warmup=0, duration=0.02)
+    card = {"runs_in": {"fp32": [r.to_dict() for r in rows]},
+            "runs_in_setup": "32 CIFAR-10 test images, this CPU."}
+    text = "\n".join(_runs_in_lines(json.loads(json.dumps(card))))
+    assert text.startswith("\n## Runs in\n\n32 CIFAR-10 test images")
+    assert "| onnxruntime | " in text and "| tract | 0.23" in text
+    assert _runs_in_lines({}) == []
