@@ -253,15 +253,16 @@ def _colour_images(per_class: int = 3) -> tuple[np.ndarray, np.ndarray]:
 
 FLAT = (str, int, float, bool, type(None))
 TABLE_KEYS = {
-    "accuracy": {"model", "precision", "provider", "n_images", "top1", "top3",
-                 "macro_precision", "macro_recall", "macro_f1", "seconds"},
-    "per_class": {"model", "precision", "provider", "label", "class", "class_precision",
+    "accuracy": {"model", "precision", "provider", "runtime", "n_images", "top1", "top3",
+                 "macro_precision", "macro_recall", "macro_f1", "seconds", "agreement_top1",
+                 "max_abs_diff"},
+    "per_class": {"model", "precision", "provider", "runtime", "label", "class", "class_precision",
                   "class_recall", "class_f1", "support", "predicted"},
-    "confusion": {"model", "precision", "provider", "true_label", "true", "predicted_label",
+    "confusion": {"model", "precision", "provider", "runtime", "true_label", "true", "predicted_label",
                   "predicted", "count", "row_fraction"},
-    "top_confusions": {"model", "precision", "provider", "rank", "true", "predicted", "count",
+    "top_confusions": {"model", "precision", "provider", "runtime", "rank", "true", "predicted", "count",
                        "share_of_true"},
-    "latency": {"model", "precision", "provider", "io_binding", "threads", "batch_size",
+    "latency": {"model", "precision", "provider", "runtime", "io_binding", "threads", "batch_size",
                 "status", "reason", "active_providers", "warmup", "iterations", "total_s",
                 "mean_ms", "min_ms", "max_ms", "p50_ms", "p90_ms", "p99_ms",
                 "p50_ms_per_image", "p90_ms_per_image", "p99_ms_per_image", "images_per_s",
@@ -270,6 +271,11 @@ TABLE_KEYS = {
                "macs_per_image", "flops_per_image", "macs_conv", "macs_matmul",
                "macs_uncounted_nodes"},
     "unavailable": {"provider", "reason"},
+    "runtimes": {"runtime", "version", "package", "status", "reason"},
+    "runtime_failures": {"model", "precision", "runtime", "reason"},
+    "runtime_matrix": {"model", "precision", "runtime", "provider", "version", "status",
+                       "reason", "threads", "top1", "agreement_top1", "max_abs_diff",
+                       "batch1_p50_ms", "best_batch_size", "best_p50_ms", "best_images_per_s"},
     "keras": {"model", "precision", "provider", "keras_path", "keras_device", "batch_size",
               "onnx_images_per_s", "onnx_predict_proba_images_per_s", "keras_call_images_per_s",
               "keras_predict_images_per_s", "speedup_vs_call", "speedup_vs_predict",
@@ -315,6 +321,15 @@ def test_sweep_json_schema_and_known_accuracy(exported, tmp_path):
             assert all(isinstance(v, FLAT) for v in row.values()), (table, row)
     assert [(m["model"], m["precision"]) for m in data["models"]] == [
         ("color", "fp32"), ("color", "int8")]
+    # the default runtime is onnxruntime alone, the reference of every agreement
+    assert data["settings"]["runtimes_requested"] is None
+    assert data["settings"]["runtimes"] == ["onnxruntime"]
+    assert [r["runtime"] for r in data["runtimes"]] == ["onnxruntime"]
+    assert data["runtime_failures"] == []
+    assert {a["runtime"] for a in data["accuracy"]} == {"onnxruntime"}
+    assert all(a["agreement_top1"] == 1.0 and a["max_abs_diff"] == 0.0
+               for a in data["accuracy"] if a["provider"] == "cpu")
+    assert not result.multi_runtime and "## Runtimes" not in to_markdown(result)
 
     acc = {a["precision"]: a for a in data["accuracy"] if a["provider"] == "cpu"}
     assert set(acc) == {"fp32", "int8"}

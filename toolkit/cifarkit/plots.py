@@ -229,3 +229,52 @@ def throughput_vs_batch(
     if series:
         ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def runtime_matrix(
+    rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], title: str = ""
+) -> None:
+    """Per model file (one group of bars each) and runtime (one colour each): top-1
+    agreement with onnxruntime, batch-1 p50 latency and best-batch images/s, side by side.
+    ``rows``: the bench report's ``runtime_matrix`` rows with status ``ok``."""
+    plt = _plt()
+    files = list(dict.fromkeys(f"{r['model']}:{r['precision']}" for r in rows))
+    runtimes = list(dict.fromkeys(
+        r["runtime"] + ("" if r["provider"] == "cpu" else f" ({r['provider']})") for r in rows))
+    panels = (("agreement_top1", "top-1 agreement with onnxruntime, %", 100.0, False),
+              ("batch1_p50_ms", "batch 1 latency p50, ms (log)", 1.0, True),
+              ("best_images_per_s", "images/s at the best batch", 1.0, False))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 0.6 * len(files) * max(1, len(runtimes)) / 2
+                                            + 2.5), squeeze=False)
+    height = 0.8 / max(1, len(runtimes))
+    colours = plt.get_cmap("tab10")
+    for ax, (key, label, scale, log) in zip(axes[0], panels, strict=True):
+        for j, rt in enumerate(runtimes):
+            ys, vals = [], []
+            for r in rows:
+                name = r["runtime"] + ("" if r["provider"] == "cpu" else f" ({r['provider']})")
+                if name == rt and r.get(key) is not None:
+                    ys.append(files.index(f"{r['model']}:{r['precision']}") + j * height)
+                    vals.append(float(r[key]) * scale)
+            ax.barh(ys, vals, height=height, color=colours(j % 10), label=rt)
+        ax.set_yticks([i + 0.4 - height / 2 for i in range(len(files))], files)
+        ax.invert_yaxis()
+        ax.set_xlabel(label)
+        if log:
+            from matplotlib.ticker import NullFormatter
+
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # decade labels only
+        elif key == "agreement_top1":
+            lows = [float(r[key]) * scale for r in rows if r.get(key) is not None]
+            ax.set_xlim(min([95.0, *lows]) - 0.5, 100.2)
+        ax.grid(alpha=0.3, axis="x", which="both")
+    for ax in axes[0, 1:]:
+        ax.set_yticklabels([])
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(runtimes), fontsize=9,
+               title="no bar: the runtime cannot run that file (see the report)",
+               title_fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(title or "Runtimes: agreement with onnxruntime, latency, throughput")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    _save(fig, path)

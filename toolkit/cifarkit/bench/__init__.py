@@ -10,7 +10,8 @@ baseline (``BenchConfig(keras=...)``).
 
 Pieces usable alone: ``metrics.evaluate`` (top-k, per-class P/R/F1, confusion),
 ``latency.measure`` (percentiles of any callable), ``flops.count_macs`` /
-``flops.cpu_fp32_peak``, ``env.collect_environment``.
+``flops.cpu_fp32_peak``, ``env.collect_environment``. Runtimes other than onnxruntime:
+``BenchConfig(runtimes=["openvino", "tract"])`` or ``["all"]`` (``cifarkit.runtimes``).
 """
 
 from cifarkit.bench.env import collect_environment
@@ -44,7 +45,9 @@ from cifarkit.bench.runner import (
     KerasResult,
     LatencyRow,
     ModelFile,
+    RuntimeFailure,
     check_providers,
+    check_runtimes,
     default_providers,
     resolve_models,
     run_bench,
@@ -64,8 +67,10 @@ __all__ = [
     "LatencyStats",
     "MacCount",
     "ModelFile",
+    "RuntimeFailure",
     "achieved_gflops",
     "check_providers",
+    "check_runtimes",
     "collect_environment",
     "compare_with_keras",
     "confusion_matrix",

@@ -50,6 +50,21 @@ shares and accuracies as fractions 0–1.
   ``max_abs_diff``}].
 - ``unavailable``: [{``provider``, ``reason``}].
 - ``notes``: [str].
+
+Runtimes (``--runtime``): ``accuracy``, ``per_class``, ``confusion``, ``top_confusions`` and
+``latency`` rows carry ``runtime`` (``onnxruntime`` unless asked otherwise; join on ``model,
+precision, provider, runtime``); other runtimes run on the CPU (``provider`` ``"cpu"``).
+``accuracy`` rows also carry ``agreement_top1`` and ``max_abs_diff`` (against onnxruntime's
+probabilities for the same file, first provider). ``latency`` rows have ``status``
+``"failed"`` (with the runtime's ``reason``) for a file a runtime cannot run. ``settings``:
+``runtimes_requested`` (null = onnxruntime only), ``runtimes`` (benchmarked).
+- ``runtimes``: [{``runtime``, ``version``, ``package``, ``status`` ("ok" | "unavailable"),
+  ``reason``}].
+- ``runtime_failures``: [{``model``, ``precision``, ``runtime``, ``reason``}].
+- ``runtime_matrix``: [{``model``, ``precision``, ``runtime``, ``provider``, ``version``,
+  ``status`` ("ok" | "unavailable" | "failed"), ``reason``, ``threads``, ``top1``,
+  ``agreement_top1``, ``max_abs_diff``, ``batch1_p50_ms``, ``best_batch_size``,
+  ``best_p50_ms``, ``best_images_per_s``}]: one row per file × runtime (× provider).
 """
 
 from __future__ import annotations
@@ -90,6 +105,8 @@ def to_dict(result: BenchResult) -> dict[str, Any]:
             "limit": cfg.limit,
             "providers_requested": list(cfg.providers) if cfg.providers is not None else None,
             "providers_active": list(result.providers),
+            "runtimes_requested": list(cfg.runtimes) if cfg.runtimes is not None else None,
+            "runtimes": list(result.runtimes),
             "precisions": sorted({m.precision for m in result.models},
                                  key=lambda p: (PRECISION_ORDER + (p,)).index(p)),
             "batch_sizes": [int(b) for b in cfg.batch_sizes],
@@ -110,6 +127,12 @@ def to_dict(result: BenchResult) -> dict[str, Any]:
         "latency": [],
         "keras": [],
         "unavailable": [{"provider": p, "reason": r} for p, r in result.unavailable.items()],
+        "runtimes": _runtimes_table(result),
+        "runtime_failures": [
+            {"model": f.model, "precision": f.precision, "runtime": f.runtime,
+             "reason": f.reason} for f in result.failures
+        ],
+        "runtime_matrix": [],
         "notes": list(result.notes),
     }
     if out["settings"]["iterations"] is None and out["settings"]["duration_s"] is None:
@@ -131,9 +154,11 @@ def to_dict(result: BenchResult) -> dict[str, Any]:
             "macs_uncounted_nodes": ",".join(macs.uncounted) if macs else None,
         })
     for a in result.accuracy:
-        key = {"model": a.model, "precision": a.precision, "provider": a.provider}
+        key = {"model": a.model, "precision": a.precision, "provider": a.provider,
+               "runtime": a.runtime}
         r = a.report
-        out["accuracy"].append({**key, **r.summary(), "seconds": round(a.seconds, 4)})
+        out["accuracy"].append({**key, **r.summary(), "seconds": round(a.seconds, 4),
+                                "agreement_top1": a.agreement, "max_abs_diff": a.max_abs_diff})
         for row in r.per_class:
             out["per_class"].append({
                 **key, "label": row["label"], "class": row["class"],
@@ -153,7 +178,8 @@ def to_dict(result: BenchResult) -> dict[str, Any]:
         stats = row.stats.to_dict() if row.stats is not None else {}
         out["latency"].append({
             "model": row.model, "precision": row.precision, "provider": row.provider,
-            "io_binding": row.io_binding, "threads": row.threads, "batch_size": row.batch_size,
+            "runtime": row.runtime, "io_binding": row.io_binding, "threads": row.threads,
+            "batch_size": row.batch_size,
             "status": row.status, "reason": row.reason, "active_providers": row.active_providers,
             **{k: stats.get(k) for k in _LATENCY_KEYS},
             "macs_per_image": row.macs_per_image, "gflops": row.gflops,
@@ -177,7 +203,55 @@ def to_dict(result: BenchResult) -> dict[str, Any]:
                 "keras_predict_p50_ms": c.keras_predict.p50_ms,
                 "top1_agreement": k.top1_agreement, "max_abs_diff": k.max_abs_diff,
             })
+    out["runtime_matrix"] = _runtime_matrix(result, out)
     return out
+
+
+def _runtimes_table(result: BenchResult) -> list[dict[str, Any]]:
+    from cifarkit.runtimes import get_runtime
+
+    rows = []
+    for name in [*result.runtimes, *result.runtime_unavailable]:
+        reason = result.runtime_unavailable.get(name)
+        rows.append({"runtime": name, "version": result.runtime_versions.get(name),
+                     "package": get_runtime(name).package,
+                     "status": "unavailable" if reason else "ok", "reason": reason})
+    return rows
+
+
+def _runtime_matrix(result: BenchResult, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per model file × runtime (× onnxruntime provider): top-1, agreement with
+    onnxruntime, batch-1 p50 and the best batch (highest images/s, no I/O binding)."""
+    rows: list[dict[str, Any]] = []
+    index: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for lat in data["latency"]:
+        if lat["io_binding"]:
+            continue
+        key = (lat["model"], lat["precision"], lat["runtime"], lat["provider"])
+        if key not in index:
+            row = {
+                "model": key[0], "precision": key[1], "runtime": key[2], "provider": key[3],
+                "version": result.runtime_versions.get(key[2]), "status": lat["status"],
+                "reason": lat["reason"], "threads": lat["threads"], "top1": None,
+                "agreement_top1": None, "max_abs_diff": None, "batch1_p50_ms": None,
+                "best_batch_size": None, "best_p50_ms": None, "best_images_per_s": None,
+            }
+            index[key] = row
+            rows.append(row)
+        row = index[key]
+        if lat["status"] != "ok":
+            continue
+        if lat["batch_size"] == 1:
+            row["batch1_p50_ms"] = lat["p50_ms"]
+        if row["best_images_per_s"] is None or lat["images_per_s"] > row["best_images_per_s"]:
+            row["best_batch_size"], row["best_p50_ms"] = lat["batch_size"], lat["p50_ms"]
+            row["best_images_per_s"] = lat["images_per_s"]
+    for a in data["accuracy"]:
+        row = index.get((a["model"], a["precision"], a["runtime"], a["provider"]))
+        if row is not None:
+            row.update(top1=a["top1"], agreement_top1=a["agreement_top1"],
+                       max_abs_diff=a["max_abs_diff"])
+    return rows
 
 
 def write_json(result: BenchResult, path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -195,9 +269,11 @@ def reference_accuracy(result: BenchResult) -> list[AccuracyResult]:
     """One accuracy result per model: its first provider (cpu first) and its best-kept
     precision (fp32, then int8, then fp16)."""
     out = []
+    order = [*result.runtimes, *result.runtime_unavailable]
     for name in dict.fromkeys(a.model for a in result.accuracy):
         rows = [a for a in result.accuracy if a.model == name]
         rows.sort(key=lambda a: (
+            order.index(a.runtime) if a.runtime in order else 99,  # onnxruntime first
             result.providers.index(a.provider) if a.provider in result.providers else 99,
             PRECISION_ORDER.index(a.precision) if a.precision in PRECISION_ORDER else 99,
         ))
@@ -309,6 +385,41 @@ def _md_table(header: list[str], rows: list[list[str]], align: str | None = None
     return lines
 
 
+def _matrix_cells(m: dict[str, Any]) -> list[str]:
+    """top-1, agreement (max |Δp|), batch-1 p50, best batch p50 (batch), images/s."""
+    if m["status"] != "ok":
+        return [f"{m['status']}: {m['reason']}", "", "", "", ""]
+    agree = ("—" if m["agreement_top1"] is None
+             else f"{_pct(m['agreement_top1'], 2)} ({m['max_abs_diff']:.2g})")
+    best = ("—" if m["best_p50_ms"] is None
+            else f"{_fmt_ms(m['best_p50_ms'])} ({m['best_batch_size']})")
+    return [_pct(m["top1"], 2), agree, _fmt_ms(m["batch1_p50_ms"]), best,
+            _fmt_rate(m["best_images_per_s"])]
+
+
+def _md_runtimes(data: dict[str, Any]) -> list[str]:
+    """The runtime matrix section (``--runtime``)."""
+    L = ["## Runtimes", "",
+         "Each file in each runtime, on the CPU unless the provider says otherwise, same "
+         "images and batches. Agreement = share of images whose top-1 class equals "
+         "onnxruntime's for the same file (max |Δp| = the largest probability difference). "
+         "Latency = p50 of one call per batch; best = the batch with the most images/s. tract "
+         "runs on one thread (its Python bindings set no thread pool).", ""]
+    L.append("Versions: " + ", ".join(
+        f"{r['runtime']} {r['version'] or '(not installed)'}" for r in data["runtimes"]) + ".")
+    L.append("")
+    rows = [[m["model"], m["precision"], m["runtime"], m["provider"], str(m["threads"] or ""),
+             *_matrix_cells(m)] for m in data["runtime_matrix"] if m["status"] != "unavailable"]
+    rows += [["all models", "all", r["runtime"], "", "", f"unavailable: {r['reason']}", "", "",
+              "", ""] for r in data["runtimes"] if r["status"] == "unavailable"]
+    rows = [[c.replace("|", "\\|") for c in row] for row in rows]  # reasons may hold pipes
+    L += _md_table(["model", "precision", "runtime", "provider", "threads", "top-1",
+                    "agreement with onnxruntime (max \\|Δp\\|)", "batch 1 p50 ms",
+                    "best p50 ms (batch)", "images/s (best)"], rows, "lllllrrrrr")
+    L.append("")
+    return L
+
+
 def to_markdown(
     result: BenchResult, figures: Mapping[str, Path] | None = None,
     relative_to: Path | None = None,
@@ -352,12 +463,18 @@ def to_markdown(
         L += [f"- **{u['provider']}**: unavailable: {u['reason']}" for u in data["unavailable"]]
         L.append("")
 
+    multi = result.multi_runtime
+    if multi:
+        L += _md_runtimes(data)
+
     L += ["## Accuracy", ""]
-    rows = [[a["model"], a["precision"], a["provider"], f"{a['n_images']:,}", _pct(a["top1"], 2),
+    rows = [[a["model"], a["precision"], a["provider"], *([a["runtime"]] if multi else []),
+             f"{a['n_images']:,}", _pct(a["top1"], 2),
              _pct(a["top3"], 2), _pct(a["macro_precision"]), _pct(a["macro_recall"]),
              _pct(a["macro_f1"])] for a in data["accuracy"]]
-    L += _md_table(["model", "precision", "provider", "images", "top-1", "top-3",
-                    "macro precision", "macro recall", "macro F1"], rows, "lllrrrrrr")
+    L += _md_table(["model", "precision", "provider", *(["runtime"] if multi else []), "images",
+                    "top-1", "top-3", "macro precision", "macro recall", "macro F1"], rows,
+                   "lll" + "l" * multi + "rrrrrr")
     L.append("")
 
     L += ["## Latency and throughput", "",
@@ -374,18 +491,18 @@ def to_markdown(
         if r["status"] != "ok":
             continue
         rows.append([
-            r["model"], r["precision"], r["provider"], "yes" if r["io_binding"] else "no",
-            str(r["batch_size"]), _fmt_ms(r["p50_ms"]),
+            r["model"], r["precision"], r["provider"], *([r["runtime"]] if multi else []),
+            "yes" if r["io_binding"] else "no", str(r["batch_size"]), _fmt_ms(r["p50_ms"]),
             f"{_fmt_ms(r['p90_ms'])} / {_fmt_ms(r['p99_ms'])}", _fmt_ms(r["p50_ms_per_image"]),
             _fmt_rate(r["images_per_s"]),
             "—" if r["gflops"] is None else f"{r['gflops']:.1f}", _pct(r["fp32_peak_share"]),
         ])
     for u in data["unavailable"]:  # one row per provider, for every model
-        rows.append(["all models", "all", u["provider"], "", "", "",
+        rows.append(["all models", "all", u["provider"], *([""] if multi else []), "", "", "",
                      f"unavailable: {u['reason']}", "", "", "", ""])
-    L += _md_table(["model", "precision", "provider", "I/O binding", "batch", "p50 ms",
-                    "p90 / p99 ms", "ms/image", "images/s", "GFLOP/s", "FP32 peak"],
-                   rows, "llllrrrrrrr")
+    L += _md_table(["model", "precision", "provider", *(["runtime"] if multi else []),
+                    "I/O binding", "batch", "p50 ms", "p90 / p99 ms", "ms/image", "images/s",
+                    "GFLOP/s", "FP32 peak"], rows, "llll" + "l" * multi + "rrrrrrr")
     L.append("")
 
     if data["keras"]:
@@ -415,7 +532,8 @@ def to_markdown(
     for ref in reference_accuracy(result):
         r = ref.report
         others = [a for a in result.accuracy
-                  if a.model == ref.model and a.provider == ref.provider and a is not ref]
+                  if a.model == ref.model and a.provider == ref.provider
+                  and a.runtime == ref.runtime and a is not ref]
         L += [f"## Per class: {ref.model} {ref.precision} on {ref.provider}", ""]
         header = ["class", "support", "precision", "recall (accuracy)", "F1"]
         header += [f"recall {o.precision}" for o in others]
@@ -522,6 +640,8 @@ def write_figures(result: BenchResult, folder: str | os.PathLike[str], *,
             continue
         label = f"{row.model} {row.precision} {row.provider}" + (" +iobind" if row.io_binding
                                                                   else "")
+        if row.runtime != "onnxruntime":
+            label = f"{row.model} {row.precision} {row.runtime}"
         sizes, rates = series.setdefault(label, ([], []))
         sizes.append(row.stats.batch_size)
         rates.append(row.stats.images_per_s)
@@ -535,6 +655,17 @@ def write_figures(result: BenchResult, folder: str | os.PathLike[str], *,
                 else "") + ")",
         )
         out["throughput vs batch size"] = p
+    if result.multi_runtime:
+        matrix = [m for m in to_dict(result)["runtime_matrix"] if m["status"] == "ok"]
+        if matrix:
+            cpu = result.environment.get("cpu", {})
+            p = folder / "runtimes.png"
+            plots.runtime_matrix(
+                matrix, p, title=f"Runtimes on {cpu.get('model')} "
+                f"({cpu.get('physical_cores')} cores): agreement with onnxruntime, latency, "
+                "throughput",
+            )
+            out["runtimes"] = p
     return out
 
 
@@ -572,6 +703,49 @@ def heatmap_text(result_row: AccuracyResult) -> Any:
     return t
 
 
+def _rich_runtimes(data: dict[str, Any]) -> list[Any]:
+    """The runtime matrix table, then one line per unavailable runtime and failed file."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title="runtimes: top-1, agreement with onnxruntime, latency (ms)",
+              box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    providers = any(m["provider"] != "cpu" for m in data["runtime_matrix"]
+                    if m["status"] != "unavailable")
+    cols = ["file", "runtime", *(["prov"] if providers else []), "thr", "top-1", "agree",
+            "max|Δp|", "b1 p50", "best(b)", "img/s"]
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("file", "runtime", "prov") else "right",
+                     no_wrap=True, style="cyan" if col == "file" else None)
+    for m in data["runtime_matrix"]:
+        if m["status"] == "unavailable":
+            continue
+        if m["status"] != "ok":
+            cells: list[Any] = [Text(m["status"], style="red"), "", "", "", "", ""]
+        else:
+            cells = [_pct(m["top1"], 1).replace(" ", ""),
+                     _pct(m["agreement_top1"], 2).replace(" ", ""),
+                     "—" if m["max_abs_diff"] is None else f"{m['max_abs_diff']:.0e}",
+                     _fmt_ms(m["batch1_p50_ms"]),
+                     f"{_fmt_ms(m['best_p50_ms'])}({m['best_batch_size']})",
+                     f"[bold]{_fmt_rate(m['best_images_per_s'])}"]
+        t.add_row(f"{m['model']}:{m['precision']}", m["runtime"],
+                  *([m["provider"]] if providers else []), str(m["threads"] or ""), *cells)
+    for r in data["runtimes"]:
+        if r["status"] == "unavailable":
+            t.add_row("(all)", r["runtime"], *([""] if providers else []), "",
+                      Text("n/a", style="yellow"), "", "", "", "", "")
+    out: list[Any] = [t]
+    for r in data["runtimes"]:
+        if r["status"] == "unavailable":
+            out.append(Text(f"{r['runtime']}: unavailable: {r['reason']}", style="yellow"))
+    for f in data["runtime_failures"]:
+        out.append(Text(f"{f['runtime']} on {f['model']}:{f['precision']}: {f['reason']}",
+                        style="red"))
+    return out
+
+
 def rich_report(result: BenchResult) -> list[Any]:
     """Renderables for the terminal: accuracy, per-class + heatmap + confusions per model,
     latency, the Keras comparison, unavailable providers."""
@@ -581,15 +755,17 @@ def rich_report(result: BenchResult) -> list[Any]:
 
     data = to_dict(result)
     out: list[Any] = []
+    multi = result.multi_runtime
 
     acc = Table(title=f"accuracy on {len(result.labels):,} {result.split} images",
                 box=box.SIMPLE_HEAD)
-    for col in ("model", "precision", "provider"):
+    for col in ("model", "precision", "provider", *(["runtime"] if multi else [])):
         acc.add_column(col, style="cyan" if col == "model" else None)
     for col in ("top-1", "top-3", "macro P", "macro R", "macro F1"):
         acc.add_column(col, justify="right")
     for a in data["accuracy"]:
-        acc.add_row(a["model"], a["precision"], a["provider"], f"[bold]{_pct(a['top1'], 2)}",
+        acc.add_row(a["model"], a["precision"], a["provider"],
+                    *([a["runtime"]] if multi else []), f"[bold]{_pct(a['top1'], 2)}",
                     _pct(a["top3"], 2), _pct(a["macro_precision"]), _pct(a["macro_recall"]),
                     _pct(a["macro_f1"]))
     out.append(acc)
@@ -597,7 +773,8 @@ def rich_report(result: BenchResult) -> list[Any]:
     for ref in reference_accuracy(result):
         r = ref.report
         others = [a for a in result.accuracy
-                  if a.model == ref.model and a.provider == ref.provider and a is not ref]
+                  if a.model == ref.model and a.provider == ref.provider
+                  and a.runtime == ref.runtime and a is not ref]
         t = Table(title=f"per class: {ref.model} {ref.precision} on {ref.provider}",
                   box=box.SIMPLE_HEAD)
         t.add_column("class", style="cyan")
@@ -622,6 +799,8 @@ def rich_report(result: BenchResult) -> list[Any]:
     lat.add_column("model", style="cyan", no_wrap=True, overflow="ellipsis", max_width=24)
     lat.add_column("prec", no_wrap=True)
     lat.add_column("prov", no_wrap=True)
+    if multi:
+        lat.add_column("runtime", no_wrap=True)
     if any_binding:
         lat.add_column("iobind", no_wrap=True)
     for col in ("batch", "p50", "p90", "p99", "ms/img", "img/s", "GF/s", "%peak"):
@@ -630,6 +809,7 @@ def rich_report(result: BenchResult) -> list[Any]:
         if r["status"] != "ok":
             continue
         lat.add_row(r["model"], r["precision"], r["provider"],
+                    *([r["runtime"]] if multi else []),
                     *(["yes" if r["io_binding"] else ""] if any_binding else []),
                     str(r["batch_size"]), _fmt_ms(r["p50_ms"]), _fmt_ms(r["p90_ms"]),
                     _fmt_ms(r["p99_ms"]), _fmt_ms(r["p50_ms_per_image"]),
@@ -637,11 +817,14 @@ def rich_report(result: BenchResult) -> list[Any]:
                     "—" if r["gflops"] is None else f"{r['gflops']:.1f}",
                     _pct(r["fp32_peak_share"]).replace(" ", ""))
     for u in data["unavailable"]:
-        lat.add_row("(all)", "all", u["provider"], *([""] if any_binding else []), "—",
+        lat.add_row("(all)", "all", u["provider"], *([""] if multi else []),
+                    *([""] if any_binding else []), "—",
                     Text("n/a", style="yellow"), "", "", "", "", "", "")
     out.append(lat)
     for u in data["unavailable"]:
         out.append(Text(f"{u['provider']}: unavailable: {u['reason']}", style="yellow"))
+    if multi:
+        out += _rich_runtimes(data)
 
     if data["keras"]:
         k = Table(title="ONNX vs Keras: images/s and ratios, same run",

@@ -1,4 +1,5 @@
-"""The benchmark sweep: models × precisions × providers × batch sizes, on real images.
+"""The benchmark sweep: models × precisions × runtimes (× providers) × batch sizes, on real
+images.
 
 ``run_bench(BenchConfig(...))`` resolves the models, checks the providers, loads the labelled
 images, then for every model file and active provider
@@ -15,6 +16,15 @@ Then, when asked (``keras=``), it times the source Keras model beside the fp32 O
 ``ProviderError`` before any work is done); the default sweep (``providers=None``) is
 ``cpu`` + ``cuda`` (+ ``openvino`` when this onnxruntime build has it), and a provider that
 does not become active is recorded as unavailable, with the reason, instead of failing.
+
+Runtimes (``runtimes=``, names from ``cifarkit.runtimes``): onnxruntime (default, with the
+providers above) and other runtimes on the CPU, each file through the same accuracy pass and
+``time_batches``, plus its agreement with onnxruntime (top-1 agreement and max |Δp| against
+onnxruntime's probabilities for the same file, on the reference provider, cpu first). An
+explicit runtime that is not installed raises ``RuntimeUnavailableError`` before any work;
+``all`` records it as unavailable. A runtime that cannot run a file is recorded
+(``BenchResult.failures``, its reason in one line) and the sweep carries on; the CLI then
+exits non-zero.
 """
 
 from __future__ import annotations
@@ -53,6 +63,9 @@ class BenchConfig:
     limit: int | None = None
     seed: int = 0
     providers: Sequence[str] | None = None
+    #: runtimes from ``cifarkit.runtimes`` (``["all"]``: every registered one); None:
+    #: onnxruntime only
+    runtimes: Sequence[str] | None = None
     precisions: Sequence[str] | None = None
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES
     warmup: int = DEFAULT_WARMUP
@@ -90,6 +103,9 @@ class AccuracyResult:
     report: AccuracyReport
     probs: np.ndarray  # [N, n_classes] float32: kept for the figures, not written to JSON
     seconds: float  # wall time of the accuracy pass (chunked predict_proba, not a benchmark)
+    runtime: str = "onnxruntime"
+    agreement: float | None = None  # top-1 agreement with onnxruntime's reference run
+    max_abs_diff: float | None = None  # max |Δp| against it
 
 
 @dataclass
@@ -107,6 +123,17 @@ class LatencyRow:
     macs_per_image: int | None = None
     gflops: float | None = None
     fp32_peak_share: float | None = None
+    runtime: str = "onnxruntime"
+
+
+@dataclass
+class RuntimeFailure:
+    """A runtime that could not run a model file, with its own reason (one line)."""
+
+    model: str
+    precision: str
+    runtime: str
+    reason: str
 
 
 @dataclass
@@ -137,16 +164,28 @@ class BenchResult:
     latency: list[LatencyRow] = field(default_factory=list)
     keras: list[KerasResult] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)  # provider → reason
+    runtimes: list[str] = field(default_factory=lambda: ["onnxruntime"])  # benchmarked
+    runtime_unavailable: dict[str, str] = field(default_factory=dict)  # runtime → reason
+    runtime_versions: dict[str, str | None] = field(default_factory=dict)
+    failures: list[RuntimeFailure] = field(default_factory=list)
     cpu_peaks: dict[int, CpuPeak | None] = field(default_factory=dict)  # threads → peak
     notes: list[str] = field(default_factory=list)  # warnings about this run's numbers
     data_notes: list[str] = field(default_factory=list)  # what the data loader said
     seconds: float = 0.0
 
-    def accuracy_for(self, model: str, precision: str, provider: str) -> AccuracyResult | None:
+    def accuracy_for(self, model: str, precision: str, provider: str,
+                     runtime: str = "onnxruntime") -> AccuracyResult | None:
         for a in self.accuracy:
-            if (a.model, a.precision, a.provider) == (model, precision, provider):
+            if (a.model, a.precision, a.provider, a.runtime) == (model, precision, provider,
+                                                                runtime):
                 return a
         return None
+
+    @property
+    def multi_runtime(self) -> bool:
+        """True when runtimes other than onnxruntime were asked for (reports then show a
+        runtime column; a default run's reports stay as they were)."""
+        return self.runtimes != ["onnxruntime"] or bool(self.runtime_unavailable)
 
 
 # --- models ---------------------------------------------------------------------------------
@@ -325,6 +364,32 @@ def check_providers(
     return active, unavailable
 
 
+# --- runtimes -------------------------------------------------------------------------------
+
+
+def check_runtimes(runtimes: Sequence[str] | None) -> tuple[list[str], dict[str, str]]:
+    """(runtimes to benchmark, {unavailable runtime: reason}). An explicitly named runtime
+    that is not installed raises ``RuntimeUnavailableError``; ``all`` records it."""
+    from cifarkit.runtimes import get_runtime, resolve_runtimes
+
+    if runtimes is not None and not list(runtimes):
+        raise UsageError("--runtime: empty list")
+    names = resolve_runtimes(list(runtimes) if runtimes else None)
+    every = bool(runtimes) and "all" in runtimes
+    active: list[str] = []
+    unavailable: dict[str, str] = {}
+    for name in names:
+        rt = get_runtime(name)
+        why = rt.problem()
+        if why is None:
+            active.append(name)
+        elif every:
+            unavailable[name] = why
+        else:
+            rt.require()  # raises, with the pip command
+    return active, unavailable
+
+
 # --- the sweep ------------------------------------------------------------------------------
 
 
@@ -377,7 +442,15 @@ def run_bench(
 
     models = resolve_models(config.models, config.precisions, config.exported,
                             provider=(config.providers or ["cpu"])[0])
-    providers, unavailable = check_providers(models[0].path, config.providers, config.threads)
+    runtimes, runtime_unavailable = check_runtimes(config.runtimes)
+    if "onnxruntime" in runtimes:
+        providers, unavailable = check_providers(models[0].path, config.providers,
+                                                 config.threads)
+    elif config.providers is not None:
+        raise UsageError("--provider chooses onnxruntime's execution providers; add "
+                         "onnxruntime to --runtime to use it")
+    else:
+        providers, unavailable = [], {}
     keras_sources = _keras_sources(config, models)  # before the long part: fail early
 
     environment = collect_environment(config.argv)
@@ -399,10 +472,17 @@ def run_bench(
         config=config, environment=environment, models=models, classes=(),
         images=images, labels=labels, data_source=source, split=config.split,
         providers=providers, unavailable=unavailable, notes=notes, data_notes=data_notes,
+        runtimes=runtimes, runtime_unavailable=runtime_unavailable,
     )
+    from cifarkit.runtimes import get_runtime
+
+    result.runtime_versions = {n: get_runtime(n).version()
+                               for n in [*runtimes, *runtime_unavailable]}
+    others = [r for r in runtimes if r != "onnxruntime"]
 
     variants = {p: ([False, True] if p in ("cuda", "tensorrt") else [False]) for p in providers}
     total = sum(len(models) * (1 + len(variants[p]) * len(batch_sizes)) for p in providers)
+    total += len(models) * len(others) * (1 + len(batch_sizes))
     sweep = _Sweep(result, progress, total, data_classes, batch_sizes, iterations, duration)
     for mf in models:
         try:
@@ -415,6 +495,13 @@ def run_bench(
             result.latency.append(LatencyRow(
                 mf.name, mf.precision, provider, False, config.threads, None,
                 status="unavailable", reason=reason,
+            ))
+        for name in others:
+            sweep.run_runtime(mf, name)
+        for name, reason in runtime_unavailable.items():
+            result.latency.append(LatencyRow(
+                mf.name, mf.precision, "cpu", False, config.threads, None,
+                status="unavailable", reason=reason, runtime=name,
             ))
 
     if keras_sources:
@@ -437,6 +524,7 @@ class _Sweep:
         self.data_classes, self.batch_sizes = data_classes, batch_sizes
         self.iterations, self.duration = iterations, duration
         self.done = 0
+        self._references: dict[Path, np.ndarray] = {}
 
     def _report(self, what: str, advance: bool = True) -> None:
         self.done += int(advance)
@@ -458,8 +546,13 @@ class _Sweep:
             probs = clf.predict_proba(images)
             seconds = time.perf_counter() - t0
             report = evaluate(probs, labels, model_classes, n_confusions=config.n_confusions)
+            # The first onnxruntime pass of a file is the reference the others compare with.
+            first = not any(a.runtime == "onnxruntime" and (a.model, a.precision) ==
+                            (mf.name, mf.precision) for a in result.accuracy)
+            agree = (1.0, 0.0) if first else self._agreement(mf, probs)
             result.accuracy.append(
-                AccuracyResult(mf.name, mf.precision, provider, report, probs, seconds)
+                AccuracyResult(mf.name, mf.precision, provider, report, probs, seconds,
+                               agreement=agree[0], max_abs_diff=agree[1])
             )
             self._report(f"{mf.label} on {provider}: accuracy")
             for io_binding in variants:
@@ -476,6 +569,85 @@ class _Sweep:
                     result.latency.append(_latency_row(result, mf, clf, io_binding, stats))
         finally:
             clf.close()
+
+    def reference(self, mf: ModelFile) -> np.ndarray:
+        """onnxruntime's probabilities for ``mf``: its first onnxruntime accuracy row (the
+        first provider, cpu first), or a cpu pass made for the comparison alone."""
+        for a in self.result.accuracy:
+            if a.runtime == "onnxruntime" and (a.model, a.precision) == (mf.name, mf.precision):
+                return a.probs
+        key = mf.path.resolve()
+        if key not in self._references:
+            with _open(mf.path, "cpu", self.result.config.threads) as clf:
+                self._references[key] = clf.predict_proba(self.result.images)
+        return self._references[key]
+
+    def _agreement(self, mf: ModelFile, probs: np.ndarray) -> tuple[float, float]:
+        from cifarkit.runtimes import agreement
+
+        return agreement(probs, self.reference(mf))
+
+    def run_runtime(self, mf: ModelFile, name: str) -> None:
+        """``mf`` on a runtime other than onnxruntime (on the CPU): accuracy, agreement with
+        onnxruntime, latency per batch size. A runtime that cannot run the file is recorded
+        in ``result.failures`` (and a latency row ``status="failed"``), and the sweep goes
+        on."""
+        from cifarkit.errors import CifarkitError
+        from cifarkit.runtimes import get_runtime
+
+        result, config = self.result, self.result.config
+        what = f"{mf.label} on {name}"
+        self._report(f"{what}: opening", advance=False)
+        rows_before, done_before = len(result.latency), self.done
+        model = None
+        try:
+            model = get_runtime(name).open(mf.path, threads=config.threads)
+            _check_classes(mf, tuple(model.classes), self.data_classes, result.labels)
+            self._report(f"{what}: accuracy", advance=False)
+            t0 = time.perf_counter()
+            probs = model.predict_proba(result.images)
+            seconds = time.perf_counter() - t0
+            report = evaluate(probs, result.labels, tuple(model.classes),
+                              n_confusions=config.n_confusions)
+            agree = self._agreement(mf, probs)
+            result.classes = result.classes or tuple(model.classes)
+            result.accuracy.append(AccuracyResult(
+                mf.name, mf.precision, "cpu", report, probs, seconds, runtime=name,
+                agreement=agree[0], max_abs_diff=agree[1],
+            ))
+            self._report(f"{what}: accuracy")
+            for stats in time_batches(
+                model.run_batch, result.images, self.batch_sizes, warmup=config.warmup,
+                iterations=self.iterations, duration=self.duration,
+                on_done=lambda bs, _s: self._report(f"{what}: batch {bs} done"),
+            ):
+                result.latency.append(_latency_row(result, mf, _RuntimeView(model), False,
+                                                   stats))
+        except CifarkitError as exc:
+            result.accuracy = [a for a in result.accuracy
+                               if (a.model, a.precision, a.runtime) != (mf.name, mf.precision,
+                                                                        name)]
+            del result.latency[rows_before:]
+            reason = str(exc)
+            result.failures.append(RuntimeFailure(mf.name, mf.precision, name, reason))
+            result.latency.append(LatencyRow(
+                mf.name, mf.precision, "cpu", False, config.threads, None, status="failed",
+                reason=reason, runtime=name,
+            ))
+            self.done = done_before + 1 + len(self.batch_sizes)  # the steps it skips
+        finally:
+            if model is not None:
+                model.close()
+
+
+class _RuntimeView:
+    """What ``_latency_row`` reads from a classifier, for a ``RuntimeModel``."""
+
+    def __init__(self, model: Any) -> None:
+        self.provider = "cpu"
+        self.threads = model.threads
+        self.active_providers = [model.name]
+        self.runtime = model.name
 
 
 def _check_classes(
@@ -509,7 +681,7 @@ def _latency_row(
     return LatencyRow(
         mf.name, mf.precision, clf.provider, io_binding, clf.threads, stats.batch_size, stats,
         active_providers=",".join(clf.active_providers), macs_per_image=macs, gflops=gflops,
-        fp32_peak_share=share,
+        fp32_peak_share=share, runtime=getattr(clf, "runtime", "onnxruntime"),
     )
 
 

@@ -4,6 +4,11 @@ Default: every model in ``exported/`` × the precisions present × ``cpu`` (+ ``
 is really active; otherwise a row "unavailable: <reason>"), on the full test split, batch
 sizes 1, 8, 32, 128, 512. An explicit ``--provider`` that is not active exits with the
 provider error (code 6) before any work. TensorFlow is imported only with ``--keras``.
+
+``--runtime`` adds runtimes other than onnxruntime (``cifarkit.runtimes``): an explicit one
+that is not installed exits with code 6 and the pip command before any work; ``all`` lists
+it as unavailable. A runtime that cannot run a file is reported with its own reason, the
+sweep carries on and writes its reports, then the command exits with code 4.
 """
 
 from __future__ import annotations
@@ -63,6 +68,12 @@ def bench(
         "Each must be really active. Default: cpu + cuda when active (else reported as "
         "unavailable).",
     ),
+    runtime: str = typer.Option(
+        None, "--runtime", "-r", help="Comma-separated runtimes: onnxruntime, openvino, opencv, "
+        "tract, litert, or all (every one; those not installed are listed as unavailable). "
+        "Default: onnxruntime. Each file is compared with onnxruntime (top-1 agreement, max "
+        "|Δp|). litert runs the model.<precision>.tflite beside each ONNX file.",
+    ),
     precision: str = typer.Option(
         None, "--precision", help="Comma-separated: fp32, fp16, int8 (default: all present)."
     ),
@@ -113,6 +124,7 @@ def bench(
         split=split,
         limit=limit,
         providers=parse_csv(provider, "--provider") or None,
+        runtimes=parse_csv(runtime, "--runtime") or None,
         precisions=parse_csv(precision, "--precision") or None,
         batch_sizes=_ints(batch_sizes, "--batch-sizes") or [],
         warmup=warmup,
@@ -148,10 +160,22 @@ def bench(
     if markdown is not None:
         write_markdown(result, markdown, figures)
         err_console.print(f"wrote {escape(str(markdown))}", highlight=False)
+    on = ", ".join(result.providers)
+    if result.multi_runtime:
+        on = ", ".join(result.runtimes) + (f" (onnxruntime on {on})" if on else "")
     err_console.print(
-        f"benchmarked {len(result.models)} model file(s) on {', '.join(result.providers)} "
+        f"benchmarked {len(result.models)} model file(s) on {on} "
         f"with {len(result.labels):,} images in {result.seconds:.1f} s", highlight=False,
     )
+    if result.failures:
+        from cifarkit.runtimes import RuntimeModelError
+
+        if quiet:  # otherwise the report above lists them
+            for f in result.failures[1:]:
+                err_console.print(f"error: {escape(f.reason)}", style="red", highlight=False)
+        first, n = result.failures[0], len(result.failures)
+        more = f" (and {n - 1} more file/runtime pair(s), listed above)" if n > 1 else ""
+        raise RuntimeModelError(f"{first.reason}{more}")
 
 
 def register(app: typer.Typer) -> None:

@@ -192,6 +192,23 @@ def _portability_lines(card: dict[str, Any]) -> list[str]:
             + ", ".join(f"{op} {n}" for op, n in port.get("ops_after", {}).items()) + "."]
 
 
+def _runs_in_lines(card: dict[str, Any]) -> list[str]:
+    """The "runs in" table: ``card["runs_in"]`` = {precision: rows of
+    ``cifarkit.runtimes.matrix``, as dicts}, plus ``runs_in_setup`` (a sentence: images,
+    machine)."""
+    from cifarkit.runtimes import runs_in_markdown
+
+    runs = card.get("runs_in")
+    if not runs:
+        return []
+    lines = ["", "## Runs in", ""]
+    if card.get("runs_in_setup"):
+        lines += [card["runs_in_setup"], ""]
+    for precision, rows in runs.items():
+        lines += [f"**{precision}**", "", *runs_in_markdown(rows), ""]
+    return lines[:-1]
+
+
 def render_readme(card: dict[str, Any]) -> str:
     """A human model card from ``card.json``'s content."""
     name, arch = card["name"], card["architecture"]
@@ -298,6 +315,7 @@ def render_readme(card: dict[str, Any]) -> str:
     lines.append("```")
     lines += _evaluation_lines(card["files"])
     lines += _latency_lines(card)
+    lines += _runs_in_lines(card)
     parity = card.get("parity")
     lines += ["", f"## Parity with {card.get('parity_reference') or 'the Keras model'}", ""]
     if parity:
