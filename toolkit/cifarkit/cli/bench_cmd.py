@@ -106,6 +106,10 @@ def bench(
 
     if iterations is not None and duration is not None:
         raise UsageError("give --iterations or --duration, not both")
+    if keras is not None:
+        from cifarkit.cli._tfquiet import quiet_tensorflow
+
+        quiet_tensorflow()
     config = BenchConfig(
         models=list(models or []),
         data=data,
