@@ -19,9 +19,10 @@ shares and accuracies as fractions 0–1.
   ``providers_requested`` (null = the default sweep), ``providers_active``, ``precisions``,
   ``batch_sizes``, ``warmup``, ``iterations``, ``duration_s``, ``threads``, ``keras``,
   ``seconds`` (wall time of the whole run), ``data_notes`` (what the data loader said).
-- ``cpu_peak``: [{``cores``, ``gflops``, ``ghz``, ``ghz_source``, ``fma_units``,
-  ``simd_lanes``, ``isa``, ``flops_per_cycle_per_core``, ``derivation``}] (one per thread
-  count used).
+- ``cpu_peak``: [{``cores``, ``gflops`` (GOP/s for int8), ``ghz``, ``ghz_source``,
+  ``fma_units``, ``simd_lanes``, ``isa``, ``flops_per_cycle_per_core``, ``derivation``,
+  ``arithmetic``}] (one per distinct peak: thread count × arithmetic; see
+  ``cifarkit.bench.flops.row_peak``).
 - ``models``: [{``model``, ``precision``, ``path``, ``architecture``, ``input_kind``,
   ``size_bytes``, ``macs_per_image``, ``flops_per_image``, ``macs_conv``, ``macs_matmul``,
   ``macs_uncounted_nodes``}].
@@ -38,7 +39,9 @@ shares and accuracies as fractions 0–1.
   ``batch_size``, ``status`` ("ok" | "unavailable"), ``reason``, ``active_providers``,
   ``warmup``, ``iterations``, ``total_s``, ``mean_ms``, ``min_ms``, ``max_ms``, ``p50_ms``,
   ``p90_ms``, ``p99_ms``, ``p50_ms_per_image``, ``p90_ms_per_image``, ``p99_ms_per_image``,
-  ``images_per_s``, ``macs_per_image``, ``gflops``, ``fp32_peak_share``}]; an unavailable
+  ``images_per_s``, ``macs_per_image``, ``gflops``, ``peak_share`` (achieved ÷ the peak of
+  the arithmetic the row runs; null where there is no honest peak), ``peak`` (that
+  arithmetic: "fp32", "int8" or "int8 64 % + fp32 36 %")}]; an unavailable
   provider has one row per model file with ``status="unavailable"``, its ``reason`` and
   null timings.
 - ``keras``: [{``model``, ``precision``, ``provider``, ``keras_path``, ``keras_device``,
@@ -74,6 +77,21 @@ _LATENCY_KEYS = (
 # --- JSON -----------------------------------------------------------------------------------
 
 
+def _distinct_peaks(result: BenchResult) -> list[dict[str, Any]]:
+    """Each peak the rows were measured against, once (fp32 and fp16 share one)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for p in result.cpu_peaks.values():
+        if p is not None:
+            seen.setdefault(p.derivation, p.to_dict())
+    return list(seen.values())
+
+
+def _peak_title(peak: dict[str, Any]) -> str:
+    arithmetic = peak.get("arithmetic", "fp32")
+    what = {"fp32": "FP32 peak (fp32 and fp16 rows)", "int8": "int8 peak"}.get(arithmetic)
+    return what or f"peak of {arithmetic}"
+
+
 def to_dict(result: BenchResult) -> dict[str, Any]:
     """The JSON report (see the module docstring for the schema)."""
     from cifarkit import __version__
@@ -101,7 +119,7 @@ def to_dict(result: BenchResult) -> dict[str, Any]:
             "seconds": round(result.seconds, 3),
             "data_notes": list(result.data_notes),
         },
-        "cpu_peak": [p.to_dict() for p in result.cpu_peaks.values() if p is not None],
+        "cpu_peak": _distinct_peaks(result),
         "models": [],
         "accuracy": [],
         "per_class": [],
@@ -157,7 +175,7 @@ def to_dict(result: BenchResult) -> dict[str, Any]:
             "status": row.status, "reason": row.reason, "active_providers": row.active_providers,
             **{k: stats.get(k) for k in _LATENCY_KEYS},
             "macs_per_image": row.macs_per_image, "gflops": row.gflops,
-            "fp32_peak_share": row.fp32_peak_share,
+            "peak_share": row.peak_share, "peak": row.peak,
         })
     for k in result.keras:
         for c in k.comparisons:
@@ -344,7 +362,7 @@ def to_markdown(
         + (str(settings["threads"]) if settings["threads"] else "one per physical core"),
     ]
     for peak in data["cpu_peak"]:
-        L.append(f"- **FP32 peak:** {peak['derivation']}")
+        L.append(f"- **{_peak_title(peak)}:** {peak['derivation']}")
     L.append("")
 
     if data["unavailable"]:
@@ -362,8 +380,12 @@ def to_markdown(
 
     L += ["## Latency and throughput", "",
           "ms per batch (p50 / p90 / p99), ms per image at p50, images/s (mean rate), "
-          "achieved GFLOP/s (2 × MACs per image × images/s) and the share of the CPU's FP32 "
-          "peak (CPU rows).", ""]
+          "achieved GFLOP/s (2 × MACs per image × images/s; GOP/s for int8) and its share of "
+          "the CPU's peak for the arithmetic the row runs (CPU rows): fp32 and fp16 rows (the "
+          "CPU provider computes fp16 in fp32) against the FP32 FMA peak, int8 rows against "
+          "the int8 peak of the ISA (VNNI: 4×, without VNNI 2× the FP32 MACs per cycle), "
+          "weighted by the share of MACs onnxruntime really runs as int8; each peak's "
+          "derivation is under Machine. Empty: no honest peak.", ""]
     macs = {(m["model"], m["precision"]): m["macs_per_image"] for m in data["models"]}
     if any(macs.values()):
         L.append("MACs per image (from the graph): " + ", ".join(
@@ -378,14 +400,15 @@ def to_markdown(
             str(r["batch_size"]), _fmt_ms(r["p50_ms"]),
             f"{_fmt_ms(r['p90_ms'])} / {_fmt_ms(r['p99_ms'])}", _fmt_ms(r["p50_ms_per_image"]),
             _fmt_rate(r["images_per_s"]),
-            "—" if r["gflops"] is None else f"{r['gflops']:.1f}", _pct(r["fp32_peak_share"]),
+            "—" if r["gflops"] is None else f"{r['gflops']:.1f}",
+            "" if r["peak_share"] is None else _pct(r["peak_share"]), r["peak"] or "",
         ])
     for u in data["unavailable"]:  # one row per provider, for every model
         rows.append(["all models", "all", u["provider"], "", "", "",
-                     f"unavailable: {u['reason']}", "", "", "", ""])
+                     f"unavailable: {u['reason']}", "", "", "", "", ""])
     L += _md_table(["model", "precision", "provider", "I/O binding", "batch", "p50 ms",
-                    "p90 / p99 ms", "ms/image", "images/s", "GFLOP/s", "FP32 peak"],
-                   rows, "llllrrrrrrr")
+                    "p90 / p99 ms", "ms/image", "images/s", "GFLOP/s", "% of peak", "peak of"],
+                   rows, "llllrrrrrrrl")
     L.append("")
 
     if data["keras"]:
@@ -635,7 +658,7 @@ def rich_report(result: BenchResult) -> list[Any]:
                     _fmt_ms(r["p99_ms"]), _fmt_ms(r["p50_ms_per_image"]),
                     f"[bold]{_fmt_rate(r['images_per_s'])}",
                     "—" if r["gflops"] is None else f"{r['gflops']:.1f}",
-                    _pct(r["fp32_peak_share"]).replace(" ", ""))
+                    "" if r["peak_share"] is None else _pct(r["peak_share"]).replace(" ", ""))
     for u in data["unavailable"]:
         lat.add_row("(all)", "all", u["provider"], *([""] if any_binding else []), "—",
                     Text("n/a", style="yellow"), "", "", "", "", "", "")
@@ -661,7 +684,7 @@ def rich_report(result: BenchResult) -> list[Any]:
         for kr in result.keras:
             out.append(Text(keras_summary(kr)))
     for peak in data["cpu_peak"]:
-        out.append(Text(f"FP32 peak: {peak['derivation']}", style="dim"))
+        out.append(Text(f"{_peak_title(peak)}: {peak['derivation']}", style="dim"))
     for note in result.notes:
         out.append(Text(f"note: {note}", style="yellow"))
     return out

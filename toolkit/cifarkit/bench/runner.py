@@ -30,7 +30,14 @@ from typing import Any
 import numpy as np
 
 from cifarkit.bench.env import collect_environment, load_average
-from cifarkit.bench.flops import CpuPeak, MacCount, achieved_gflops, count_macs, cpu_fp32_peak
+from cifarkit.bench.flops import (
+    CpuPeak,
+    MacCount,
+    achieved_gflops,
+    count_macs,
+    row_peak,
+    runtime_int8_share,
+)
 from cifarkit.bench.keras_baseline import KerasComparison
 from cifarkit.bench.latency import DEFAULT_WARMUP, LatencyStats, check_budget, time_batches
 from cifarkit.bench.metrics import AccuracyReport, evaluate
@@ -106,7 +113,9 @@ class LatencyRow:
     active_providers: str | None = None
     macs_per_image: int | None = None
     gflops: float | None = None
-    fp32_peak_share: float | None = None
+    #: achieved ÷ the peak of the arithmetic the row runs (see ``flops.row_peak``)
+    peak_share: float | None = None
+    peak: str | None = None  # that arithmetic: "fp32", "int8", "int8 64 % + fp32 36 %"
 
 
 @dataclass
@@ -137,7 +146,8 @@ class BenchResult:
     latency: list[LatencyRow] = field(default_factory=list)
     keras: list[KerasResult] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)  # provider → reason
-    cpu_peaks: dict[int, CpuPeak | None] = field(default_factory=dict)  # threads → peak
+    # (cores, precision, model path) → the peak CPU rows are measured against
+    cpu_peaks: dict[tuple[int, str, str], CpuPeak | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # warnings about this run's numbers
     data_notes: list[str] = field(default_factory=list)  # what the data loader said
     seconds: float = 0.0
@@ -493,17 +503,22 @@ def _latency_row(
 ) -> LatencyRow:
     macs = mf.macs.macs_per_image if mf.macs and not mf.macs.uncounted else None
     gflops = achieved_gflops(macs, stats.images_per_s)
-    share = None
-    if clf.provider in ("cpu", "openvino") and gflops is not None:
+    share, peak = None, None
+    # The CPU provider's own arithmetic is known (flops.row_peak); OpenVINO picks its own
+    # kernels, so only its fp32 rows have a peak to show.
+    if gflops is not None and (clf.provider == "cpu" or
+                               (clf.provider == "openvino" and mf.precision == "fp32")):
         cores = min(clf.threads, result.environment["cpu"]["physical_cores"] or clf.threads)
-        if cores not in result.cpu_peaks:
-            result.cpu_peaks[cores] = cpu_fp32_peak(cores)
-        peak = result.cpu_peaks[cores]
+        key = (cores, mf.precision, os.fspath(mf.path) if mf.precision == "int8" else "")
+        if key not in result.cpu_peaks:
+            int8_share = runtime_int8_share(mf.path) if mf.precision == "int8" else None
+            result.cpu_peaks[key] = row_peak(mf.precision, cores, int8_share=int8_share)
+        peak = result.cpu_peaks[key]
         share = gflops / peak.gflops if peak else None
     return LatencyRow(
         mf.name, mf.precision, clf.provider, io_binding, clf.threads, stats.batch_size, stats,
         active_providers=",".join(clf.active_providers), macs_per_image=macs, gflops=gflops,
-        fp32_peak_share=share,
+        peak_share=share, peak=peak.arithmetic if peak else None,
     )
 
 
