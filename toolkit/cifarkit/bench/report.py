@@ -77,6 +77,18 @@ _LATENCY_KEYS = (
 # --- JSON -----------------------------------------------------------------------------------
 
 
+def _quick_settings(result: BenchResult) -> dict[str, Any] | None:
+    """What ``--quick`` left out (None: the full sweep)."""
+    if not result.config.quick:
+        return None
+    from cifarkit.bench.runner import QUICK_BATCH_SIZES, QUICK_DURATION, QUICK_IMAGES
+
+    full = sorted({a.model for a in result.accuracy if a.report.n_images == len(result.labels)})
+    return {"full_sweep_models": full, "other_models_images": min(QUICK_IMAGES,
+            len(result.labels)), "other_models_batch_sizes": list(QUICK_BATCH_SIZES),
+            "other_models_duration_s": QUICK_DURATION}
+
+
 def _distinct_peaks(result: BenchResult) -> list[dict[str, Any]]:
     """Each peak the rows were measured against, once (fp32 and fp16 share one)."""
     seen: dict[str, dict[str, Any]] = {}
@@ -118,6 +130,7 @@ def to_dict(result: BenchResult) -> dict[str, Any]:
             "keras": os.fspath(cfg.keras) if cfg.keras is not None else None,
             "seconds": round(result.seconds, 3),
             "data_notes": list(result.data_notes),
+            "quick": _quick_settings(result),
         },
         "cpu_peak": _distinct_peaks(result),
         "models": [],
@@ -361,6 +374,14 @@ def to_markdown(
         + " per batch size; onnxruntime threads: "
         + (str(settings["threads"]) if settings["threads"] else "one per physical core"),
     ]
+    quick = settings.get("quick")
+    if quick:
+        L.append(
+            f"- **Quick sweep** (`--quick`): {', '.join(quick['full_sweep_models']) or 'no model'}"
+            f" on every image and batch size; the other models on a stratified "
+            f"{quick['other_models_images']:,} images, batch sizes "
+            f"{', '.join(map(str, quick['other_models_batch_sizes']))}, "
+            f"{quick['other_models_duration_s']} s of timed runs each")
     for peak in data["cpu_peak"]:
         L.append(f"- **{_peak_title(peak)}:** {peak['derivation']}")
     L.append("")
@@ -385,7 +406,8 @@ def to_markdown(
           "CPU provider computes fp16 in fp32) against the FP32 FMA peak, int8 rows against "
           "the int8 peak of the ISA (VNNI: 4×, without VNNI 2× the FP32 MACs per cycle), "
           "weighted by the share of MACs onnxruntime really runs as int8; each peak's "
-          "derivation is under Machine. Empty: no honest peak.", ""]
+          "derivation is under Machine. Empty: no honest peak. The clock is the one the "
+          "system reports: cores that boost above it can show more than 100 %.", ""]
     macs = {(m["model"], m["precision"]): m["macs_per_image"] for m in data["models"]}
     if any(macs.values()):
         L.append("MACs per image (from the graph): " + ", ".join(
@@ -487,7 +509,8 @@ def write_figures(result: BenchResult, folder: str | os.PathLike[str], *,
                   n_predictions: int = 10, n_misclassified: int = 24) -> dict[str, Path]:
     """All PNGs into ``folder``: per model (reference precision/provider) the confusion
     heatmap, per-class accuracy bars (every precision), predictions and misclassified
-    examples; one throughput-vs-batch chart. Returns {title: path}."""
+    examples; one throughput-vs-batch chart; one accuracy-vs-throughput chart (a point per
+    model × precision × provider). Returns {title: path}."""
     from cifarkit import plots
 
     folder = Path(folder)
@@ -496,6 +519,9 @@ def write_figures(result: BenchResult, folder: str | os.PathLike[str], *,
     out: dict[str, Path] = {}
     for ref in reference_accuracy(result):
         tag = f"{ref.model} {ref.precision} on {ref.provider}"
+        # a model of the quick sweep's lighter part was run on a subset of the images
+        x, y = ((result.images, result.labels) if ref.indices is None else
+                (result.images[ref.indices], result.labels[ref.indices]))
         base = _slug(f"{ref.model}-{ref.precision}-{ref.provider}")
         r = ref.report
         p = folder / f"{base}-confusion.png"
@@ -558,7 +584,30 @@ def write_figures(result: BenchResult, folder: str | os.PathLike[str], *,
                 else "") + ")",
         )
         out["throughput vs batch size"] = p
+    points = accuracy_vs_throughput_points(result)
+    if points:
+        cpu = result.environment.get("cpu", {})
+        p = folder / "accuracy-vs-throughput.png"
+        plots.accuracy_vs_throughput(
+            points, p, title=f"Accuracy vs throughput ({cpu.get('model')}, "
+            f"{cpu.get('physical_cores')} cores)",
+        )
+        out["accuracy vs throughput"] = p
     return out
+
+
+def accuracy_vs_throughput_points(result: BenchResult) -> list[tuple[str, str, str, float,
+                                                                      float]]:
+    """(model, precision, provider, best images/s over the batch sizes timed, top-1): one
+    point per model × precision × provider that has both an accuracy and a timing."""
+    best: dict[tuple[str, str, str], float] = {}
+    for row in result.latency:
+        if row.stats is not None:
+            key = (row.model, row.precision, row.provider)
+            best[key] = max(best.get(key, 0.0), row.stats.images_per_s)
+    return [(a.model, a.precision, a.provider, best[key], a.report.top1)
+            for a in result.accuracy
+            if (key := (a.model, a.precision, a.provider)) in best]
 
 
 # --- terminal (rich) ------------------------------------------------------------------------
@@ -605,8 +654,13 @@ def rich_report(result: BenchResult) -> list[Any]:
     data = to_dict(result)
     out: list[Any] = []
 
-    acc = Table(title=f"accuracy on {len(result.labels):,} {result.split} images",
-                box=box.SIMPLE_HEAD)
+    sizes = sorted({a.report.n_images for a in result.accuracy}, reverse=True)
+    title = f"accuracy on {len(result.labels):,} {result.split} images"
+    if len(sizes) > 1:  # --quick: the models other than the default on a subset
+        title += " (" + ", ".join(
+            f"{', '.join(sorted({a.model for a in result.accuracy if a.report.n_images == n}))}"
+            f": {n:,}" for n in sizes) + ")"
+    acc = Table(title=title, box=box.SIMPLE_HEAD)
     for col in ("model", "precision", "provider"):
         acc.add_column(col, style="cyan" if col == "model" else None)
     for col in ("top-1", "top-3", "macro P", "macro R", "macro F1"):

@@ -44,6 +44,12 @@ from cifarkit.bench.metrics import AccuracyReport, evaluate
 from cifarkit.errors import ModelError, ProviderError, UsageError
 
 DEFAULT_BATCH_SIZES = (1, 8, 32, 128, 512)
+#: ``quick`` (``cifarkit bench --quick``, ``make demo``): the default model (every precision
+#: of ``exported/default``'s model) gets the whole sweep; every other model file a stratified
+#: subset of this many images, these batch sizes and this many seconds of timed runs each.
+QUICK_IMAGES = 2000
+QUICK_BATCH_SIZES = (1, 32)
+QUICK_DURATION = 0.5
 PRECISION_ORDER = ("fp32", "int8", "fp16")
 SPLITS = ("test", "train")
 Progress = Callable[[int, int, str], None]
@@ -72,6 +78,8 @@ class BenchConfig:
     exported: Path | None = None  # default: runtime.exported_dir()
     runs: Path | None = None  # where ``keras="auto"`` looks for runs/<name>/model.keras
     argv: list[str] | None = None  # the command line recorded in the report
+    #: the lighter sweep of QUICK_*: the default model in full, the others lighter
+    quick: bool = False
 
 
 @dataclass
@@ -97,6 +105,8 @@ class AccuracyResult:
     report: AccuracyReport
     probs: np.ndarray  # [N, n_classes] float32: kept for the figures, not written to JSON
     seconds: float  # wall time of the accuracy pass (chunked predict_proba, not a benchmark)
+    #: the rows of ``BenchResult.images`` the probs are of (None: all; ``quick``: a subset)
+    indices: np.ndarray | None = None
 
 
 @dataclass
@@ -406,8 +416,12 @@ def run_bench(
     )
 
     variants = {p: ([False, True] if p in ("cuda", "tensorrt") else [False]) for p in providers}
-    total = sum(len(models) * (1 + len(variants[p]) * len(batch_sizes)) for p in providers)
-    sweep = _Sweep(result, progress, total, data_classes, batch_sizes, iterations, duration)
+    sweep = _Sweep(result, progress, 0, data_classes, batch_sizes, iterations, duration)
+    if config.quick:
+        sweep.focus = quick_focus(models, config.exported, notes)
+        sweep.light = stratified_light(labels, config.seed)
+    sweep.total = sum(1 + len(variants[p]) * len(sweep.sizes_for(mf))
+                      for p in providers for mf in models)
     for mf in models:
         try:
             mf.macs = count_macs(mf.path)
@@ -441,6 +455,16 @@ class _Sweep:
         self.data_classes, self.batch_sizes = data_classes, batch_sizes
         self.iterations, self.duration = iterations, duration
         self.done = 0
+        self.focus: str | None = None  # quick: the model that gets the whole sweep
+        self.light: np.ndarray | None = None  # quick: image indices for the other models
+
+    def _is_light(self, mf: ModelFile) -> bool:
+        return self.result.config.quick and mf.name != self.focus
+
+    def sizes_for(self, mf: ModelFile) -> list[int]:
+        if not self._is_light(mf):
+            return self.batch_sizes
+        return [b for b in self.batch_sizes if b in QUICK_BATCH_SIZES] or self.batch_sizes[:1]
 
     def _report(self, what: str, advance: bool = True) -> None:
         self.done += int(advance)
@@ -450,6 +474,13 @@ class _Sweep:
     def run(self, mf: ModelFile, provider: str, variants: list[bool]) -> None:
         result, config = self.result, self.result.config
         images, labels = result.images, result.labels
+        batch_sizes, duration = self.batch_sizes, self.duration
+        if self._is_light(mf):
+            if self.light is not None:
+                images, labels = images[self.light], labels[self.light]
+            batch_sizes = self.sizes_for(mf)
+            if self.iterations is None:
+                duration = min(duration or QUICK_DURATION, QUICK_DURATION)
         clf = _open(mf.path, provider, config.threads)
         try:
             mf.architecture = mf.architecture or clf.metadata.get("architecture")
@@ -463,7 +494,8 @@ class _Sweep:
             seconds = time.perf_counter() - t0
             report = evaluate(probs, labels, model_classes, n_confusions=config.n_confusions)
             result.accuracy.append(
-                AccuracyResult(mf.name, mf.precision, provider, report, probs, seconds)
+                AccuracyResult(mf.name, mf.precision, provider, report, probs, seconds,
+                               self.light if self._is_light(mf) else None)
             )
             self._report(f"{mf.label} on {provider}: accuracy")
             for io_binding in variants:
@@ -473,13 +505,46 @@ class _Sweep:
                 what = f"{mf.label} on {provider}" + (" (I/O binding)" if io_binding else "")
                 self._report(f"{what}: latency", advance=False)
                 for stats in time_batches(
-                    clf.run_batch, images, self.batch_sizes, warmup=config.warmup,
-                    iterations=self.iterations, duration=self.duration,
+                    clf.run_batch, images, batch_sizes, warmup=config.warmup,
+                    iterations=self.iterations, duration=duration,
                     on_done=lambda bs, _s, w=what: self._report(f"{w}: batch {bs} done"),
                 ):
                     result.latency.append(_latency_row(result, mf, clf, io_binding, stats))
         finally:
             clf.close()
+
+
+def quick_focus(models: list[ModelFile], exported: Path | None, notes: list[str]) -> str | None:
+    """The name of the default model (named by ``exported/default``) among ``models``, or
+    None: every model then gets the lighter sweep, and a note says why."""
+    from cifarkit.runtime.models import DEFAULT_FILE, exported_dir
+
+    pointer = (exported or exported_dir()) / DEFAULT_FILE
+    try:
+        ref = pointer.read_text(encoding="utf-8").strip()
+    except OSError:
+        ref = ""
+    if not ref:
+        notes.append(f"quick: no default model ({pointer} is missing or empty); every model "
+                     "got the lighter sweep")
+        return None
+    as_path = Path(ref) if Path(ref).is_absolute() else pointer.parent / ref
+    for mf in models:
+        if (as_path.exists() and mf.path.resolve() == as_path.resolve()) or (
+                mf.name == ref.partition(":")[0]):
+            return mf.name
+    notes.append(f"quick: the default model {ref!r} ({pointer}) is not among those "
+                 "benchmarked; every model got the lighter sweep")
+    return None
+
+
+def stratified_light(labels: np.ndarray, seed: int) -> np.ndarray | None:
+    """The quick sweep's image subset for the models other than the default (None: all)."""
+    from cifarkit.data.splits import stratified_subset
+
+    if len(labels) <= QUICK_IMAGES:
+        return None
+    return stratified_subset(labels, QUICK_IMAGES, seed=seed)
 
 
 def _check_classes(
