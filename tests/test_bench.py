@@ -256,17 +256,17 @@ TABLE_KEYS = {
     "accuracy": {"model", "precision", "provider", "runtime", "n_images", "top1", "top3",
                  "macro_precision", "macro_recall", "macro_f1", "seconds", "agreement_top1",
                  "max_abs_diff"},
-    "per_class": {"model", "precision", "provider", "runtime", "label", "class", "class_precision",
-                  "class_recall", "class_f1", "support", "predicted"},
-    "confusion": {"model", "precision", "provider", "runtime", "true_label", "true", "predicted_label",
-                  "predicted", "count", "row_fraction"},
-    "top_confusions": {"model", "precision", "provider", "runtime", "rank", "true", "predicted", "count",
-                       "share_of_true"},
+    "per_class": {"model", "precision", "provider", "runtime", "label", "class",
+                  "class_precision", "class_recall", "class_f1", "support", "predicted"},
+    "confusion": {"model", "precision", "provider", "runtime", "true_label", "true",
+                  "predicted_label", "predicted", "count", "row_fraction"},
+    "top_confusions": {"model", "precision", "provider", "runtime", "rank", "true",
+                       "predicted", "count", "share_of_true"},
     "latency": {"model", "precision", "provider", "runtime", "io_binding", "threads", "batch_size",
                 "status", "reason", "active_providers", "warmup", "iterations", "total_s",
                 "mean_ms", "min_ms", "max_ms", "p50_ms", "p90_ms", "p99_ms",
                 "p50_ms_per_image", "p90_ms_per_image", "p99_ms_per_image", "images_per_s",
-                "macs_per_image", "gflops", "fp32_peak_share"},
+                "macs_per_image", "gflops", "peak_share", "peak"},
     "models": {"model", "precision", "path", "architecture", "input_kind", "size_bytes",
                "macs_per_image", "flops_per_image", "macs_conv", "macs_matmul",
                "macs_uncounted_nodes"},
@@ -558,6 +558,6 @@ def test_real_data_subset(real_data, tmp_path):
     acc = data["accuracy"][0]
     assert 0.0 <= acc["top1"] <= acc["top3"] <= 1.0
     lat = {r["batch_size"]: r for r in data["latency"]}
-    assert lat[32]["macs_per_image"] == CNN_MACS and lat[32]["fp32_peak_share"] > 0
+    assert lat[32]["macs_per_image"] == CNN_MACS and lat[32]["peak_share"] > 0
     assert lat[32]["p50_ms"] > lat[1]["p50_ms"]  # 32 images take longer than one
     assert result.images.shape == (300, 32, 32, 3) and result.images.dtype == np.uint8

@@ -277,4 +277,35 @@ def runtime_matrix(
                title_fontsize=8, bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(title or "Runtimes: agreement with onnxruntime, latency, throughput")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
+
+
+def accuracy_vs_throughput(
+    points: Sequence[tuple[str, str, str, float, float]],
+    path: str | os.PathLike[str], title: str = "",
+    rate_label: str = "throughput, images/s (best batch size timed; log scale)",
+) -> None:
+    """Top-1 accuracy against images/s, one point per (model, precision, provider): the chart
+    to pick a model for a machine by. ``points``: (model, precision, provider, images/s,
+    top-1 in 0-1). Colour per model, marker per precision, hollow markers for non-CPU."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    models = list(dict.fromkeys(p[0] for p in points))
+    colours = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    markers = {"fp32": "o", "fp16": "s", "int8": "^"}
+    for model, precision, provider, rate, top1 in points:
+        hollow = provider != "cpu"
+        ax.scatter([rate], [100 * top1], s=60, marker=markers.get(precision, "D"),
+                   facecolors="none" if hollow else colours[model],
+                   edgecolors=colours[model], linewidths=1.5, zorder=3)
+        ax.annotate(f"{model} {precision}" + (f" {provider}" if hollow else ""),
+                    (rate, 100 * top1), textcoords="offset points", xytext=(6, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel(rate_label)
+    ax.set_ylabel("top-1 accuracy, %")
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title(title or "Accuracy vs throughput")
+    handles = [plt.Line2D([], [], linestyle="", marker=markers[p], color="grey", label=p)
+               for p in markers if any(q[1] == p for q in points)]
+    if handles:
+        ax.legend(handles=handles, fontsize=8, loc="lower left")
     _save(fig, path)

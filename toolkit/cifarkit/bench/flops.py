@@ -1,4 +1,4 @@
-"""Compute per image from the ONNX graph, and this CPU's FP32 peak, for efficiency figures.
+"""Compute per image from the ONNX graph, and this CPU's peaks, for efficiency figures.
 
 MACs (multiply-accumulates) per image are counted from the graph itself: the batch dimension
 of the input is fixed to 1, onnx's shape inference fills in every tensor's shape, and each
@@ -25,6 +25,12 @@ FMA units × FP32 SIMD lanes × 2 (an FMA is a multiply and an add):
   ``/proc/cpuinfo`` (in a VM: the host's nominal clock; boost clocks are not visible, so
   the real peak can be higher and the share lower than stated);
 - cores: the onnxruntime threads used, at most the physical cores.
+
+Each latency row is shown against the peak of the arithmetic it runs (:func:`row_peak`): fp32
+rows against the FP32 peak; fp16 rows too (onnxruntime's CPU provider computes them in
+fp32); int8 rows against the int8 peak of the ISA (:func:`cpu_int8_peak`: VNNI 4×, without
+VNNI 2× the FP32 MACs per cycle), weighted by the share of the MACs onnxruntime really runs as
+int8 (:func:`runtime_int8_share`). Where no honest peak exists the cell stays empty.
 """
 
 from __future__ import annotations
@@ -127,13 +133,18 @@ def count_macs(model: str | os.PathLike[str] | Any) -> MacCount:
                 uncounted.append(node.name or op)
                 continue
             macs = _prod(out) * _prod(w[1:])
-        elif op == "Gemm":
-            a, b = shapes.get(node.input[0]), shapes.get(node.input[1])
+        elif op in ("Gemm", "QGemm"):  # QGemm: onnxruntime's fused int8 Gemm (B at input 3)
+            a = shapes.get(node.input[0])
+            b = shapes.get(node.input[1 if op == "Gemm" else 3])
             out = shapes.get(node.output[0])
+            trans_a = any(at.name == "transA" and at.i for at in node.attribute)
+            trans_b = any(at.name == "transB" and at.i for at in node.attribute)
+            if not out and a and b and len(a) == len(b) == 2:  # contrib ops: no inference
+                out = [a[1] if trans_a else a[0], b[0] if trans_b else b[1]]
+                shapes[node.output[0]] = out  # for a QGemm that follows
             if not a or not b or not out:
                 uncounted.append(node.name or op)
                 continue
-            trans_a = any(at.name == "transA" and at.i for at in node.attribute)
             k = a[0] if trans_a else a[-1]
             macs = _prod(out) * k
         elif op in _MATMUL_A_B:
@@ -170,6 +181,8 @@ class CpuPeak:
     isa: str
     flops_per_cycle_per_core: int
     derivation: str
+    #: the arithmetic the peak is of: "fp32", "int8", or a mix ("int8 64 % + fp32 36 %")
+    arithmetic: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -252,3 +265,158 @@ def achieved_gflops(macs_per_image: int | None, images_per_s: float) -> float | 
     if not macs_per_image:
         return None
     return 2 * macs_per_image * images_per_s / 1e9
+
+
+# --- the peak of the arithmetic a row runs ---------------------------------------------------
+
+#: onnxruntime ops that multiply int8 by int8 (int32 accumulators)
+INT8_OPS = frozenset({"QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "QGemm",
+                      "MatMulIntegerToFloat", "DynamicQuantizeMatMul"})
+
+
+def _vendor_family(text: str) -> tuple[str, int]:
+    vendor = _field(text, "vendor_id") or ""
+    try:
+        return vendor, int(_field(text, "cpu family") or 0)
+    except ValueError:
+        return vendor, 0
+
+
+def cpu_int8_peak(
+    cores: int, *, flags: set[str] | None = None, cpuinfo: str | None = None,
+    clock: tuple[float, str] | None = None,
+) -> CpuPeak | None:
+    """The int8 peak (int8 multiply-adds into int32) of ``cores`` cores, from the ISA.
+
+    Per core and cycle, with the same 2 vector units assumed as for FP32:
+
+    - AMX-INT8: ``TDPBUSD`` multiplies a 16×64 by a 64×16 int8 tile (16,384 MACs) in 16
+      cycles: 1,024 MACs;
+    - AVX-512 VNNI / AVX-VNNI: ``vpdpbusd`` does one u8×s8 MAC per byte of the vector (64 at
+      512 bits, 32 at 256: Zen 4's AVX-512 and AVX-VNNI) → 2 × 64 or 2 × 32;
+    - AVX2 / AVX-512BW / SSSE3 without VNNI: ``vpmaddubsw`` (u8×s8, pairs summed to int16)
+      then ``vpmaddwd`` (int16 pairs to int32) — two instructions on the multiply ports per
+      byte-wide MAC vector → half of VNNI's: 2 × 32 / 2 at 256 bits;
+    - none of those: no honest peak (None).
+
+    That is 4× (VNNI) or 2× (without) the FP32 FMA peak at the same vector width. An "op" is
+    2 per MAC, as for FLOPs.
+    """
+    text = _cpuinfo() if cpuinfo is None else cpuinfo
+    if flags is None:
+        flags = set((_field(text, "flags") or "").split())
+    clock = clock or cpu_clock_ghz(text)
+    if clock is None or cores < 1:
+        return None
+    ghz, source = clock
+    vendor, family = _vendor_family(text)
+    units = 2
+    wide512 = "avx512f" in flags and (vendor != "AuthenticAMD" or family >= 26)
+    if "amx_int8" in flags:
+        macs, isa = 1024, "AMX-INT8 (TDPBUSD: 16,384 MACs per 16 cycles)"
+    elif "avx512_vnni" in flags:
+        vec = 64 if wide512 else 32
+        macs = units * vec
+        isa = ("AVX-512 VNNI (vpdpbusd, 64 MACs)" if wide512 else
+               "AVX-512 VNNI on 256-bit units (AMD Zen 4: 32 MACs per vpdpbusd)")
+    elif "avx_vnni" in flags:
+        macs, isa = units * 32, "AVX-VNNI (vpdpbusd ymm, 32 MACs)"
+    elif "avx512bw" in flags and wide512:
+        macs, isa = units * 64 // 2, "AVX-512BW without VNNI (vpmaddubsw + vpmaddwd: 64 MACs)"
+    elif "avx2" in flags:
+        macs, isa = units * 32 // 2, "AVX2 without VNNI (vpmaddubsw + vpmaddwd: 32 MACs)"
+    elif "ssse3" in flags:
+        macs, isa = units * 16 // 2, "SSSE3 (pmaddubsw + pmaddwd: 16 MACs)"
+    else:
+        return None
+    per_cycle = 2 * macs
+    gops = cores * ghz * per_cycle
+    how = f"{macs} MACs" if "AMX" in isa else (
+        f"{units} vector units (assumed) × {macs // units} MACs")
+    derivation = (
+        f"{cores} core{'s' if cores != 1 else ''} × {ghz:.2f} GHz × {per_cycle} int8 op/cycle "
+        f"({how} per cycle, {isa}; 2 ops per multiply-add) = {gops:.1f} GOP/s; "
+        f"clock from {source}"
+    )
+    return CpuPeak(
+        gflops=gops, cores=cores, ghz=ghz, ghz_source=source, fma_units=units,
+        simd_lanes=macs // units, isa=isa, flops_per_cycle_per_core=per_cycle,
+        derivation=derivation, arithmetic="int8",
+    )
+
+
+def runtime_int8_share(path: str | os.PathLike[str]) -> float | None:
+    """The share of a model's MACs that onnxruntime's CPU provider runs as int8 × int8.
+
+    onnxruntime fuses a QDQ graph's DequantizeLinear → Conv → QuantizeLinear into
+    ``QLinearConv`` where it can and leaves the rest in fp32 (fastnet's int8 file: 3 of 7
+    convolutions, 64 % of the MACs). The graph after its extended optimisations (fusions, not
+    yet the CPU-specific layouts) says which: MACs of :data:`INT8_OPS` over all MACs. None when
+    that graph cannot be counted.
+    """
+    import tempfile
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
+        so.log_severity_level = 3
+        try:
+            ort.InferenceSession(os.fspath(path), so, providers=["CPUExecutionProvider"])
+            macs = count_macs(so.optimized_model_filepath)
+        except Exception:  # a peak is a footnote: no share rather than no benchmark
+            return None
+    if macs.uncounted or not macs.macs_per_image:
+        return None
+    int8 = sum(v for k, v in macs.by_op.items() if k in INT8_OPS)
+    return int8 / macs.macs_per_image
+
+
+def mixed_peak(fp32: CpuPeak, int8: CpuPeak, int8_share: float) -> CpuPeak:
+    """The peak of a graph that runs ``int8_share`` of its MACs as int8, the rest as fp32:
+    all MACs over the least time they can take (each part at its own peak)."""
+    if int8_share >= 1.0:
+        return int8
+    if int8_share <= 0.0:
+        return fp32
+    gops = 1.0 / (int8_share / int8.gflops + (1.0 - int8_share) / fp32.gflops)
+    label = f"int8 {int8_share:.0%} + fp32 {1 - int8_share:.0%}".replace("%", " %")
+    derivation = (
+        f"{label} of the MACs (onnxruntime's optimised graph): 1 / ({int8_share:.3f} / "
+        f"{int8.gflops:.1f} + {1 - int8_share:.3f} / {fp32.gflops:.1f}) = {gops:.1f} GOP/s, "
+        f"with the int8 peak {int8.derivation.split('; clock from')[0]}"
+    )
+    return CpuPeak(
+        gflops=gops, cores=fp32.cores, ghz=fp32.ghz, ghz_source=fp32.ghz_source,
+        fma_units=fp32.fma_units, simd_lanes=fp32.simd_lanes, isa=f"{int8.isa}; {fp32.isa}",
+        flops_per_cycle_per_core=0, derivation=derivation, arithmetic=label,
+    )
+
+
+def row_peak(precision: str, cores: int, *, int8_share: float | None = None,
+             flags: set[str] | None = None, cpuinfo: str | None = None,
+             clock: tuple[float, str] | None = None) -> CpuPeak | None:
+    """The peak a CPU row of ``precision`` is measured against (None: no honest peak).
+
+    - fp32: the FP32 FMA peak;
+    - fp16: the FP32 peak too — onnxruntime's CPU provider has no x86 fp16 convolution: it
+      inserts Casts and runs them in fp32 (seen in its optimised graph). On a CPU with
+      AVX512-FP16 some kernels may run fp16: no honest peak there;
+    - int8: the int8 peak, or the mix of both for the share ``int8_share`` of the MACs that
+      onnxruntime runs as int8 (:func:`runtime_int8_share`); None when that is unknown.
+    """
+    kw = {"flags": flags, "cpuinfo": cpuinfo, "clock": clock}
+    text = _cpuinfo() if cpuinfo is None else cpuinfo
+    have = set((_field(text, "flags") or "").split()) if flags is None else flags
+    if precision == "fp32":
+        return cpu_fp32_peak(cores, **kw)
+    if precision == "fp16":
+        return None if "avx512_fp16" in have else cpu_fp32_peak(cores, **kw)
+    if precision == "int8" and int8_share is not None:
+        fp32, int8 = cpu_fp32_peak(cores, **kw), cpu_int8_peak(cores, **kw)
+        if fp32 is None or int8 is None:
+            return None
+        return mixed_peak(fp32, int8, int8_share)
+    return None

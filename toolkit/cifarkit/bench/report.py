@@ -19,9 +19,10 @@ shares and accuracies as fractions 0–1.
   ``providers_requested`` (null = the default sweep), ``providers_active``, ``precisions``,
   ``batch_sizes``, ``warmup``, ``iterations``, ``duration_s``, ``threads``, ``keras``,
   ``seconds`` (wall time of the whole run), ``data_notes`` (what the data loader said).
-- ``cpu_peak``: [{``cores``, ``gflops``, ``ghz``, ``ghz_source``, ``fma_units``,
-  ``simd_lanes``, ``isa``, ``flops_per_cycle_per_core``, ``derivation``}] (one per thread
-  count used).
+- ``cpu_peak``: [{``cores``, ``gflops`` (GOP/s for int8), ``ghz``, ``ghz_source``,
+  ``fma_units``, ``simd_lanes``, ``isa``, ``flops_per_cycle_per_core``, ``derivation``,
+  ``arithmetic``}] (one per distinct peak: thread count × arithmetic; see
+  ``cifarkit.bench.flops.row_peak``).
 - ``models``: [{``model``, ``precision``, ``path``, ``architecture``, ``input_kind``,
   ``size_bytes``, ``macs_per_image``, ``flops_per_image``, ``macs_conv``, ``macs_matmul``,
   ``macs_uncounted_nodes``}].
@@ -38,7 +39,9 @@ shares and accuracies as fractions 0–1.
   ``batch_size``, ``status`` ("ok" | "unavailable"), ``reason``, ``active_providers``,
   ``warmup``, ``iterations``, ``total_s``, ``mean_ms``, ``min_ms``, ``max_ms``, ``p50_ms``,
   ``p90_ms``, ``p99_ms``, ``p50_ms_per_image``, ``p90_ms_per_image``, ``p99_ms_per_image``,
-  ``images_per_s``, ``macs_per_image``, ``gflops``, ``fp32_peak_share``}]; an unavailable
+  ``images_per_s``, ``macs_per_image``, ``gflops``, ``peak_share`` (achieved ÷ the peak of
+  the arithmetic the row runs; null where there is no honest peak), ``peak`` (that
+  arithmetic: "fp32", "int8" or "int8 64 % + fp32 36 %")}]; an unavailable
   provider has one row per model file with ``status="unavailable"``, its ``reason`` and
   null timings.
 - ``keras``: [{``model``, ``precision``, ``provider``, ``keras_path``, ``keras_device``,
@@ -89,6 +92,33 @@ _LATENCY_KEYS = (
 # --- JSON -----------------------------------------------------------------------------------
 
 
+def _quick_settings(result: BenchResult) -> dict[str, Any] | None:
+    """What ``--quick`` left out (None: the full sweep)."""
+    if not result.config.quick:
+        return None
+    from cifarkit.bench.runner import QUICK_BATCH_SIZES, QUICK_DURATION, QUICK_IMAGES
+
+    full = sorted({a.model for a in result.accuracy if a.report.n_images == len(result.labels)})
+    return {"full_sweep_models": full, "other_models_images": min(QUICK_IMAGES,
+            len(result.labels)), "other_models_batch_sizes": list(QUICK_BATCH_SIZES),
+            "other_models_duration_s": QUICK_DURATION}
+
+
+def _distinct_peaks(result: BenchResult) -> list[dict[str, Any]]:
+    """Each peak the rows were measured against, once (fp32 and fp16 share one)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for p in result.cpu_peaks.values():
+        if p is not None:
+            seen.setdefault(p.derivation, p.to_dict())
+    return list(seen.values())
+
+
+def _peak_title(peak: dict[str, Any]) -> str:
+    arithmetic = peak.get("arithmetic", "fp32")
+    what = {"fp32": "FP32 peak (fp32 and fp16 rows)", "int8": "int8 peak"}.get(arithmetic)
+    return what or f"peak of {arithmetic}"
+
+
 def to_dict(result: BenchResult) -> dict[str, Any]:
     """The JSON report (see the module docstring for the schema)."""
     from cifarkit import __version__
@@ -117,8 +147,9 @@ def to_dict(result: BenchResult) -> dict[str, Any]:
             "keras": os.fspath(cfg.keras) if cfg.keras is not None else None,
             "seconds": round(result.seconds, 3),
             "data_notes": list(result.data_notes),
+            "quick": _quick_settings(result),
         },
-        "cpu_peak": [p.to_dict() for p in result.cpu_peaks.values() if p is not None],
+        "cpu_peak": _distinct_peaks(result),
         "models": [],
         "accuracy": [],
         "per_class": [],
@@ -183,7 +214,7 @@ def to_dict(result: BenchResult) -> dict[str, Any]:
             "status": row.status, "reason": row.reason, "active_providers": row.active_providers,
             **{k: stats.get(k) for k in _LATENCY_KEYS},
             "macs_per_image": row.macs_per_image, "gflops": row.gflops,
-            "fp32_peak_share": row.fp32_peak_share,
+            "peak_share": row.peak_share, "peak": row.peak,
         })
     for k in result.keras:
         for c in k.comparisons:
@@ -454,8 +485,16 @@ def to_markdown(
         + " per batch size; onnxruntime threads: "
         + (str(settings["threads"]) if settings["threads"] else "one per physical core"),
     ]
+    quick = settings.get("quick")
+    if quick:
+        L.append(
+            f"- **Quick sweep** (`--quick`): {', '.join(quick['full_sweep_models']) or 'no model'}"
+            f" on every image and batch size; the other models on a stratified "
+            f"{quick['other_models_images']:,} images, batch sizes "
+            f"{', '.join(map(str, quick['other_models_batch_sizes']))}, "
+            f"{quick['other_models_duration_s']} s of timed runs each")
     for peak in data["cpu_peak"]:
-        L.append(f"- **FP32 peak:** {peak['derivation']}")
+        L.append(f"- **{_peak_title(peak)}:** {peak['derivation']}")
     L.append("")
 
     if data["unavailable"]:
@@ -479,8 +518,13 @@ def to_markdown(
 
     L += ["## Latency and throughput", "",
           "ms per batch (p50 / p90 / p99), ms per image at p50, images/s (mean rate), "
-          "achieved GFLOP/s (2 × MACs per image × images/s) and the share of the CPU's FP32 "
-          "peak (CPU rows).", ""]
+          "achieved GFLOP/s (2 × MACs per image × images/s; GOP/s for int8) and its share of "
+          "the CPU's peak for the arithmetic the row runs (CPU rows): fp32 and fp16 rows (the "
+          "CPU provider computes fp16 in fp32) against the FP32 FMA peak, int8 rows against "
+          "the int8 peak of the ISA (VNNI: 4×, without VNNI 2× the FP32 MACs per cycle), "
+          "weighted by the share of MACs onnxruntime really runs as int8; each peak's "
+          "derivation is under Machine. Empty: no honest peak. The clock is the one the "
+          "system reports: cores that boost above it can show more than 100 %.", ""]
     macs = {(m["model"], m["precision"]): m["macs_per_image"] for m in data["models"]}
     if any(macs.values()):
         L.append("MACs per image (from the graph): " + ", ".join(
@@ -495,14 +539,16 @@ def to_markdown(
             "yes" if r["io_binding"] else "no", str(r["batch_size"]), _fmt_ms(r["p50_ms"]),
             f"{_fmt_ms(r['p90_ms'])} / {_fmt_ms(r['p99_ms'])}", _fmt_ms(r["p50_ms_per_image"]),
             _fmt_rate(r["images_per_s"]),
-            "—" if r["gflops"] is None else f"{r['gflops']:.1f}", _pct(r["fp32_peak_share"]),
+            "—" if r["gflops"] is None else f"{r['gflops']:.1f}",
+            "" if r["peak_share"] is None else _pct(r["peak_share"]), r["peak"] or "",
         ])
     for u in data["unavailable"]:  # one row per provider, for every model
         rows.append(["all models", "all", u["provider"], *([""] if multi else []), "", "", "",
-                     f"unavailable: {u['reason']}", "", "", "", ""])
+                     f"unavailable: {u['reason']}", "", "", "", "", ""])
     L += _md_table(["model", "precision", "provider", *(["runtime"] if multi else []),
                     "I/O binding", "batch", "p50 ms", "p90 / p99 ms", "ms/image", "images/s",
-                    "GFLOP/s", "FP32 peak"], rows, "llll" + "l" * multi + "rrrrrrr")
+                    "GFLOP/s", "% of peak", "peak of"], rows,
+                   "llll" + "l" * multi + "rrrrrrrl")
     L.append("")
 
     if data["keras"]:
@@ -582,7 +628,8 @@ def write_figures(result: BenchResult, folder: str | os.PathLike[str], *,
                   n_predictions: int = 10, n_misclassified: int = 24) -> dict[str, Path]:
     """All PNGs into ``folder``: per model (reference precision/provider) the confusion
     heatmap, per-class accuracy bars (every precision), predictions and misclassified
-    examples; one throughput-vs-batch chart. Returns {title: path}."""
+    examples; one throughput-vs-batch chart; one accuracy-vs-throughput chart (a point per
+    model × precision × provider). Returns {title: path}."""
     from cifarkit import plots
 
     folder = Path(folder)
@@ -591,6 +638,9 @@ def write_figures(result: BenchResult, folder: str | os.PathLike[str], *,
     out: dict[str, Path] = {}
     for ref in reference_accuracy(result):
         tag = f"{ref.model} {ref.precision} on {ref.provider}"
+        # a model of the quick sweep's lighter part was run on a subset of the images
+        x, y = ((result.images, result.labels) if ref.indices is None else
+                (result.images[ref.indices], result.labels[ref.indices]))
         base = _slug(f"{ref.model}-{ref.precision}-{ref.provider}")
         r = ref.report
         p = folder / f"{base}-confusion.png"
@@ -666,7 +716,30 @@ def write_figures(result: BenchResult, folder: str | os.PathLike[str], *,
                 "throughput",
             )
             out["runtimes"] = p
+    points = accuracy_vs_throughput_points(result)
+    if points:
+        cpu = result.environment.get("cpu", {})
+        p = folder / "accuracy-vs-throughput.png"
+        plots.accuracy_vs_throughput(
+            points, p, title=f"Accuracy vs throughput ({cpu.get('model')}, "
+            f"{cpu.get('physical_cores')} cores)",
+        )
+        out["accuracy vs throughput"] = p
     return out
+
+
+def accuracy_vs_throughput_points(result: BenchResult) -> list[tuple[str, str, str, float,
+                                                                      float]]:
+    """(model, precision, provider, best images/s over the batch sizes timed, top-1): one
+    point per model × precision × provider that has both an accuracy and a timing."""
+    best: dict[tuple[str, str, str], float] = {}
+    for row in result.latency:
+        if row.stats is not None:
+            key = (row.model, row.precision, row.provider)
+            best[key] = max(best.get(key, 0.0), row.stats.images_per_s)
+    return [(a.model, a.precision, a.provider, best[key], a.report.top1)
+            for a in result.accuracy
+            if (key := (a.model, a.precision, a.provider)) in best]
 
 
 # --- terminal (rich) ------------------------------------------------------------------------
@@ -757,8 +830,13 @@ def rich_report(result: BenchResult) -> list[Any]:
     out: list[Any] = []
     multi = result.multi_runtime
 
-    acc = Table(title=f"accuracy on {len(result.labels):,} {result.split} images",
-                box=box.SIMPLE_HEAD)
+    sizes = sorted({a.report.n_images for a in result.accuracy}, reverse=True)
+    title = f"accuracy on {len(result.labels):,} {result.split} images"
+    if len(sizes) > 1:  # --quick: the models other than the default on a subset
+        title += " (" + ", ".join(
+            f"{', '.join(sorted({a.model for a in result.accuracy if a.report.n_images == n}))}"
+            f": {n:,}" for n in sizes) + ")"
+    acc = Table(title=title, box=box.SIMPLE_HEAD)
     for col in ("model", "precision", "provider", *(["runtime"] if multi else [])):
         acc.add_column(col, style="cyan" if col == "model" else None)
     for col in ("top-1", "top-3", "macro P", "macro R", "macro F1"):
@@ -815,7 +893,7 @@ def rich_report(result: BenchResult) -> list[Any]:
                     _fmt_ms(r["p99_ms"]), _fmt_ms(r["p50_ms_per_image"]),
                     f"[bold]{_fmt_rate(r['images_per_s'])}",
                     "—" if r["gflops"] is None else f"{r['gflops']:.1f}",
-                    _pct(r["fp32_peak_share"]).replace(" ", ""))
+                    "" if r["peak_share"] is None else _pct(r["peak_share"]).replace(" ", ""))
     for u in data["unavailable"]:
         lat.add_row("(all)", "all", u["provider"], *([""] if multi else []),
                     *([""] if any_binding else []), "—",
@@ -844,7 +922,7 @@ def rich_report(result: BenchResult) -> list[Any]:
         for kr in result.keras:
             out.append(Text(keras_summary(kr)))
     for peak in data["cpu_peak"]:
-        out.append(Text(f"FP32 peak: {peak['derivation']}", style="dim"))
+        out.append(Text(f"{_peak_title(peak)}: {peak['derivation']}", style="dim"))
     for note in result.notes:
         out.append(Text(f"note: {note}", style="yellow"))
     return out

@@ -40,13 +40,26 @@ from typing import Any
 import numpy as np
 
 from cifarkit.bench.env import collect_environment, load_average
-from cifarkit.bench.flops import CpuPeak, MacCount, achieved_gflops, count_macs, cpu_fp32_peak
+from cifarkit.bench.flops import (
+    CpuPeak,
+    MacCount,
+    achieved_gflops,
+    count_macs,
+    row_peak,
+    runtime_int8_share,
+)
 from cifarkit.bench.keras_baseline import KerasComparison
 from cifarkit.bench.latency import DEFAULT_WARMUP, LatencyStats, check_budget, time_batches
 from cifarkit.bench.metrics import AccuracyReport, evaluate
 from cifarkit.errors import ModelError, ProviderError, UsageError
 
 DEFAULT_BATCH_SIZES = (1, 8, 32, 128, 512)
+#: ``quick`` (``cifarkit bench --quick``, ``make demo``): the default model (every precision
+#: of ``exported/default``'s model) gets the whole sweep; every other model file a stratified
+#: subset of this many images, these batch sizes and this many seconds of timed runs each.
+QUICK_IMAGES = 2000
+QUICK_BATCH_SIZES = (1, 32)
+QUICK_DURATION = 0.5
 PRECISION_ORDER = ("fp32", "int8", "fp16")
 SPLITS = ("test", "train")
 Progress = Callable[[int, int, str], None]
@@ -78,6 +91,8 @@ class BenchConfig:
     exported: Path | None = None  # default: runtime.exported_dir()
     runs: Path | None = None  # where ``keras="auto"`` looks for runs/<name>/model.keras
     argv: list[str] | None = None  # the command line recorded in the report
+    #: the lighter sweep of QUICK_*: the default model in full, the others lighter
+    quick: bool = False
 
 
 @dataclass
@@ -106,6 +121,8 @@ class AccuracyResult:
     runtime: str = "onnxruntime"
     agreement: float | None = None  # top-1 agreement with onnxruntime's reference run
     max_abs_diff: float | None = None  # max |Δp| against it
+    #: the rows of ``BenchResult.images`` the probs are of (None: all; ``quick``: a subset)
+    indices: np.ndarray | None = None
 
 
 @dataclass
@@ -122,7 +139,9 @@ class LatencyRow:
     active_providers: str | None = None
     macs_per_image: int | None = None
     gflops: float | None = None
-    fp32_peak_share: float | None = None
+    #: achieved ÷ the peak of the arithmetic the row runs (see ``flops.row_peak``)
+    peak_share: float | None = None
+    peak: str | None = None  # that arithmetic: "fp32", "int8", "int8 64 % + fp32 36 %"
     runtime: str = "onnxruntime"
 
 
@@ -168,7 +187,8 @@ class BenchResult:
     runtime_unavailable: dict[str, str] = field(default_factory=dict)  # runtime → reason
     runtime_versions: dict[str, str | None] = field(default_factory=dict)
     failures: list[RuntimeFailure] = field(default_factory=list)
-    cpu_peaks: dict[int, CpuPeak | None] = field(default_factory=dict)  # threads → peak
+    # (cores, precision, model path) → the peak CPU rows are measured against
+    cpu_peaks: dict[tuple[int, str, str], CpuPeak | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # warnings about this run's numbers
     data_notes: list[str] = field(default_factory=list)  # what the data loader said
     seconds: float = 0.0
@@ -481,9 +501,13 @@ def run_bench(
     others = [r for r in runtimes if r != "onnxruntime"]
 
     variants = {p: ([False, True] if p in ("cuda", "tensorrt") else [False]) for p in providers}
-    total = sum(len(models) * (1 + len(variants[p]) * len(batch_sizes)) for p in providers)
-    total += len(models) * len(others) * (1 + len(batch_sizes))
-    sweep = _Sweep(result, progress, total, data_classes, batch_sizes, iterations, duration)
+    sweep = _Sweep(result, progress, 0, data_classes, batch_sizes, iterations, duration)
+    if config.quick:
+        sweep.focus = quick_focus(models, config.exported, notes)
+        sweep.light = stratified_light(labels, config.seed)
+    sweep.total = sum(1 + len(variants[p]) * len(sweep.sizes_for(mf))
+                      for p in providers for mf in models)
+    sweep.total += len(others) * sum(1 + len(sweep.sizes_for(mf)) for mf in models)
     for mf in models:
         try:
             mf.macs = count_macs(mf.path)
@@ -525,6 +549,16 @@ class _Sweep:
         self.iterations, self.duration = iterations, duration
         self.done = 0
         self._references: dict[Path, np.ndarray] = {}
+        self.focus: str | None = None  # quick: the model that gets the whole sweep
+        self.light: np.ndarray | None = None  # quick: image indices for the other models
+
+    def _is_light(self, mf: ModelFile) -> bool:
+        return self.result.config.quick and mf.name != self.focus
+
+    def sizes_for(self, mf: ModelFile) -> list[int]:
+        if not self._is_light(mf):
+            return self.batch_sizes
+        return [b for b in self.batch_sizes if b in QUICK_BATCH_SIZES] or self.batch_sizes[:1]
 
     def _report(self, what: str, advance: bool = True) -> None:
         self.done += int(advance)
@@ -534,6 +568,13 @@ class _Sweep:
     def run(self, mf: ModelFile, provider: str, variants: list[bool]) -> None:
         result, config = self.result, self.result.config
         images, labels = result.images, result.labels
+        batch_sizes, duration = self.batch_sizes, self.duration
+        if self._is_light(mf):
+            if self.light is not None:
+                images, labels = images[self.light], labels[self.light]
+            batch_sizes = self.sizes_for(mf)
+            if self.iterations is None:
+                duration = min(duration or QUICK_DURATION, QUICK_DURATION)
         clf = _open(mf.path, provider, config.threads)
         try:
             mf.architecture = mf.architecture or clf.metadata.get("architecture")
@@ -549,10 +590,11 @@ class _Sweep:
             # The first onnxruntime pass of a file is the reference the others compare with.
             first = not any(a.runtime == "onnxruntime" and (a.model, a.precision) ==
                             (mf.name, mf.precision) for a in result.accuracy)
-            agree = (1.0, 0.0) if first else self._agreement(mf, probs)
+            indices = self.light if self._is_light(mf) else None
+            agree = (1.0, 0.0) if first else self._agreement(mf, probs, indices)
             result.accuracy.append(
                 AccuracyResult(mf.name, mf.precision, provider, report, probs, seconds,
-                               agreement=agree[0], max_abs_diff=agree[1])
+                               indices=indices, agreement=agree[0], max_abs_diff=agree[1])
             )
             self._report(f"{mf.label} on {provider}: accuracy")
             for io_binding in variants:
@@ -562,8 +604,8 @@ class _Sweep:
                 what = f"{mf.label} on {provider}" + (" (I/O binding)" if io_binding else "")
                 self._report(f"{what}: latency", advance=False)
                 for stats in time_batches(
-                    clf.run_batch, images, self.batch_sizes, warmup=config.warmup,
-                    iterations=self.iterations, duration=self.duration,
+                    clf.run_batch, images, batch_sizes, warmup=config.warmup,
+                    iterations=self.iterations, duration=duration,
                     on_done=lambda bs, _s, w=what: self._report(f"{w}: batch {bs} done"),
                 ):
                     result.latency.append(_latency_row(result, mf, clf, io_binding, stats))
@@ -582,10 +624,14 @@ class _Sweep:
                 self._references[key] = clf.predict_proba(self.result.images)
         return self._references[key]
 
-    def _agreement(self, mf: ModelFile, probs: np.ndarray) -> tuple[float, float]:
+    def _agreement(self, mf: ModelFile, probs: np.ndarray,
+                   indices: np.ndarray | None = None) -> tuple[float, float]:
         from cifarkit.runtimes import agreement
 
-        return agreement(probs, self.reference(mf))
+        reference = self.reference(mf)
+        if indices is not None and len(reference) != len(probs):  # --quick's subset
+            reference = reference[indices]
+        return agreement(probs, reference)
 
     def run_runtime(self, mf: ModelFile, name: str) -> None:
         """``mf`` on a runtime other than onnxruntime (on the CPU): accuracy, agreement with
@@ -650,6 +696,39 @@ class _RuntimeView:
         self.runtime = model.name
 
 
+def quick_focus(models: list[ModelFile], exported: Path | None, notes: list[str]) -> str | None:
+    """The name of the default model (named by ``exported/default``) among ``models``, or
+    None: every model then gets the lighter sweep, and a note says why."""
+    from cifarkit.runtime.models import DEFAULT_FILE, exported_dir
+
+    pointer = (exported or exported_dir()) / DEFAULT_FILE
+    try:
+        ref = pointer.read_text(encoding="utf-8").strip()
+    except OSError:
+        ref = ""
+    if not ref:
+        notes.append(f"quick: no default model ({pointer} is missing or empty); every model "
+                     "got the lighter sweep")
+        return None
+    as_path = Path(ref) if Path(ref).is_absolute() else pointer.parent / ref
+    for mf in models:
+        if (as_path.exists() and mf.path.resolve() == as_path.resolve()) or (
+                mf.name == ref.partition(":")[0]):
+            return mf.name
+    notes.append(f"quick: the default model {ref!r} ({pointer}) is not among those "
+                 "benchmarked; every model got the lighter sweep")
+    return None
+
+
+def stratified_light(labels: np.ndarray, seed: int) -> np.ndarray | None:
+    """The quick sweep's image subset for the models other than the default (None: all)."""
+    from cifarkit.data.splits import stratified_subset
+
+    if len(labels) <= QUICK_IMAGES:
+        return None
+    return stratified_subset(labels, QUICK_IMAGES, seed=seed)
+
+
 def _check_classes(
     mf: ModelFile, model_classes: tuple[str, ...], data_classes: tuple[str, ...] | None,
     labels: np.ndarray,
@@ -671,17 +750,23 @@ def _latency_row(
 ) -> LatencyRow:
     macs = mf.macs.macs_per_image if mf.macs and not mf.macs.uncounted else None
     gflops = achieved_gflops(macs, stats.images_per_s)
-    share = None
-    if clf.provider in ("cpu", "openvino") and gflops is not None:
+    share, peak = None, None
+    # The CPU provider's own arithmetic is known (flops.row_peak); OpenVINO picks its own
+    # kernels, so only its fp32 rows have a peak to show.
+    if gflops is not None and (clf.provider == "cpu" or
+                               (clf.provider == "openvino" and mf.precision == "fp32")):
         cores = min(clf.threads, result.environment["cpu"]["physical_cores"] or clf.threads)
-        if cores not in result.cpu_peaks:
-            result.cpu_peaks[cores] = cpu_fp32_peak(cores)
-        peak = result.cpu_peaks[cores]
+        key = (cores, mf.precision, os.fspath(mf.path) if mf.precision == "int8" else "")
+        if key not in result.cpu_peaks:
+            int8_share = runtime_int8_share(mf.path) if mf.precision == "int8" else None
+            result.cpu_peaks[key] = row_peak(mf.precision, cores, int8_share=int8_share)
+        peak = result.cpu_peaks[key]
         share = gflops / peak.gflops if peak else None
     return LatencyRow(
         mf.name, mf.precision, clf.provider, io_binding, clf.threads, stats.batch_size, stats,
         active_providers=",".join(clf.active_providers), macs_per_image=macs, gflops=gflops,
-        fp32_peak_share=share, runtime=getattr(clf, "runtime", "onnxruntime"),
+        peak_share=share, peak=peak.arithmetic if peak else None,
+        runtime=getattr(clf, "runtime", "onnxruntime"),
     )
 
 

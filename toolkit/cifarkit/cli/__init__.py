@@ -8,7 +8,6 @@ functions, so ``cifarkit --help`` and ``cifarkit predict --help`` start fast.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import typer
@@ -28,9 +27,14 @@ app = typer.Typer(
 
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show full tracebacks on errors, and TensorFlow's own log lines."
+    ),
 ) -> None:
+    from cifarkit.cli._tfquiet import setup_environment
+
     state.debug = debug
+    setup_environment()  # before any command imports TensorFlow
 
 
 # Command modules (one per stage). Each defines ``register(app)``.
@@ -51,8 +55,6 @@ def main() -> None:
     from cifarkit._signals import sigterm_as_interrupt
     from cifarkit.errors import CifarkitError
 
-    # Keep TensorFlow's C++ start-up chatter out of the user's terminal.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sigterm_as_interrupt()  # a kill stops like Ctrl-C: runs stay resumable, exit code 130
     try:
         rc = app(standalone_mode=False)

@@ -108,6 +108,11 @@ def bench(
         10, "--confusions", min=0, help="How many of the most common confusions to list."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No tables on stdout."),
+    quick: bool = typer.Option(
+        False, "--quick", help="The main job's lighter sweep: the default model "
+        "(exported/default), every precision, gets the whole sweep; every other model a "
+        "stratified 2,000 images, batch sizes 1 and 32, 0.5 s of timed runs each.",
+    ),
 ) -> None:
     """Accuracy, per-class errors and latency of exported ONNX models on real images."""
     from rich.markup import escape
@@ -118,6 +123,10 @@ def bench(
 
     if iterations is not None and duration is not None:
         raise UsageError("give --iterations or --duration, not both")
+    if keras is not None:
+        from cifarkit.cli._tfquiet import quiet_tensorflow
+
+        quiet_tensorflow()
     config = BenchConfig(
         models=list(models or []),
         data=data,
@@ -134,6 +143,7 @@ def bench(
         keras=keras,
         n_confusions=confusions,
         argv=["cifarkit", *sys.argv[1:]],
+        quick=quick,
     )
     with _progress() as bar:
         task = bar.add_task("benchmark", total=None)

@@ -175,6 +175,9 @@ def export(
         raise UsageError("--out needs exactly one run folder or .keras file")
     for src in sources or []:  # fail on a bad path before importing TensorFlow
         resolve_source(src)
+    from cifarkit.cli._tfquiet import quiet_tensorflow
+
+    quiet_tensorflow()  # check_opset imports tf2onnx, and with it TensorFlow
     check_opset(opset)
     if not sources:
         stale, skipped = find_stale_runs(runs_dir, exported_dir)

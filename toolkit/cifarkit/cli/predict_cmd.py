@@ -103,7 +103,13 @@ class _Writer:
         table = Table(box=box.SIMPLE_HEAD if self.first_block else box.SIMPLE,
                       show_header=self.first_block, expand=True, pad_edge=False)
         # Widths come from the console width and ratios only, never from the rows.
-        table.add_column("path", overflow="fold", ratio=3, min_width=16)
+        # Paths are shortened (relative, then cut in the middle), never wrapped mid-name;
+        # --format csv/jsonl keep them whole.
+        fixed = 6 + self.name_width * (2 if self.labels else 1)
+        n_cols = 3 + bool(self.labels) + (self.top_k > 1)
+        room = self.table_console.width - fixed - 2 * (n_cols - 1)
+        path_width = max(16, room * 3 // 5 if self.top_k > 1 else room)
+        table.add_column("path", no_wrap=True, width=path_width)
         table.add_column("label", style="bold cyan", width=self.name_width, no_wrap=True)
         table.add_column("conf", justify="right", width=6, no_wrap=True)
         if self.labels:
@@ -112,14 +118,15 @@ class _Writer:
             table.add_column(f"top-{self.top_k}", ratio=2, min_width=12, overflow="fold")
         for pred in self.block:
             if pred.ok:
-                row = [escape(pred.path), pred.label, f"{pred.confidence:.3f}"]
+                row = [escape(short_path(pred.path, path_width)), pred.label,
+                       f"{pred.confidence:.3f}"]
                 if self.labels:
                     mark = {True: "[green]", False: "[red]", None: "[dim]"}[pred.correct]
                     row.append(f"{mark}{escape(pred.true_label or '-')}")
                 if self.top_k > 1:
                     row.append(" ".join(f"{escape(lab)} {p:.2f}" for lab, p in pred.top_k))
             else:
-                row = [escape(pred.path), "[red]error", ""]
+                row = [escape(short_path(pred.path, path_width)), "[red]error", ""]
                 if self.labels:
                     row.append(escape(pred.true_label or "-"))
                 if self.top_k > 1:
@@ -130,6 +137,21 @@ class _Writer:
         self.table_console.print(table)
         self.first_block = False
         self.block = []
+
+
+def short_path(path: str, width: int) -> str:
+    """``path`` relative to the current folder when it is under it, then cut in the middle
+    with "…" to at most ``width`` characters (the file name's end stays visible)."""
+    try:
+        rel = os.path.relpath(path)
+        if not rel.startswith(".."):
+            path = rel
+    except ValueError:  # another drive (Windows)
+        pass
+    if len(path) <= width or width < 2:
+        return path
+    head = (width - 1) // 3
+    return path[:head] + "…" + path[len(path) - (width - 1 - head):]
 
 
 def _progress() -> Any:

@@ -75,7 +75,10 @@ def train(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
+    from cifarkit.cli._tfquiet import quiet_tensorflow
     from cifarkit.train import train as run_training
+
+    quiet_tensorflow()
 
     bar = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[stats]}"),

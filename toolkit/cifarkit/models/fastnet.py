@@ -130,7 +130,7 @@ def init_whitening(model: Any, x_train: np.ndarray, n: int = 5000, eps: float = 
 
 @register_model(
     "fastnet",
-    description="airbench94-style net, 64/256/256, whitened stem, flip TTA in graph",
+    description="airbench94-style, 64/256/256, flip TTA",
     family="fast",
     train_defaults={"recipe": "fast"},
     data_init=init_whitening,
@@ -141,7 +141,7 @@ def fastnet(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4) -> An
 
 @register_model(
     "fastnet-s",
-    description="fastnet at half width (32/128/128): ~4× fewer MACs, for CPU training",
+    description="fastnet at half width (32/128/128)",
     family="fast",
     train_defaults={"recipe": "fast"},
     data_init=init_whitening,
@@ -152,7 +152,7 @@ def fastnet_s(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4) -> 
 
 @register_model(
     "fastnet-l",
-    description="airbench95-style wide fastnet (128/384/384): 2.55× the MACs, recipe fast-l",
+    description="airbench95-style wide, 128/384/384",
     family="fast",
     train_defaults={"recipe": "fast-l"},
     data_init=init_whitening,
@@ -163,7 +163,7 @@ def fastnet_l(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4) -> 
 
 @register_model(
     "fastnet-relu",
-    description="fastnet with ReLU, pool after BN: int8 fuses each conv block (CPU int8)",
+    description="fastnet, ReLU: int8-fused conv blocks",
     family="fast",
     train_defaults={"recipe": "fast"},
     data_init=init_whitening,

@@ -23,7 +23,7 @@ def _head(layers: Any, num_classes: int) -> Any:
 
 @register_model(
     "dense",
-    description="Flatten → Dense 2048/1024/512/256 ReLU → 10 softmax (notebook §2)",
+    description="MLP: Dense 2048/1024/512/256 ReLU (§2)",
     family="seed",
     notebook_accuracy="49.76% test",
 )
@@ -86,7 +86,7 @@ def _cnn(name: str, num_classes: int, dropout: float, batchnorm: bool) -> Any:
 
 @register_model(
     "cnn",
-    description="Conv32×2 → pool → Conv64×2 → pool → Dense 512 → 10 (notebook §3.1)",
+    description="Conv32×2, Conv64×2, Dense 512 (§3.1)",
     family="seed",
     notebook_accuracy="63.61% val",
 )
@@ -96,7 +96,7 @@ def cnn(num_classes: int = NUM_CLASSES) -> Any:
 
 @register_model(
     "cnn-dropout",
-    description="cnn + Dropout 0.25 before each pool and after Dense 512 (notebook §3.2)",
+    description="cnn + Dropout 0.25 (§3.2)",
     family="seed",
     notebook_accuracy="62.07% val",
 )
@@ -106,7 +106,7 @@ def cnn_dropout(num_classes: int = NUM_CLASSES, dropout: float = 0.25) -> Any:
 
 @register_model(
     "cnn-batchnorm",
-    description="cnn-dropout + BatchNorm before each Dropout (notebook §3.2)",
+    description="cnn-dropout + BatchNorm (§3.2)",
     family="seed",
     notebook_accuracy="63.47% val",
 )

@@ -117,7 +117,7 @@ def _vgg16(name: str, num_classes: int, weights: str | None, image_size: int) ->
 
 @register_model(
     "vgg16-transfer",
-    description="frozen VGG16 conv base (ImageNet) → Flatten → Dense 512 → 10 (notebook §4)",
+    description="frozen ImageNet VGG16 + Dense 512 (§4)",
     family="vgg",
     notebook_accuracy="55.33% val",
     pretrained="imagenet",
@@ -130,9 +130,9 @@ def vgg16_transfer(
 
 @register_model(
     "vgg16-finetune",
-    description="vgg16-transfer, then block5 unfrozen at a low learning rate",
+    description="vgg16-transfer, then block5 fine-tuned",
     family="vgg",
-    notebook_accuracy="described, never run",
+    notebook_accuracy="not run",
     pretrained="imagenet",
     # Phase 2 of ``cifarkit train``: block5 + head, Nesterov SGD (momentum 0.9) with cosine
     # decay from 1e-4, 500x below the default recipe's peak, so ImageNet's block5 filters

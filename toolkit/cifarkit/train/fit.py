@@ -107,21 +107,26 @@ def _schedule(recipe: Recipe, steps_per_epoch: int) -> Any:
     import keras
 
     total = recipe.epochs * steps_per_epoch
-    warmup = int(round(recipe.warmup_epochs * steps_per_epoch))
+    warmup, reached = recipe.warmup(steps_per_epoch)
+    peak = recipe.lr * reached  # below recipe.lr only when a short run caps the warm-up
     if recipe.schedule == "constant":
         return recipe.lr
     if recipe.schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=0.0 if warmup else recipe.lr,
+            initial_learning_rate=0.0 if warmup else peak,
             decay_steps=max(1, total - warmup),
             alpha=0.0,
-            warmup_target=recipe.lr if warmup else None,
+            warmup_target=peak if warmup else None,
             warmup_steps=warmup,
         )
     if recipe.schedule == "triangle":
         from cifarkit.train.schedules import Triangle
 
-        return Triangle(recipe.lr, total, warmup, recipe.lr_start_factor, recipe.lr_end_factor)
+        # A capped warm-up ends at `reached` of the peak: the triangle's apex is scaled, its
+        # start (lr_start_factor · lr) and end stay where the full schedule has them.
+        start = recipe.lr_start_factor / reached
+        end = recipe.lr_end_factor / reached
+        return Triangle(peak, total, warmup, start, end)
     raise UsageError(f"unknown schedule {recipe.schedule!r}")
 
 
