@@ -71,7 +71,7 @@ def test_row_peak_per_precision():
     assert mixed_peak(fp32, int8, 0.0) is fp32
 
 
-@pytest.mark.parametrize("name", ["cnn-batchnorm", "fastnet-s"])
+@pytest.mark.parametrize("name", ["cnn-batchnorm", "fastnet"])
 def test_int8_share_of_the_shipped_models(name):
     path = REPO / "exported" / name / "model.int8.onnx"
     if not path.is_file():
