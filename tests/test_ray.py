@@ -101,6 +101,8 @@ def cluster(s3_env):
         # The nodes' workers import cifarkit from this checkout, like the CLI subprocesses.
         mp.setenv("PYTHONPATH", os.pathsep.join([str(REPO / "toolkit"), str(REPO)]))
         mp.delenv("RAY_ADDRESS", raising=False)
+        # Ray binds its nodes to this machine's own address (not reachable from elsewhere
+        # here); a 127.0.0.1 head is not joinable by Ray's own address resolution.
         c = Cluster(initialize_head=True, connect=False,
                     head_node_args={"num_cpus": 0, "include_dashboard": False})
         try:

@@ -362,10 +362,13 @@ def input_dataset(
         ds = ray.data.read_binary_files(
             paths, include_paths=True, filesystem=fs,
             file_extensions=sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS),
+            # Reading is I/O; with a CPU each, reads could wait forever for the CPUs the
+            # inference actors hold (the default pool takes them all).
+            num_cpus=0,
         )
         if prefix != "file://":
             ds = ds.map_batches(_with_scheme, fn_args=(prefix,), batch_format="pyarrow",
-                                batch_size=None, zero_copy_batch=True)
+                                batch_size=None, zero_copy_batch=True, num_cpus=0)
         parts.append(ds)
     ds = parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
     return ds, None
