@@ -376,6 +376,8 @@ def test_a_worker_node_dies_mid_run_and_every_input_is_there_once(cluster, model
             proc.kill()
     stderr = proc.stderr.read() if proc.stderr else ""
     assert killed_at is not None and killed_at < n, "the node must die mid-run"
+    noise = [x for x in lines if x.strip() and not x.startswith("{")]
+    assert not noise, f"stdout must hold JSONL only: {noise[:5]}"
     rows = [json.loads(x) for x in lines if x.strip()]
     paths = [r["path"] for r in rows]
     assert rc == 0, stderr

@@ -194,8 +194,24 @@ def quiet_ray() -> None:
     ctx.enable_operator_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.verbose_stats_logs = False
+    # Errors too: a failed job is re-raised by the driver with the actor's own message.
     for name in ("ray", "ray.data", "ray.data._internal"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    # Ray's driver prints messages it receives from the cluster (e.g. "Raylet is terminated"
+    # when a node dies) on *stdout*, where `-f jsonl` rows go: send them to stderr.
+    try:
+        import ray._private.worker as ray_worker
+
+        original = ray_worker.print_to_stdstream
+        if not getattr(original, "_cifarkit_stderr", False):
+
+            def to_stderr(data: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+                return original({**data, "is_err": True}, *args, **kwargs)
+
+            to_stderr._cifarkit_stderr = True  # type: ignore[attr-defined]
+            ray_worker.print_to_stdstream = to_stderr
+    except (ImportError, AttributeError):  # another Ray layout: nothing to redirect
+        pass
     # Ray Data's advice (e.g. "fewer input blocks than actors" on small runs) is not the user's.
     warnings.filterwarnings("ignore", module=r"ray(\.|$)")
 
@@ -469,13 +485,32 @@ def _cifarkit_cause(exc: BaseException) -> CifarkitError | None:
             nxt = getattr(e, attr, None)
             if isinstance(nxt, BaseException):
                 todo.append(nxt)
-    # A RayTaskError "as instance of cause" is a subclass of both; take the cifarkit base.
-    for e in [exc]:
-        for cls in type(e).__mro__:
-            if issubclass(cls, CifarkitError) and cls.__module__.startswith("cifarkit"):
-                message = str(getattr(e, "cause", None) or e.args[0] if e.args else e)
-                return cls(message)
+    # Errors that crossed processes (an actor's constructor failing) may arrive as text only:
+    # the remote traceback ends with "cifarkit.errors.ProviderError: <message>".
+    from cifarkit import errors
+
+    pattern = r"cifarkit\.errors\.(\w+Error): ([^\n]+)"
+    for e in [exc, *(x for x in seen_errors(exc))]:
+        m = re.search(pattern, str(e))
+        if m and isinstance(getattr(errors, m.group(1), None), type):
+            cls = getattr(errors, m.group(1))
+            if issubclass(cls, CifarkitError):
+                return cls(re.sub(r"\x1b\[[0-9;]*m", "", m.group(2)).strip())
     return None
+
+
+def seen_errors(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``'s causes and contexts (Ray's wrappers keep the original in ``cause``)."""
+    seen: set[int] = {id(exc)}
+    todo: list[Any] = [exc]
+    while todo:
+        e = todo.pop()
+        for attr in ("cause", "__cause__", "__context__"):
+            nxt = getattr(e, attr, None)
+            if isinstance(nxt, BaseException) and id(nxt) not in seen:
+                seen.add(id(nxt))
+                todo.append(nxt)
+                yield nxt
 
 
 def _path_key(path: str) -> bytes:
