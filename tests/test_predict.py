@@ -476,6 +476,7 @@ def test_cli_help_is_fast_and_imports_no_tensorflow(tmp_path):
         "try:\n    app(['predict', '--help'])\nexcept SystemExit:\n    pass\n"
         "print(time.perf_counter() - t)\n"
         "assert 'tensorflow' not in sys.modules and 'onnxruntime' not in sys.modules\n"
+        "assert 'ray' not in sys.modules and 'pyarrow' not in sys.modules\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        env={**os.environ, "COLUMNS": "200"})
@@ -522,3 +523,26 @@ def test_cli_empty_folder_is_a_failure(tmp_path, model):
     (tmp_path / "empty").mkdir()
     r = run_cli(str(tmp_path / "empty"), "-m", str(model), cwd=tmp_path)
     assert r.returncode == 1 and "no images found" in r.stderr
+
+
+def test_cli_parquet_local_engine_and_engine_option_mistakes(small_set, model, tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "out.parquet"
+    r = run_cli(str(small_set), "-m", str(model), "-f", "parquet", "-o", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    df = pd.read_parquet(out).sort_values("path")
+    jsonl = run_cli(str(small_set), "-m", str(model), "-f", "jsonl", cwd=tmp_path)
+    rows = sorted((json.loads(x) for x in jsonl.stdout.splitlines()), key=lambda r: r["path"])
+    assert list(df["path"]) == [r["path"] for r in rows]
+    assert list(df["label"]) == [r["label"] for r in rows] == ["bird", "automobile", "airplane"]
+    assert np.allclose(df["confidence"], [r["confidence"] for r in rows], atol=1e-6)
+    assert [len(t) for t in df["top_k"]] == [3, 3, 3]
+    # Mistakes are errors, not ignored options.
+    r = run_cli(str(small_set), "-m", str(model), "-f", "parquet", cwd=tmp_path)
+    assert r.returncode == 2 and "--output" in r.stderr
+    r = run_cli(str(small_set), "-m", str(model), "--address", "127.0.0.1:1", cwd=tmp_path)
+    assert r.returncode == 2 and "only with --engine ray" in r.stderr
+    r = run_cli(str(small_set), "-m", str(model), "--engine", "ray", "--workers", "2",
+                cwd=tmp_path)
+    assert r.returncode == 2 and "--workers" in r.stderr

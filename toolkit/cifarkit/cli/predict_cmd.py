@@ -21,7 +21,8 @@ import typer
 
 from cifarkit.cli._common import console, err_console
 
-FORMATS = ("table", "csv", "jsonl")
+FORMATS = ("table", "csv", "jsonl", "parquet")
+ENGINES = ("local", "ray")
 TABLE_BLOCK = 200  # rows per printed table block (the table streams in blocks)
 
 
@@ -58,8 +59,9 @@ class _Writer:
     """Streams predictions as a rich table (in blocks), CSV, or JSONL."""
 
     def __init__(self, fmt: str, sink: _Sink, table_console: Any, top_k: int, labels: bool,
-                 classes: tuple[str, ...]) -> None:
+                 classes: tuple[str, ...], parquet: Any = None) -> None:
         self.fmt, self.sink, self.table_console = fmt, sink, table_console
+        self.parquet = parquet  # a runtime.predict.ParquetOutput for --format parquet
         self.top_k, self.labels = top_k, labels
         self.block: list[Any] = []
         self.first_block = True
@@ -70,7 +72,9 @@ class _Writer:
             self.csv.writerow(header + (["true_label", "correct"] if labels else []))
 
     def add(self, pred: Any) -> None:
-        if self.fmt == "jsonl":
+        if self.fmt == "parquet":
+            self.parquet.add(pred)
+        elif self.fmt == "jsonl":
             self.sink.write(json.dumps(pred.as_dict(), ensure_ascii=False) + "\n")
         elif self.fmt == "csv":
             top = ";".join(f"{label}:{p:.6f}" for label, p in pred.top_k)
@@ -91,7 +95,7 @@ class _Writer:
     def flush(self) -> None:
         if self.fmt == "table" and self.block:
             self._print_table()
-        if self.fmt != "table":
+        if self.fmt in ("csv", "jsonl"):
             self.sink.flush()
 
     def _print_table(self) -> None:
@@ -233,9 +237,34 @@ def predict(
         "(the session runs them in chunks of its preferred size).",
     ),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="Classes listed per image."),
-    fmt: str = typer.Option("table", "--format", "-f", help="table | csv | jsonl."),
+    fmt: str = typer.Option(
+        "table", "--format", "-f", help="table | csv | jsonl | parquet (needs --output: NAME"
+        ".parquet is one file, any other name a folder of part files).",
+    ),
     output: Path = typer.Option(
         None, "--output", "-o", help="Write the results to FILE (atomically) instead of stdout.",
+    ),
+    engine: str = typer.Option(
+        "local", "--engine", "-e", help="local (this process and its decoder processes) | ray "
+        "(a Ray Data actor pool, on a local Ray or the cluster at --address).",
+    ),
+    address: str = typer.Option(
+        None, "--address", help="Ray cluster (HOST:PORT of the head, ray://HOST:PORT or auto). "
+        "Default: $RAY_ADDRESS, else a local Ray started for this run. --engine ray only.",
+        show_default=False,
+    ),
+    concurrency: str = typer.Option(
+        None, "--concurrency", help="Inference actors: N, or MIN-MAX to autoscale (default: "
+        "the cluster's CPUs / --cpus-per-actor, or GPUs / --gpus-per-actor). --engine ray only.",
+        show_default=False,
+    ),
+    cpus_per_actor: int = typer.Option(
+        1, "--cpus-per-actor", min=1, help="CPUs per actor = its onnxruntime threads. "
+        "--engine ray only.",
+    ),
+    gpus_per_actor: float = typer.Option(
+        None, "--gpus-per-actor", min=0.0, help="GPUs per actor (default: 1 with --provider cuda "
+        "or tensorrt, else 0; fractions share a GPU). --engine ray only.", show_default=False,
     ),
     recursive: bool = typer.Option(
         True, "--recursive/--no-recursive", help="Walk subfolders of folder arguments.",
@@ -261,7 +290,10 @@ def predict(
         "cudnn_conv_algo_search=HEURISTIC (repeatable).",
     ),
 ) -> None:
-    """Classify images with an ONNX model: streaming, batched, bad files reported and skipped."""
+    """Classify images with an ONNX model: streaming, batched, bad files reported and skipped.
+
+    --engine ray runs the same prediction on Ray Data (a local Ray, or a cluster at --address;
+    inputs may also be s3:// and other pyarrow/fsspec URIs): see docs/scale-out.md."""
     from rich.markup import escape
 
     from cifarkit._io import atomic_path
@@ -272,6 +304,16 @@ def predict(
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "parquet" and output is None:
+        raise UsageError("--format parquet writes a file: give --output NAME.parquet (one file) "
+                         "or --output FOLDER (part files)")
+    engine = engine.lower()
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    ray_engine = engine == "ray"
+    _check_engine_options(ray_engine, address=address, concurrency=concurrency,
+                          cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
+                          workers=workers, threads=threads, io_binding=io_binding)
     if paths.count("-") > 1:
         raise UsageError("- (stdin) can be given once")
     options = _parse_options(provider_option)
@@ -283,11 +325,22 @@ def predict(
         err_console.print(f"model: {escape(os.fspath(model_path))} ({escape(choice.reason)})",
                           highlight=False)
     n_workers = default_workers() if workers is None else workers
-    clf = Classifier(
-        model_path, provider, threads=threads, provider_options=options, io_binding=io_binding,
-        # Busy-waiting inference threads would steal the cores the decoders need.
-        allow_spinning=n_workers == 0,
-    )
+    if ray_engine:
+        from cifarkit.runtime.distributed import parse_concurrency, ray_module
+
+        ray_module()  # Ray missing: say how to install it before anything else
+        parse_concurrency(concurrency)
+        # The actors run the model; here a CPU session only checks the contract and reads the
+        # class names (the provider is checked in every actor).
+        clf = Classifier(model_path, "cpu", threads=1)
+    else:
+        clf = Classifier(
+            model_path, provider, threads=threads, provider_options=options,
+            io_binding=io_binding,
+            # Busy-waiting inference threads would steal the cores the decoders need.
+            allow_spinning=n_workers == 0,
+        )
+    job: Any = None
     stats = PredictStats(classes=tuple(clf.classes))
     stopped_early = False
 
@@ -299,14 +352,27 @@ def predict(
             def on_progress(done: int, failed: int, total: int | None) -> None:
                 bar.update(task, completed=done, total=total, failed=failed)
 
-            results = predict_files(
-                clf, paths, recursive=recursive, top_k=top_k, batch_size=batch_size,
-                workers=n_workers, labels_from_folders=labels_from_folders,
-                progress=on_progress,
-                on_warning=lambda msg: err_console.print(
-                    f"[yellow]warning:[/] {escape(msg)}", highlight=False
-                ),
-            )
+            nonlocal job
+            if ray_engine:
+                from cifarkit.runtime.distributed import RayPrediction
+
+                job = RayPrediction(
+                    paths, model_path, address=address, progress=on_progress, quiet=True,
+                    provider=provider, top_k=top_k, batch_size=batch_size,
+                    labels_from_folders=labels_from_folders, recursive=recursive,
+                    concurrency=concurrency, cpus_per_actor=cpus_per_actor,
+                    gpus_per_actor=gpus_per_actor, provider_options=options,
+                )
+                results = iter(job)
+            else:
+                results = predict_files(
+                    clf, paths, recursive=recursive, top_k=top_k, batch_size=batch_size,
+                    workers=n_workers, labels_from_folders=labels_from_folders,
+                    progress=on_progress,
+                    on_warning=lambda msg: err_console.print(
+                        f"[yellow]warning:[/] {escape(msg)}", highlight=False
+                    ),
+                )
             try:
                 for pred in results:
                     stats.add(pred)
@@ -328,7 +394,13 @@ def predict(
 
     k = min(top_k, len(clf.classes))
     with clf:
-        if output is not None:
+        if fmt == "parquet":
+            from cifarkit.runtime.predict import ParquetOutput
+
+            with ParquetOutput(output, labels_from_folders) as parquet:
+                run(_Writer(fmt, _Sink(None), console, k, labels_from_folders,
+                            tuple(clf.classes), parquet=parquet))
+        elif output is not None:
             with atomic_path(output) as tmp, open(
                 tmp, "w", encoding="utf-8", errors="surrogateescape", newline=""
             ) as fh:
@@ -352,10 +424,13 @@ def predict(
             run(_Writer(fmt, _Sink(None), console, k, labels_from_folders, tuple(clf.classes)))
 
     tuned = " (tuned)" if clf.chunk_timings and not clf.tuning else ""
-    model_line = (
-        f"{model_path} on {clf.provider} ({', '.join(clf.active_providers)}; {clf.threads} "
-        f"threads, chunks of {clf.batch_size}{tuned}), up to {n_workers} decoder processes"
-    )
+    if ray_engine and job is not None:
+        model_line = _ray_line(job, model_path, provider, cpus_per_actor, gpus_per_actor)
+    else:
+        model_line = (
+            f"{model_path} on {clf.provider} ({', '.join(clf.active_providers)}; {clf.threads} "
+            f"threads, chunks of {clf.batch_size}{tuned}), up to {n_workers} decoder processes"
+        )
     per_class_console = console if (fmt == "table" and output is None) else err_console
     _summary(stats, model_line, per_class_console)
     if output is not None:
@@ -367,6 +442,40 @@ def predict(
         raise typer.Exit(1)
     if stats.failed:
         raise typer.Exit(1)
+
+
+def _check_engine_options(ray_engine: bool, **given: Any) -> None:
+    """Options of one engine given to the other are mistakes, not silently ignored."""
+    from cifarkit.errors import UsageError
+
+    ray_only = {"address": "--address", "concurrency": "--concurrency",
+                "gpus_per_actor": "--gpus-per-actor"}
+    local_only = {"workers": "--workers", "threads": "--threads", "io_binding": "--io-binding"}
+    if not ray_engine:
+        bad = [flag for key, flag in ray_only.items() if given[key] not in (None, False)]
+        if given["cpus_per_actor"] != 1:
+            bad.append("--cpus-per-actor")
+        if bad:
+            raise UsageError(f"{', '.join(bad)}: only with --engine ray")
+    else:
+        bad = [flag for key, flag in local_only.items() if given[key] not in (None, False)]
+        if bad:
+            raise UsageError(
+                f"{', '.join(bad)}: not used by --engine ray (each actor decodes its own batches "
+                "and runs --cpus-per-actor onnxruntime threads)"
+            )
+
+
+def _ray_line(job: Any, model_path: Path, provider: str, cpus: int, gpus: float | None) -> str:
+    conc = job.concurrency
+    actors = f"{conc[0]}–{conc[1]}" if isinstance(conc, tuple) else f"{conc}"
+    gpu = f", {gpus:g} GPU" if gpus else ""
+    dup = f"; {job.duplicates:,} retried rows dropped as duplicates" if job.duplicates else ""
+    return (
+        f"{model_path} on {provider} in {actors} Ray actors ({cpus} CPU{gpu} and {cpus} "
+        f"onnxruntime thread{'s' if cpus != 1 else ''} each) on {job.address}; Ray start-up "
+        f"{job.startup_seconds:.1f} s{dup}"
+    )
 
 
 def register(app: typer.Typer) -> None:

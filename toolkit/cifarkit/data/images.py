@@ -20,6 +20,7 @@ How an image becomes 32×32×3 uint8:
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import warnings
@@ -94,16 +95,53 @@ def load_image(path: str | os.PathLike[str], *, require_32: bool = False) -> np.
             raise ImageError(f"{path}: not a regular file (a pipe, socket or device)")
         if st.st_size == 0:
             raise ImageError(f"{path}: empty file (0 bytes)")
+    except ImageError:
+        raise
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+    return _decode(path, path, require_32)
+
+
+def load_image_bytes(
+    data: bytes | bytearray | memoryview, name: str | os.PathLike[str] = "<bytes>", *,
+    require_32: bool = False,
+) -> np.ndarray:
+    """``load_image`` for a file's contents already in memory (read by Ray Data from S3, …).
+
+    Same decoding, same array, same error messages; ``name`` (the file's path or URI) is what
+    the messages name.
+    """
+    if len(data) == 0:
+        raise ImageError(f"{name}: empty file (0 bytes)")
+    return _decode(io.BytesIO(data), name, require_32)
+
+
+def _os_error(name: str | os.PathLike[str], exc: OSError) -> ImageError:
+    if isinstance(exc, FileNotFoundError):
+        return ImageError(f"{name}: file not found (missing or vanished)")
+    if isinstance(exc, IsADirectoryError):
+        return ImageError(f"{name}: is a directory, not an image")
+    if isinstance(exc, PermissionError):
+        return ImageError(f"{name}: permission denied")
+    # Pillow reports truncated/corrupt data as OSError ("image file is truncated", ...).
+    return ImageError(f"{name}: corrupt or truncated image: {exc}")
+
+
+def _decode(
+    source: Path | io.BytesIO, name: str | os.PathLike[str], require_32: bool
+) -> np.ndarray:
+    """Steps 1–4 of the module docstring on an opened-by-Pillow source (a path or bytes)."""
+    try:
         with warnings.catch_warnings():
             # Turn Pillow's bomb warning into an error: checked from the header, pre-decode.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             old_limit = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = MAX_PIXELS
             try:
-                with Image.open(path) as img:
+                with Image.open(source) as img:
                     if require_32 and img.size != (SIZE, SIZE):
                         w, h = img.size
-                        raise ImageError(f"{path}: image is {w}×{h}; CIFAR-10 images are 32×32")
+                        raise ImageError(f"{name}: image is {w}×{h}; CIFAR-10 images are 32×32")
                     if getattr(img, "n_frames", 1) > 1:
                         img.seek(0)
                     if img.format == "JPEG" and min(img.size) > 2 * SIZE:
@@ -120,20 +158,13 @@ def load_image(path: str | os.PathLike[str], *, require_32: bool = False) -> np.
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{path}: image too large (decompression bomb guard): {exc}") from None
+        raise ImageError(f"{name}: image too large (decompression bomb guard): {exc}") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image Pillow can read") from None
-    except FileNotFoundError:
-        raise ImageError(f"{path}: file not found (missing or vanished)") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory, not an image") from None
-    except PermissionError:
-        raise ImageError(f"{path}: permission denied") from None
+        raise ImageError(f"{name}: not an image Pillow can read") from None
     except OSError as exc:
-        # Pillow reports truncated/corrupt data as OSError ("image file is truncated", ...).
-        raise ImageError(f"{path}: corrupt or truncated image: {exc}") from None
+        raise _os_error(name, exc) from None
     except (ValueError, SyntaxError, EOFError) as exc:
-        raise ImageError(f"{path}: cannot decode image: {exc}") from None
+        raise ImageError(f"{name}: cannot decode image: {exc}") from None
     if arr.shape != (SIZE, SIZE, 3):  # pragma: no cover - guarded by the steps above
-        raise ImageError(f"{path}: decoded to shape {arr.shape}, expected (32, 32, 3)")
+        raise ImageError(f"{name}: decoded to shape {arr.shape}, expected (32, 32, 3)")
     return arr

@@ -20,6 +20,7 @@ of its chunk are retried one by one so only the culprit is reported.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections import Counter, deque
@@ -142,6 +143,19 @@ def folder_label(path: str, classes: Iterable[str]) -> str | None:
     return parent if parent in classes else None
 
 
+def decode_one(
+    decode: Callable[[Any], np.ndarray], source: Any, name: str
+) -> tuple[np.ndarray | None, str | None]:
+    """Decode one image (``source``: a path, or bytes for ``load_image_bytes``): the array, or
+    ``None`` and the error. Shared by both engines, so a bad file reads the same in each."""
+    try:
+        return decode(source), None
+    except ImageError as exc:
+        return None, str(exc)
+    except Exception as exc:  # a decoder bug must not end the run either
+        return None, f"{name}: cannot decode image: {type(exc).__name__}: {exc}"
+
+
 def _decode_chunk(
     paths: list[str], decode: Callable[[str], np.ndarray] | None = None
 ) -> tuple[np.ndarray, list[str | None]]:
@@ -151,16 +165,11 @@ def _decode_chunk(
     errors: list[str | None] = []
     n = 0
     for p in paths:
-        try:
-            out[n] = decode(p)
-        except ImageError as exc:
-            errors.append(str(exc))
-            continue
-        except Exception as exc:  # a decoder bug must not end the run either
-            errors.append(f"{p}: cannot decode image: {type(exc).__name__}: {exc}")
-            continue
-        errors.append(None)
-        n += 1
+        arr, error = decode_one(decode, p, p)
+        errors.append(error)
+        if arr is not None:
+            out[n] = arr
+            n += 1
     return out[:n].copy() if n < len(paths) else out, errors
 
 
@@ -311,6 +320,32 @@ def _top_k(probs: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
+def make_predictions(
+    paths: list[str], errors: list[str | None], probs: np.ndarray | None,
+    classes: tuple[str, ...], k: int, truths: list[str | None],
+) -> Iterator[Prediction]:
+    """The ``Prediction`` per path (both engines build rows here): ``errors[i]`` set → an error
+    row; the good paths take the rows of ``probs`` in order."""
+    order = _top_k(probs, k) if probs is not None else None
+    row = 0
+    for path, error, truth in zip(paths, errors, truths, strict=True):
+        if error is not None:
+            yield Prediction(path, error=_reason(error, path), true_label=truth)
+            continue
+        assert probs is not None and order is not None
+        idx = order[row]
+        p = probs[row]
+        yield Prediction(
+            path=path,
+            index=int(idx[0]),
+            label=classes[int(idx[0])],
+            confidence=float(p[idx[0]]),
+            top_k=[(classes[int(j)], float(p[j])) for j in idx],
+            true_label=truth,
+        )
+        row += 1
+
+
 def predict_files(
     classifier: Any,
     sources: Iterable[str],
@@ -393,28 +428,17 @@ def predict_files(
             else:
                 images, errors = decoder.result(job, paths)
             probs = classifier.predict_proba(images) if len(images) else None
-            order = _top_k(probs, k) if probs is not None else None
+            truths = [
+                folder_label(item.path, class_set) if labels_from_folders else None
+                for item in chunk
+            ]
             err_iter = iter(errors)
-            row = 0
-            for item in chunk:
-                truth = folder_label(item.path, class_set) if labels_from_folders else None
-                error = item.error if item.error is not None else next(err_iter)
-                if error is not None:
-                    failed += 1
-                    yield Prediction(item.path, error=_reason(error, item.path), true_label=truth)
-                    continue
-                assert probs is not None and order is not None
-                idx = order[row]
-                p = probs[row]
-                yield Prediction(
-                    path=item.path,
-                    index=int(idx[0]),
-                    label=classes[int(idx[0])],
-                    confidence=float(p[idx[0]]),
-                    top_k=[(classes[int(j)], float(p[j])) for j in idx],
-                    true_label=truth,
-                )
-                row += 1
+            merged = [item.error if item.error is not None else next(err_iter) for item in chunk]
+            for pred in make_predictions(
+                [item.path for item in chunk], merged, probs, classes, k, truths
+            ):
+                failed += not pred.ok
+                yield pred
             done += len(chunk)
             if progress is not None:
                 progress(done, failed, total[0])
@@ -424,6 +448,195 @@ def predict_files(
         decoder.close(wait=finished)
 
 
+# --- the row type as Arrow (Ray's blocks, parquet) -------------------------------------------
+
+PARQUET_EXTRA = 'pip install "cifarkit[parquet]" (or "cifarkit[ray]")'
+PART_ROWS = 1_000_000  # rows per part file of a parquet folder
+ROW_GROUP = 65_536  # rows buffered before a parquet row group is written
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow as pa
+    except ImportError:
+        raise UsageError(f"parquet output needs pyarrow: {PARQUET_EXTRA}") from None
+    return pa
+
+
+def prediction_schema(labels: bool = False) -> Any:
+    """The Arrow schema of prediction rows: path, label, index, confidence, top_k (a list of
+    ``{label, confidence}``), error, and true_label + correct when labels are known.
+    Confidences are float32, the model's own precision, so rows round-trip exactly."""
+    pa = _pyarrow()
+    fields = [
+        pa.field("path", pa.string()),
+        pa.field("label", pa.string()),
+        pa.field("index", pa.int32()),
+        pa.field("confidence", pa.float32()),
+        pa.field("top_k", pa.list_(pa.struct([
+            pa.field("label", pa.string()), pa.field("confidence", pa.float32()),
+        ]))),
+        pa.field("error", pa.string()),
+    ]
+    if labels:
+        fields += [pa.field("true_label", pa.string()), pa.field("correct", pa.bool_())]
+    return pa.schema(fields)
+
+
+def predictions_to_table(preds: list[Prediction], labels: bool = False) -> Any:
+    """Prediction rows as a ``pyarrow.Table`` of ``prediction_schema(labels)``."""
+    pa = _pyarrow()
+    cols: dict[str, list[Any]] = {
+        "path": [p.path for p in preds],
+        "label": [p.label for p in preds],
+        "index": [p.index for p in preds],
+        "confidence": [p.confidence for p in preds],
+        "top_k": [[{"label": lab, "confidence": c} for lab, c in p.top_k] for p in preds],
+        "error": [p.error for p in preds],
+    }
+    if labels:
+        cols["true_label"] = [p.true_label for p in preds]
+        cols["correct"] = [p.correct for p in preds]
+    return pa.table(cols, schema=prediction_schema(labels))
+
+
+def predictions_from_table(table: Any) -> Iterator[Prediction]:
+    """The ``Prediction`` per row of an Arrow table (or record batch) of prediction rows."""
+    names = set(table.schema.names)
+    for row in table.to_pylist():
+        yield Prediction(
+            path=row["path"],
+            index=row["index"],
+            label=row["label"],
+            confidence=row["confidence"],
+            top_k=[(t["label"], t["confidence"]) for t in row["top_k"] or []],
+            error=row["error"],
+            true_label=row["true_label"] if "true_label" in names else None,
+        )
+
+
+def is_parquet_folder(target: str | os.PathLike[str]) -> bool:
+    """The parquet output rule: a name ending in ``.parquet`` is one file, anything else a
+    folder of part files."""
+    return not os.fspath(target).lower().endswith(".parquet")
+
+
+class ParquetOutput:
+    """Prediction rows streamed to parquet, committed atomically.
+
+    ``target`` ending in ``.parquet``: one file (a temp file beside it, renamed over it on
+    success). Otherwise: a folder of ``part-00000.parquet``, … of at most ``part_rows`` rows,
+    written in a temp folder beside it and renamed into place on success (an old folder of
+    that name is replaced). A failed or interrupted run leaves nothing under the final name.
+    """
+
+    def __init__(self, target: str | os.PathLike[str], labels: bool = False, *,
+                 part_rows: int = PART_ROWS, row_group: int = ROW_GROUP) -> None:
+        self.target = Path(target)
+        self.labels = labels
+        self.folder = is_parquet_folder(target)
+        self.part_rows, self.row_group = part_rows, row_group
+        self.schema = prediction_schema(labels)
+        self._buffer: list[Prediction] = []
+        self._writer: Any = None
+        self._part_rows_written = 0
+        self._parts = 0
+        self.rows = 0
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile
+
+        if self.folder:
+            self._tmp = Path(
+                tempfile.mkdtemp(prefix=f".{self.target.name}.", dir=self.target.parent)
+            )
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".parquet",
+                                       dir=self.target.parent)
+            os.close(fd)
+            self._tmp = Path(tmp)
+
+    def add(self, pred: Prediction) -> None:
+        self._buffer.append(pred)
+        self.rows += 1
+        if len(self._buffer) >= self.row_group:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._buffer:
+            full = self._part_rows_written >= self.part_rows
+            if self.folder and self._writer is not None and full:
+                self._writer.close()
+                self._writer = None
+            if self._writer is None:
+                self._open_part()
+            room = self.part_rows - self._part_rows_written if self.folder else len(self._buffer)
+            rows, self._buffer = self._buffer[:room], self._buffer[room:]
+            self._writer.write_table(predictions_to_table(rows, self.labels))
+            self._part_rows_written += len(rows)
+
+    def _open_part(self) -> None:
+        import pyarrow.parquet as pq
+
+        if self.folder:
+            path = self._tmp / f"part-{self._parts:05d}.parquet"
+            self._parts += 1
+        else:
+            path = self._tmp
+        self._writer = pq.ParquetWriter(os.fspath(path), self.schema)
+        self._part_rows_written = 0
+
+    def commit(self) -> None:
+        """Write what is buffered and move the result under its final name."""
+        self.flush()
+        if self._writer is None:  # no rows: still a valid (empty) file / one empty part
+            self._open_part()
+        self._writer.close()
+        self._writer = None
+        umask = os.umask(0)
+        os.umask(umask)
+        if not self.folder:
+            os.chmod(self._tmp, 0o666 & ~umask)
+            os.replace(self._tmp, self.target)
+            return
+        os.chmod(self._tmp, 0o777 & ~umask)
+        old = None
+        if self.target.exists():
+            if not self.target.is_dir():
+                raise UsageError(f"{self.target} exists and is not a folder; parquet output "
+                                 "without a .parquet suffix is a folder of part files")
+            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
+            os.replace(self.target, old)
+        os.replace(self._tmp, self.target)
+        if old is not None:
+            import shutil
+
+            shutil.rmtree(old, ignore_errors=True)
+
+    def abort(self) -> None:
+        """Drop everything written (the final name is left as it was)."""
+        import contextlib
+        import shutil
+
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+        if self.folder:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                self._tmp.unlink()
+
+    def __enter__(self) -> ParquetOutput:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
 def default_workers() -> int:
     """Decoder processes used when ``workers`` is not given."""
     return _default_workers()
@@ -431,9 +644,15 @@ def default_workers() -> int:
 
 __all__ = [
     "DEFAULT_BATCH",
+    "ParquetOutput",
     "Prediction",
     "PredictStats",
+    "decode_one",
     "default_workers",
     "folder_label",
+    "make_predictions",
+    "prediction_schema",
     "predict_files",
+    "predictions_from_table",
+    "predictions_to_table",
 ]

@@ -1,0 +1,387 @@
+"""``cifarkit predict --engine ray`` and ``runtime.distributed``, on real Ray (no mocks).
+
+One Ray cluster for the module, started on 127.0.0.1 by ``ray.cluster_utils.Cluster``: a head
+with no CPUs and two 1-CPU worker nodes (2 CPUs in all, where the actors run), and one real
+S3 server (moto's server mode) that the nodes see through the standard AWS variables. The
+CLI runs as a subprocess connecting with ``--address``; one test runs it with no address, so
+it starts (and stops) its own local Ray. The worker-loss test runs last: it kills a node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests import onnx_fixtures as F
+
+ray = pytest.importorskip("ray")
+
+REPO = Path(__file__).resolve().parents[1]
+COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0), (255, 255, 0)]
+BAD = {  # name: bytes, phrase its error must contain
+    "empty.jpg": (b"", "empty"),
+    "text.png": (b"just some text\n", "not an image"),
+}
+
+
+def _png(color, size=(32, 32)) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(F.solid(color, size), "RGB").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _truncated_jpeg() -> bytes:
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()[: len(buf.getvalue()) // 2]
+
+
+def _write_set(root: Path, n_good: int) -> Path:
+    """Good images in class folders (``airplane/…``) plus bad files of several kinds."""
+    for i in range(n_good):
+        color = COLORS[i % len(COLORS)]
+        d = root / F.expected_label(color)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{i:04d}.png").write_bytes(_png(color, (32 + i % 3, 32)))
+    bad = root / "bad"
+    bad.mkdir(parents=True, exist_ok=True)
+    for name, (data, _) in BAD.items():
+        (bad / name).write_bytes(data)
+    (bad / "truncated.jpg").write_bytes(_truncated_jpeg())
+    (root / "notes.txt").write_text("not an image extension: not an input\n")
+    return root
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_env():
+    """A moto S3 server on 127.0.0.1 (random port) and the environment that points at it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    _, port = server.get_host_and_port()
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        try:
+            yield env
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_env):
+    """Head (0 CPUs) + two 1-CPU worker nodes; this process is connected as a driver."""
+    from ray.cluster_utils import Cluster
+
+    with pytest.MonkeyPatch.context() as mp:
+        # The nodes' workers import cifarkit from this checkout, like the CLI subprocesses.
+        mp.setenv("PYTHONPATH", os.pathsep.join([str(REPO / "toolkit"), str(REPO)]))
+        mp.delenv("RAY_ADDRESS", raising=False)
+        # Ray binds its nodes to this machine's own address (not reachable from elsewhere
+        # here); a 127.0.0.1 head is not joinable by Ray's own address resolution.
+        c = Cluster(initialize_head=True, connect=False,
+                    head_node_args={"num_cpus": 0, "include_dashboard": False})
+        try:
+            workers = [c.add_node(num_cpus=1) for _ in range(2)]
+            c.wait_for_nodes()
+            ray.init(address=c.address, logging_level="ERROR", log_to_driver=False)
+            c.workers = workers
+            yield c
+        finally:
+            ray.shutdown()
+            c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return F.color_model(tmp_path_factory.mktemp("model") / "color.onnx")
+
+
+@pytest.fixture(scope="module")
+def image_set(tmp_path_factory) -> Path:
+    return _write_set(tmp_path_factory.mktemp("set") / "images", 30)
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 150):
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join([str(REPO / "toolkit"), str(REPO)])
+    full_env.setdefault("CIFARKIT_EXPORTED", str(cwd / "no-exported"))
+    if not full_env.get("RAY_ADDRESS"):
+        full_env.pop("RAY_ADDRESS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "cifarkit", "predict", *args], cwd=cwd, capture_output=True,
+        text=True, env=full_env, timeout=timeout,
+    )
+
+
+def _jsonl_rows(text: str) -> list[dict]:
+    return sorted((json.loads(line) for line in text.splitlines() if line.strip()),
+                  key=lambda r: r["path"])
+
+
+# --- the decoder's bytes entry point -------------------------------------------------------------
+
+
+def test_bytes_decoder_gives_the_path_decoders_array(tmp_path):
+    from cifarkit.data.images import load_image, load_image_bytes
+    from cifarkit.errors import ImageError
+
+    rng = np.random.default_rng(1)
+    cases = {
+        "big.jpg": (Image.fromarray(rng.integers(0, 256, (300, 200, 3), np.uint8)), "JPEG"),
+        "alpha.png": (Image.new("RGBA", (50, 40), (255, 0, 0, 90)), "PNG"),
+        "grey16.png": (Image.new("I;16", (32, 32), 300 * 257), "PNG"),
+    }
+    for name, (img, fmt) in cases.items():
+        img.save(tmp_path / name, fmt)
+        a = load_image(tmp_path / name)
+        b = load_image_bytes((tmp_path / name).read_bytes(), name)
+        assert a.dtype == b.dtype == np.uint8 and np.array_equal(a, b), name
+    for name, (data, phrase) in BAD.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ImageError) as by_path:
+            load_image(tmp_path / name)
+        with pytest.raises(ImageError) as by_bytes:
+            load_image_bytes(data, str(tmp_path / name))
+        assert phrase in str(by_bytes.value) and str(by_path.value) == str(by_bytes.value)
+
+
+# --- local Ray: the same rows as the local engine ------------------------------------------------
+
+
+def test_local_ray_gives_the_local_engines_rows_and_exit_code(image_set, model, tmp_path):
+    """No --address and no RAY_ADDRESS: the CLI starts a 2-CPU Ray of its own, then stops it."""
+    env = {"RAY_ADDRESS": ""}
+    local = run_cli(str(image_set), "-m", str(model), "-f", "jsonl", "--labels-from-folders",
+                    cwd=tmp_path, env=env)
+    t0 = time.monotonic()
+    dist = run_cli(str(image_set), "-m", str(model), "-f", "jsonl", "--labels-from-folders",
+                   "--engine", "ray", "--batch-size", "8", cwd=tmp_path, env=env)
+    assert dist.returncode == local.returncode == 1, dist.stderr  # bad files → exit 1
+    rows, want = _jsonl_rows(dist.stdout), _jsonl_rows(local.stdout)
+    assert len(want) == 33 and rows == want
+    errors = {Path(r["path"]).name: r["error"] for r in rows if r["error"]}
+    assert set(errors) == {*BAD, "truncated.jpg"}
+    assert all(BAD[n][1] in errors[n] for n in BAD)
+    # The same final summary line, one progress display: nothing of Ray's own on stderr.
+    summary = [ln for ln in dist.stderr.splitlines() if " images (" in ln]
+    assert summary and "30 classified, 3 failed" in summary[0], dist.stderr
+    assert "Ray actors" in dist.stderr and "Running Dataset" not in dist.stderr
+    assert "core_worker" not in dist.stderr and "INFO" not in dist.stderr, dist.stderr
+    print(f"local-Ray CLI run: {time.monotonic() - t0:.1f} s")
+
+
+def test_cluster_rows_and_parquet_round_trip_for_both_engines(cluster, image_set, model,
+                                                              tmp_path):
+    import pandas as pd
+
+    frames = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / f"{engine}.parquet"
+        extra = ["--engine", "ray", "--address", cluster.address] if engine == "ray" else []
+        r = run_cli(str(image_set), "-m", str(model), "-f", "parquet", "-o", str(out),
+                    "--labels-from-folders", *extra, cwd=tmp_path)
+        assert r.returncode == 1, r.stderr
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".{engine}.parquet")]
+        frames[engine] = pd.read_parquet(out).sort_values("path").reset_index(drop=True)
+    a, b = frames["local"], frames["ray"]
+    assert list(a.columns) == ["path", "label", "index", "confidence", "top_k", "error",
+                               "true_label", "correct"]
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) == 33 and a["path"].is_unique and a["error"].notna().sum() == 3
+    good = a[a["error"].isna()]
+    assert (good["label"] == good["true_label"]).all() and good["correct"].all()
+    assert all(len(t) == 3 and t[0]["label"] == lab for t, lab in zip(good["top_k"],
+                                                                     good["label"], strict=True))
+
+    # A folder target: part files, committed as a whole; read back as one table.
+    folder = tmp_path / "parts"
+    r = run_cli(str(image_set), "-m", str(model), "-f", "parquet", "-o", str(folder),
+                "--engine", "ray", "--address", cluster.address, cwd=tmp_path)
+    assert r.returncode == 1 and sorted(p.name for p in folder.iterdir()) == ["part-00000.parquet"]
+    df = pd.read_parquet(folder)
+    assert len(df) == 33 and "true_label" not in df.columns
+
+
+def test_parquet_folder_parts_and_a_failed_run_leaves_nothing(tmp_path):
+    import pandas as pd
+
+    from cifarkit.runtime.predict import ParquetOutput, Prediction
+
+    preds = [Prediction(f"img/{i:03d}.png", index=i % 10, label="cat", confidence=0.5,
+                        top_k=[("cat", 0.5)]) for i in range(25)] + [Prediction("x", error="bad")]
+    with ParquetOutput(tmp_path / "out", part_rows=10, row_group=4) as out:
+        for p in preds:
+            out.add(p)
+    parts = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert parts == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    df = pd.read_parquet(tmp_path / "out").sort_values("path")
+    assert len(df) == 26 and df["error"].notna().sum() == 1
+    with pytest.raises(RuntimeError), ParquetOutput(tmp_path / "failed.parquet") as out:
+        out.add(preds[0])
+        raise RuntimeError("the job died")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_library_predict_dataset_streams_rows(cluster, image_set, model):
+    from cifarkit.runtime.distributed import predict_dataset
+    from cifarkit.runtime.predict import prediction_schema
+
+    ds = predict_dataset([str(image_set)], model, batch_size=8, concurrency=2)
+    assert isinstance(ds, ray.data.Dataset)
+    n = 0
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        assert batch.schema.equals(prediction_schema(False))
+        n += batch.num_rows
+    assert n == 33
+    # A Dataset of paths works too (the actors read them).
+    paths = ray.data.from_items([{"path": str(image_set / "airplane" / "0000.png")}])
+    row = predict_dataset(paths, model).take_all()[0]
+    assert row["label"] == "airplane" and row["error"] is None
+
+
+# --- S3 through a real S3-compatible server ------------------------------------------------------
+
+
+def test_s3_input_gives_the_same_predictions_as_disk(cluster, s3_env, image_set, model,
+                                                     tmp_path):
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="images")
+    files = sorted(p for p in image_set.rglob("*") if p.is_file())
+    for p in files:
+        s3.put_object(Bucket="images", Key=f"set/{p.relative_to(image_set)}", Body=p.read_bytes())
+    disk = run_cli(str(image_set), "-m", str(model), "-f", "jsonl", "--engine", "ray",
+                   "--address", cluster.address, cwd=tmp_path)
+    remote = run_cli("s3://images/set/", "-m", str(model), "-f", "jsonl", "--engine", "ray",
+                     "--address", cluster.address, "--labels-from-folders", cwd=tmp_path)
+    assert remote.returncode == disk.returncode == 1, remote.stderr
+    want = {os.path.relpath(r["path"], image_set): r for r in _jsonl_rows(disk.stdout)}
+    got = {r["path"].removeprefix("s3://images/set/"): r for r in _jsonl_rows(remote.stdout)}
+    assert set(got) == set(want) and len(got) == 33  # notes.txt is not an image: not read
+    for key, row in got.items():
+        assert row["path"] == f"s3://images/set/{key}"
+        for field in ("label", "index", "confidence", "top_k"):
+            assert row[field] == want[key][field], (key, field)
+        assert (row["error"] is None) == (want[key]["error"] is None)
+        if key.split("/")[0] != "bad":
+            assert row["true_label"] == key.split("/")[0]
+
+
+# --- bad setups fail fast and clearly ------------------------------------------------------------
+
+
+def test_unreachable_address_fails_fast_naming_it(image_set, model, tmp_path):
+    address = f"127.0.0.1:{_free_port()}"
+    t0 = time.monotonic()
+    r = run_cli(str(image_set), "-m", str(model), "--engine", "ray", "--address", address,
+                cwd=tmp_path, timeout=60)
+    assert r.returncode == 7 and address in r.stderr and "cannot reach" in r.stderr, r.stderr
+    assert time.monotonic() - t0 < 30
+
+
+def test_missing_ray_and_missing_filesystem_package_are_named(image_set, model, tmp_path):
+    code = (
+        "import sys; sys.modules['ray'] = None\n"  # as if Ray were not installed
+        "sys.argv = ['cifarkit', 'predict', sys.argv[1], '-m', sys.argv[2], '--engine', 'ray']\n"
+        "from cifarkit.cli import main; main()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "toolkit")}
+    r = subprocess.run([sys.executable, "-c", code, str(image_set), str(model)],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 2 and 'pip install "cifarkit[ray]"' in r.stderr, r.stderr
+
+    from cifarkit.errors import DataError
+    from cifarkit.runtime.distributed import resolve_filesystem
+
+    with pytest.raises(DataError, match="ocifs"):  # fsspec knows oci://, its package is absent
+        resolve_filesystem("oci://bucket@namespace/images/")
+
+
+def test_provider_error_in_the_actors_is_the_local_one(cluster, image_set, model, tmp_path):
+    from cifarkit.runtime.providers import available_providers
+
+    if "openvino" in available_providers():
+        pytest.skip("needs an onnxruntime build without OpenVINO")
+    args = [str(image_set), "-m", str(model), "--provider", "openvino"]
+    local = run_cli(*args, cwd=tmp_path)
+    dist = run_cli(*args, "--engine", "ray", "--address", cluster.address, cwd=tmp_path)
+    assert local.returncode == dist.returncode == 6, dist.stderr
+
+    def message(text: str) -> str:
+        return " ".join(text.split()).split("error:", 1)[1].strip()
+
+    assert message(dist.stderr) == message(local.stderr)
+
+
+# --- exactly once, when a worker node dies mid-run (runs last: it changes the cluster) -----------
+
+
+def test_a_worker_node_dies_mid_run_and_every_input_is_there_once(cluster, model, tmp_path):
+    n = 600
+    root = tmp_path / "many"
+    for i in range(n):
+        d = root / f"{i % 10}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{i:04d}.png").write_bytes(_png(COLORS[i % len(COLORS)]))
+    env = {**os.environ, "COLUMNS": "200", "CIFARKIT_EXPORTED": str(tmp_path / "none"),
+           "PYTHONPATH": os.pathsep.join([str(REPO / "toolkit"), str(REPO)])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cifarkit", "predict", str(root), "-m", str(model), "-f",
+         "jsonl", "--engine", "ray", "--address", cluster.address, "--batch-size", "4",
+         "--concurrency", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )
+    lines: list[str] = []
+    killed_at = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if killed_at is None and len(lines) >= 40:
+                # Kill a worker node, its raylet and the actor on it, without warning; a
+                # replacement joins, as KubeRay or an autoscaler would provide.
+                victim = cluster.workers.pop(0)
+                cluster.remove_node(victim, allow_graceful=False)
+                cluster.workers.append(cluster.add_node(num_cpus=1))
+                killed_at = len(lines)
+        rc = proc.wait(timeout=150)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert killed_at is not None and killed_at < n, "the node must die mid-run"
+    noise = [x for x in lines if x.strip() and not x.startswith("{")]
+    assert not noise, f"stdout must hold JSONL only: {noise[:5]}"
+    rows = [json.loads(x) for x in lines if x.strip()]
+    paths = [r["path"] for r in rows]
+    assert rc == 0, stderr
+    assert len(paths) == n and len(set(paths)) == n, (len(paths), len(set(paths)))
+    assert set(paths) == {str(p) for p in root.rglob("*.png")}
+    assert all(r["error"] is None for r in rows)
+    print(f"node killed after {killed_at} of {n} rows; stderr tail: {stderr[-300:]}")
