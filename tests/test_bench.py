@@ -390,7 +390,8 @@ def test_sweep_json_schema_and_known_accuracy(exported, tmp_path):
     write_json(result, json_path)
     assert json.loads(json_path.read_text())["latency"] == data["latency"]
     figures = write_figures(result, tmp_path / "r" / "figures")
-    assert len(figures) == 5  # confusion, per-class, predictions, misclassified, throughput
+    # confusion, per-class, predictions, misclassified, throughput, accuracy vs throughput
+    assert len(figures) == 6
     for p in figures.values():
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     write_markdown(result, md_path, figures)
@@ -498,7 +499,7 @@ def test_cli_end_to_end_without_tensorflow(exported, tmp_path):
             if r["status"] == "ok"} == {("fp32", 1), ("fp32", 8), ("int8", 1), ("int8", 8)}
     md = (out / "RESULTS.md").read_text()
     assert md.startswith("# cifarkit bench") and "cifarkit bench color --data" in md
-    assert len(list((out / "figures").glob("*.png"))) == 5
+    assert len(list((out / "figures").glob("*.png"))) == 6
 
 
 # --- the Keras baseline ---------------------------------------------------------------------

@@ -71,16 +71,16 @@ def test_row_peak_per_precision():
     assert mixed_peak(fp32, int8, 0.0) is fp32
 
 
-@pytest.mark.parametrize("name", ["cnn-batchnorm", "fastnet"])
+@pytest.mark.parametrize("name", ["cnn-batchnorm", "fastnet", "fastnet-relu"])
 def test_int8_share_of_the_shipped_models(name):
     path = REPO / "exported" / name / "model.int8.onnx"
     if not path.is_file():
         pytest.skip(f"{path} not shipped")
     share = runtime_int8_share(path)
     assert share is not None and 0.0 < share <= 1.0
-    # cnn-batchnorm's every Conv and Gemm is fused into QLinearConv/QGemm; fastnet's stem
-    # and some of its convolutions stay fp32 in onnxruntime's graph
-    if name == "cnn-batchnorm":
+    # cnn-batchnorm's and fastnet-relu's every Conv and Gemm is fused into QLinearConv/QGemm;
+    # GELU fastnet's stem and some of its convolutions stay fp32 in onnxruntime's graph
+    if name in ("cnn-batchnorm", "fastnet-relu"):
         assert share == 1.0
     else:
         assert share < 0.9
@@ -88,9 +88,11 @@ def test_int8_share_of_the_shipped_models(name):
 
 
 def test_no_row_beyond_its_peak():
-    """Measured, not assumed: every CPU row of the shipped cnn-batchnorm (fp32, fp16, int8)
-    stays within the peak of the arithmetic it runs; before, int8 rows showed 122-127 % of the
-    FP32 peak."""
+    """Measured, not assumed: every CPU row of the shipped cnn-batchnorm (fp32, int8) stays
+    within the peak of the arithmetic it runs; before, int8 rows showed 122-127 % of the FP32
+    peak. Where the clock is the VM's reported one (boost not visible), a boosting core can
+    pass the stated peak: up to 1.6× (a 2.6 GHz nominal Zen 5 boosts to about 4.1 GHz; seen:
+    110 %), and the report says so."""
     folder = REPO / "exported" / "cnn-batchnorm"
     if not folder.is_dir():
         pytest.skip("cnn-batchnorm not shipped")
@@ -99,9 +101,11 @@ def test_no_row_beyond_its_peak():
     data = to_dict(run_bench(cfg))
     rows = [r for r in data["latency"] if r["status"] == "ok"]
     assert {r["precision"] for r in rows} >= {"fp32", "int8"}
+    boost_hidden = all("boost not visible" in p["derivation"] for p in data["cpu_peak"])
+    bound = 1.6 if boost_hidden else 1.0
     for r in rows:
         if r["peak_share"] is not None:
-            assert 0.0 < r["peak_share"] <= 1.0, r
+            assert 0.0 < r["peak_share"] <= bound, r
     by = {r["precision"]: r for r in rows}
     assert by["int8"]["peak"] == "int8" and by["fp32"]["peak"] == "fp32"
     titles = [p["arithmetic"] for p in data["cpu_peak"]]
