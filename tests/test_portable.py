@@ -91,7 +91,8 @@ def edge_export(tiny, data, tmp_path_factory):
     path, _ = tiny
     out = tmp_path_factory.mktemp("exported") / "tiny"
     return export_model(path, out, formats=["onnx", "tflite", "ort"], data=data,
-                        calibration_images=120, parity_images=64, benchmark=False)
+                        calibration_images=120, parity_images=64, benchmark=False,
+                        runtimes=["all"])
 
 
 def ops(path) -> set[str]:
@@ -292,3 +293,26 @@ def test_shipped_files_are_portable_and_run_in_opencv_and_tract(path, images):
         if ".fp32." in path.name:
             assert np.abs(probs - ref).max() <= 1e-4, name
         assert np.mean(probs.argmax(1) == ref.argmax(1)) >= 0.9, name
+
+
+def test_card_runs_in_table_from_every_runtime(edge_export):
+    """The card's "runs in" table: each ONNX file run in all five runtimes on the test images
+    (litert on the .tflite sibling), a failure kept with the runtime's own reason."""
+    card = edge_export.card
+    runs = card["runs_in"]
+    assert set(runs) == {"fp32", "fp16", "int8"}
+    n = card["evaluation"]["test_images"]
+    fp32 = {r["runtime"]: r for r in runs["fp32"]}
+    assert list(fp32) == ["onnxruntime", "openvino", "opencv", "tract", "litert"]
+    for name, r in fp32.items():
+        assert r["status"] == "ok", r
+        assert r["n_images"] == n and r["agreement"] >= 0.95 and r["p50_ms_batch1"] > 0
+        assert r["file"] == ("model.fp32.tflite" if name == "litert" else "model.fp32.onnx")
+    assert fp32["onnxruntime"]["agreement"] == 1.0 and fp32["tract"]["max_abs_diff"] < 1e-4
+    tract16 = {r["runtime"]: r for r in runs["fp16"]}["tract"]
+    assert tract16["status"] == "failed" and tract16["reason"] and "/tmp" not in \
+        tract16["reason"]
+    assert f"{n:,} CIFAR-10 test images" in card["runs_in_setup"]
+    readme = (edge_export.out_dir / "README.md").read_text()
+    assert "## Runs in" in readme and "| tract |" in readme
+    assert card["reproduce"].endswith("--runs-in all")

@@ -84,6 +84,15 @@ def _render(result: Any) -> None:
     if result.tflite_engine:
         console.print(f"tflite: via {result.tflite_engine}; int8 full-integer, uint8 input "
                       "(scale 1, zero point 0)")
+    for precision, rows in (result.card.get("runs_in") or {}).items():
+        cells = []
+        for r in rows:
+            if r["status"] == "ok":
+                cells.append(f"{r['runtime']} {r['agreement']:.2%}")
+            else:
+                cells.append(f"{r['runtime']} [yellow]{r['status']}[/]")
+        console.print(f"runs in ({precision}, top-1 agreement with onnxruntime): "
+                      + " · ".join(cells))
     for note in result.notes:
         console.print(f"  [dim]{escape(note)}[/]")
     console.print(f"wrote {result.out_dir}/ (card.json, README.md) in {result.seconds:.0f} s")
@@ -144,6 +153,12 @@ def export(
         1, "--bench-threads", min=0,
         help="onnxruntime threads for the speed ratio (0 = its default, one per core).",
     ),
+    runtimes: str = typer.Option(
+        "all", "--runs-in",
+        help="Runtimes for the card's \"runs in\" table: each ONNX file run on the test "
+        "images (onnxruntime,openvino,opencv,tract,litert; all; none). Not installed: a row "
+        "saying so; litert needs --format tflite.",
+    ),
     runs_dir: Path = typer.Option(Path("runs"), "--runs", help="Where bare `export` looks."),
     exported_dir: Path = typer.Option(
         Path("exported"), "--exported", help="Parent of the default output folders."
@@ -169,6 +184,10 @@ def export(
     precisions = validate_options(parse_csv(precision, "--precision"), calibration_images,
                                   calibration_method, parity_images, limit)
     format_list = validate_formats(parse_csv(formats, "--format"))
+    from cifarkit.runtimes import resolve_runtimes
+
+    runtime_list = None if runtimes.strip() == "none" else resolve_runtimes(
+        parse_csv(runtimes, "--runs-in"))
     if opset < MIN_OPSET:  # the upper bound needs tf2onnx (TensorFlow): checked below
         check_opset(opset)
     if out is not None and len(sources or []) != 1:
@@ -213,7 +232,7 @@ def export(
                     calibration_method=calibration_method, reduce_range=reduce_range,
                     tta=tta, check=not no_check,
                     parity_images=parity_images, benchmark=not no_bench,
-                    bench_threads=bench_threads,
+                    bench_threads=bench_threads, runtimes=runtime_list,
                     exported_dir=exported_dir, command=command, progress=update,
                 )
         except CifarkitError as exc:

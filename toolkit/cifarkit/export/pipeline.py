@@ -300,6 +300,7 @@ def export_model(
     latency_seconds: float = LATENCY_SECONDS,
     latency_budget_s: float = LATENCY_BUDGET_S,
     seed: int = 0,
+    runtimes: Sequence[str] | None = None,
     exported_dir: str | os.PathLike[str] = "exported",
     command: str | None = None,
     progress: Progress | None = None,
@@ -323,6 +324,10 @@ def export_model(
     to record; the card also records an equivalent ``cifarkit export`` command. ``tta``
     (fastnet models): the in-graph test-time augmentation level to export with, 0 none,
     1 mirror, 2 mirror + one-pixel translations (6 views); None keeps the trained model's.
+    ``runtimes``: runtime names (``cifarkit.runtimes``, "all" = every one) to run each ONNX
+    file in on the test images for the card's "runs in" table (top-1, agreement with
+    onnxruntime, batch-1 latency); litert runs the .tflite files, so only with "tflite" in
+    ``formats``. None: no table.
     """
     started = time.perf_counter()
     precisions = validate_options(precisions, calibration_images, calibration_method,
@@ -336,7 +341,7 @@ def export_model(
     notes = list(src.notes)
     steps = ["load", "convert", "check", *(["parity"] if check else []),
              *[p for p in precisions if p != "fp32"], "measure",
-             *[f for f in formats if f != "onnx"], "write"]
+             *[f for f in formats if f != "onnx"], *(["runs in"] if runtimes else []), "write"]
     total = len(steps)
     what = f"export {src.name}"
 
@@ -593,6 +598,16 @@ def export_model(
             add_file(p, "ort", blob, *run_on(lambda x, s=sess: predict_onnx(s, x)))
             del sess
 
+    # 7. the "runs in" table: each ONNX file in every runtime asked for -----------------------
+    runs_in: dict[str, list[dict[str, Any]]] | None = None
+    runs_in_setup: str | None = None
+    if runtimes and not synthetic:
+        step("runs in")
+        runs_in, runs_in_setup = _runs_in(payloads, runtimes, x_test, y_test, bench_threads,
+                                          notes)
+    elif runtimes:
+        notes.append("no \"runs in\" table: it needs the real test images (--data)")
+
     # Files from an earlier export that this one does not make would describe another model.
     made = {name for name, _ in payloads}
     leftovers = [out_dir / model_filename(p, fmt) for fmt in FORMATS for p in PRECISIONS
@@ -607,7 +622,7 @@ def export_model(
         src.model_path if src.run_dir is None else src.run_dir, out_dir, precisions, opset,
         data_path, limit, calibration_images, calibration_method, check, parity_images,
         benchmark, bench_threads, quant_info.reduce_range if quant_info else None, tta,
-        formats,
+        formats, runtimes,
     )
     if not synthetic and data_path is None:
         notes.append(f"the test data ({ds.source}) was given in memory: `reproduce` needs "
@@ -646,6 +661,8 @@ def export_model(
         "quantization": quant_info.to_dict() if quant_info else None,
         "benchmark": speed.to_dict() if speed else None,
         "latency": latency_setup.to_dict() if latency_setup else None,
+        "runs_in": runs_in,
+        "runs_in_setup": runs_in_setup,
         "opset": opset,
         "versions": versions,
         "exported_at": exported_at,
@@ -671,6 +688,44 @@ def export_model(
         seconds=time.perf_counter() - started, notes=notes, latency_setup=latency_setup,
         portability=portability, tflite_engine=tflite_engine,
     )
+
+
+def _runs_in(
+    payloads: list[tuple[str, bytes]], runtimes: Sequence[str], x: np.ndarray, y: np.ndarray,
+    threads: int, notes: list[str],
+) -> tuple[dict[str, list[dict[str, Any]]], str]:
+    """{precision: ``cifarkit.runtimes.matrix`` rows} for each ONNX file about to be written,
+    run from a temporary folder (the files are not committed yet; litert finds the .tflite
+    siblings there), and the sentence that says how it was measured."""
+    import tempfile
+
+    from cifarkit._sysinfo import cpu_name
+    from cifarkit.runtimes import matrix, resolve_runtimes
+
+    names = resolve_runtimes(list(runtimes))
+    has_tflite = any(name.endswith(".tflite") for name, _ in payloads)
+    if "litert" in names and not has_tflite:
+        names.remove("litert")
+        notes.append("runs in: litert runs .tflite files; export with --format onnx,tflite for "
+                     "its row")
+    table: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="cifarkit-runs-in-") as tmp:
+        for name, blob in payloads:
+            Path(tmp, name).write_bytes(blob)
+        for name, _ in payloads:
+            if not name.endswith(".onnx"):
+                continue
+            precision = name.split(".")[1]
+            rows = matrix(Path(tmp, name), x, y, names, threads=threads or None)
+            table[precision] = [{**r.to_dict(), "file": Path(r.file).name if r.file else None,
+                                 "reason": r.reason.replace(tmp + os.sep, "") if r.reason
+                                 else None} for r in rows]
+    threads_text = "each runtime's default threads" if not threads else (
+        f"{threads} thread{'s' if threads != 1 else ''}")
+    setup = (f"{len(y):,} CIFAR-10 test images, {threads_text}, {cpu_name()} "
+             f"({os.cpu_count()} logical CPUs); agreement is top-1 agreement with onnxruntime "
+             "(CPU) on the same images, latency the p50 of batch-1 calls.")
+    return table, setup
 
 
 def _dist_version(dist: str) -> str:
@@ -737,6 +792,7 @@ def _equivalent_command(
     parity_images: int, benchmark: bool, bench_threads: int, reduce_range: bool | None,
     tta: int | None = None,
     formats: Sequence[str] = ("onnx",),
+    runtimes: Sequence[str] | None = None,
 ) -> str:
     """A ``cifarkit export`` command that redoes this export (and so every number in its
     card), whatever way it was started (bare ``cifarkit export``, or from Python).
@@ -758,4 +814,5 @@ def _equivalent_command(
         args += ["--format", ",".join(formats)]
     args += ["--no-check"] if not check else ["--parity-images", str(parity_images)]
     args += ["--no-bench"] if not benchmark else ["--bench-threads", str(bench_threads)]
+    args += ["--runs-in", ",".join(runtimes) if runtimes else "none"]
     return shlex.join(args)
