@@ -447,6 +447,7 @@ def test_cli_bench_runtime_all(keras_tflite, images, tmp_path):
     md = (out / "RESULTS.md").read_text()
     assert "## Runtimes" in md and "| litert | cpu | 2 | " in md
     assert "unavailable: cv2 does not import" in md and "![runtimes](figures/runtimes.png)" in md
+    assert (out / "figures" / "runtimes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| tract | cpu |  | failed: model.fp32.onnx: tract cannot run" in md
     assert "runtimes: top-1, agreement with onnxruntime" in res.stdout
     assert "opencv: unavailable: cv2 does not import" in res.stdout

@@ -277,6 +277,7 @@ def runtime_matrix(
                title_fontsize=8, bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(title or "Runtimes: agreement with onnxruntime, latency, throughput")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
+    _save(fig, path)
 
 
 def accuracy_vs_throughput(

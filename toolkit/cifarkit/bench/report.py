@@ -731,15 +731,17 @@ def write_figures(result: BenchResult, folder: str | os.PathLike[str], *,
 def accuracy_vs_throughput_points(result: BenchResult) -> list[tuple[str, str, str, float,
                                                                       float]]:
     """(model, precision, provider, best images/s over the batch sizes timed, top-1): one
-    point per model × precision × provider that has both an accuracy and a timing."""
+    point per model × precision × provider of onnxruntime that has both an accuracy and a
+    timing (other runtimes are compared in the runtimes figure; mixing their rates into one
+    point would credit onnxruntime with another runtime's speed)."""
     best: dict[tuple[str, str, str], float] = {}
     for row in result.latency:
-        if row.stats is not None:
+        if row.stats is not None and row.runtime == "onnxruntime":
             key = (row.model, row.precision, row.provider)
             best[key] = max(best.get(key, 0.0), row.stats.images_per_s)
     return [(a.model, a.precision, a.provider, best[key], a.report.top1)
             for a in result.accuracy
-            if (key := (a.model, a.precision, a.provider)) in best]
+            if a.runtime == "onnxruntime" and (key := (a.model, a.precision, a.provider)) in best]
 
 
 # --- terminal (rich) ------------------------------------------------------------------------
