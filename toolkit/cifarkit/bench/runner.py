@@ -751,6 +751,7 @@ def _latency_row(
     macs = mf.macs.macs_per_image if mf.macs and not mf.macs.uncounted else None
     gflops = achieved_gflops(macs, stats.images_per_s)
     share, peak = None, None
+    runtime = getattr(clf, "runtime", "onnxruntime")
     # The CPU provider's own arithmetic is known (flops.row_peak); OpenVINO picks its own
     # kernels, so only its fp32 rows have a peak to show.
     if gflops is not None and (clf.provider == "cpu" or
@@ -759,7 +760,7 @@ def _latency_row(
         # Which MACs run as int8 is read from onnxruntime's optimised graph; another runtime
         # (LiteRT's full-integer file, OpenVINO's own fusions) may run more of them as int8,
         # so its int8 rows are shown against the all-int8 peak, an upper bound.
-        ort = getattr(clf, "runtime", "onnxruntime") == "onnxruntime"
+        ort = runtime == "onnxruntime"
         key = (cores, mf.precision,
                (os.fspath(mf.path) if ort else "all int8") if mf.precision == "int8" else "")
         if key not in result.cpu_peaks:
@@ -773,7 +774,7 @@ def _latency_row(
         mf.name, mf.precision, clf.provider, io_binding, clf.threads, stats.batch_size, stats,
         active_providers=",".join(clf.active_providers), macs_per_image=macs, gflops=gflops,
         peak_share=share, peak=peak.arithmetic if peak else None,
-        runtime=getattr(clf, "runtime", "onnxruntime"),
+        runtime=runtime,
     )
 
 

@@ -186,8 +186,9 @@ def export(
     format_list = validate_formats(parse_csv(formats, "--format"))
     from cifarkit.runtimes import resolve_runtimes
 
-    runtime_list = None if runtimes.strip() == "none" else resolve_runtimes(
-        parse_csv(runtimes, "--runs-in"))
+    # checked now, resolved by the exporter (so the card's reproduce command says "all")
+    runtime_list = None if runtimes.strip() == "none" else parse_csv(runtimes, "--runs-in")
+    resolve_runtimes(runtime_list)
     if opset < MIN_OPSET:  # the upper bound needs tf2onnx (TensorFlow): checked below
         check_opset(opset)
     if out is not None and len(sources or []) != 1:
