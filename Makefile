@@ -25,10 +25,12 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check toolkit tests benchmarks
+	$(VENV)/bin/lint-imports
 	CIFARKIT_DATA=$(DATA) $(PY) -m pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check toolkit tests benchmarks
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -116,7 +116,7 @@ def main() -> int:
     import torch
 
     from cifarkit._io import write_json
-    from cifarkit._sysinfo import cpu_name
+    from cifarkit.measure.machine import cpu_name
 
     _run_on_cpu(torch)
     torch.set_num_threads(os.cpu_count() or 1)

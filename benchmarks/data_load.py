@@ -74,7 +74,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from cifarkit._io import write_json
-    from cifarkit._sysinfo import cpu_name
+    from cifarkit.measure.machine import cpu_name
 
     cache = Path(tempfile.mkdtemp(prefix="cifarkit-cache-bench-"))
     load_before = load_average()

@@ -39,9 +39,9 @@ def main() -> int:
 
     import cifarkit.models.layers  # noqa: F401  (registers fastnet's layers)
     from cifarkit._io import write_json
-    from cifarkit._sysinfo import cpu_name
     from cifarkit.data import load_dataset
     from cifarkit.export.source import load_keras_model
+    from cifarkit.measure.machine import cpu_name
     from cifarkit.models.fastnet import with_tta
 
     trained = load_keras_model(args.model)

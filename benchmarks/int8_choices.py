@@ -113,11 +113,11 @@ def main() -> int:
     import onnxruntime as ort
 
     from cifarkit._io import write_json
-    from cifarkit._sysinfo import cpu_flags, cpu_name
     from cifarkit.data import load_dataset, stratified_subset
     from cifarkit.export.check import cpu_session
     from cifarkit.export.measure import throughput
     from cifarkit.export.parity import predict_onnx
+    from cifarkit.measure.machine import cpu_flags, cpu_name
 
     names = args.only.split(",") if args.only else list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]

@@ -110,7 +110,7 @@ def main() -> int:
     import onnxruntime as ort
 
     from cifarkit._io import write_json, write_text
-    from cifarkit._sysinfo import cpu_flags, cpu_name
+    from cifarkit.measure.machine import cpu_flags, cpu_name
 
     batches = [int(b) for b in args.batches.split(",")]
     entries = []

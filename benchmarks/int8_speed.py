@@ -114,8 +114,8 @@ def main() -> int:
     import onnxruntime as ort
 
     from cifarkit._io import write_json, write_text
-    from cifarkit._sysinfo import cpu_flags, cpu_name
-    from cifarkit.runtime.models import choose_model
+    from cifarkit.backends.catalog import choose_model
+    from cifarkit.measure.machine import cpu_flags, cpu_name
 
     folders: list[Path] = []
     if not args.no_default:

@@ -127,7 +127,7 @@ def main() -> int:
     import keras
 
     from cifarkit._io import write_json
-    from cifarkit._sysinfo import cpu_name
+    from cifarkit.measure.machine import cpu_name
     from cifarkit.train import train
 
     reference: dict | None = None  # every row's hyper-parameters must be these

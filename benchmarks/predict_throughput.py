@@ -44,7 +44,7 @@ def machine() -> dict:
     import onnxruntime
     import PIL
 
-    from cifarkit.runtime import physical_cores
+    from cifarkit.measure.machine import physical_cores
 
     cpu = platform.processor() or "unknown"
     try:
@@ -83,7 +83,7 @@ def cpu_seconds() -> float:
 
 
 def list_images(folder: Path, limit: int | None) -> list[str]:
-    from cifarkit.runtime import iter_inputs
+    from cifarkit.engines import iter_inputs
 
     paths = [item.path for item in iter_inputs([str(folder)])]
     if limit:
@@ -99,7 +99,7 @@ def decode_only(paths: list[str], workers: int, batch_size: int) -> tuple[float,
 
     import numpy as np
 
-    from cifarkit.runtime.predict import _Decoder
+    from cifarkit.engines.local import _Decoder
 
     decoder = _Decoder(workers, None)
     start = time.perf_counter()
@@ -133,7 +133,7 @@ def inference_only(clf, images, batch_size: int) -> float:
 
 def end_to_end(clf, folder: Path, paths: list[str], workers: int, batch_size: int,
                limit: int | None) -> float:
-    from cifarkit.runtime import predict_files
+    from cifarkit.engines import predict_files
 
     sources = [str(folder)] if not limit else paths
     start = time.perf_counter()
@@ -211,7 +211,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from cifarkit._io import write_json
-    from cifarkit.runtime import Classifier, default_workers, resolve_model
+    from cifarkit.backends import Classifier, resolve_model
+    from cifarkit.engines import default_workers
 
     tmp = None
     if args.fixture_cnn:

@@ -76,8 +76,9 @@ class _StoreSampler(threading.Thread):
 
 
 def child(engine: str, source: str, batch_size: int) -> dict:
-    from cifarkit.runtime import Classifier, predict_files, resolve_model
-    from cifarkit.runtime.predict import default_workers
+    from cifarkit.backends import Classifier, resolve_model
+    from cifarkit.engines import predict_files
+    from cifarkit.engines.local import default_workers
 
     model = resolve_model(None)
     n = failed = correct = 0
@@ -95,7 +96,7 @@ def child(engine: str, source: str, batch_size: int) -> dict:
         seconds = time.perf_counter() - t0
         out.update(workers=workers, seconds=seconds, images_per_second=n / seconds)
     else:
-        from cifarkit.runtime.distributed import RayPrediction
+        from cifarkit.engines.ray import RayPrediction
 
         job = RayPrediction([source], model, quiet=True, batch_size=batch_size,
                             labels_from_folders=True)
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
 
     sys.path.insert(0, str(REPO / "toolkit"))
     from cifarkit._io import write_json
-    from cifarkit.bench.env import collect_environment, load_average
+    from cifarkit.measure.machine import collect_environment, load_average
 
     env = collect_environment(sys.argv)
     test = _data()

@@ -254,7 +254,7 @@ def _load_average() -> list[float] | None:
 
 
 def host() -> dict[str, Any]:
-    from cifarkit._sysinfo import cpu_name
+    from cifarkit.measure.machine import cpu_name
 
     return {"cpu": cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version()}

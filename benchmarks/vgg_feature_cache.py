@@ -88,7 +88,7 @@ def main() -> int:
     import keras
 
     from cifarkit._io import write_json
-    from cifarkit._sysinfo import cpu_name
+    from cifarkit.measure.machine import cpu_name
     from cifarkit.models import create_model
     from cifarkit.train.fit import describe_device
     from cifarkit.train.transfer import compute_features, feature_batch_size, split_at

@@ -28,9 +28,9 @@ from cifarkit.bench import (
     top_confusions,
     topk_accuracy,
 )
-from cifarkit.bench.metrics import confusion_matrix, row_normalize
 from cifarkit.bench.report import to_markdown, write_figures, write_json, write_markdown
 from cifarkit.errors import ModelError, ProviderError, UsageError
+from cifarkit.measure.metrics import confusion_matrix, row_normalize
 from tests.conftest import write_folders
 from tests.onnx_fixtures import CLASSES, PROTOTYPES, cnn_model, color_model, solid
 
@@ -285,7 +285,7 @@ TABLE_KEYS = {
 
 
 def _cuda_active(model: Path) -> bool:
-    from cifarkit.runtime import Classifier
+    from cifarkit.backends import Classifier
 
     try:
         Classifier(model, "cuda").close()

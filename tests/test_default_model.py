@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from cifarkit.backends.catalog import choose_model, recommended_precision, resolve_model
 from cifarkit.errors import ModelError
-from cifarkit.runtime.models import choose_model, recommended_precision, resolve_model
 from tests import onnx_fixtures as F
 
 

@@ -348,7 +348,7 @@ def test_metadata_round_trip(full_export, cnn_run):
         assert meta["parity"]["synthetic"] is True
         assert "accuracy" not in meta  # synthetic data: no accuracy claimed
         assert ("quantization" in meta) == (precision == "int8")
-        # What onnxruntime (and so cifarkit.runtime) sees: the same strings.
+        # What onnxruntime (and so cifarkit.backends) sees: the same strings.
         custom = session(path).get_modelmeta().custom_metadata_map
         assert json.loads(custom["class_names"]) == list(CLASSES)
 
@@ -384,7 +384,7 @@ def _keras_macs(model) -> int:
 
 
 def test_card_has_params_macs_latency_training_and_checksums(full_export, cnn_run):
-    from cifarkit._sysinfo import cpu_name
+    from cifarkit.measure.machine import cpu_name
 
     run, model = cnn_run
     out = full_export.out_dir

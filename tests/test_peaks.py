@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cifarkit.bench import BenchConfig, run_bench, to_dict
-from cifarkit.bench.flops import (
+from cifarkit.measure.flops import (
     count_macs,
     cpu_fp32_peak,
     cpu_int8_peak,

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cifarkit.backends import Classifier
 from cifarkit.data.images import load_image
-from cifarkit.runtime import Classifier, iter_inputs, predict_files
+from cifarkit.engines import iter_inputs, predict_files
 from tests import onnx_fixtures as F
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -274,7 +275,7 @@ def test_labels_from_folders(tmp_path, clf):
         for i, color in enumerate((RED, BLUE, BLUE)):
             _save(_rgb(color), tmp_path / "data" / cls / f"{i}.png")
     _save(_rgb(RED), tmp_path / "data" / "misc" / "loose.png")
-    from cifarkit.runtime import PredictStats
+    from cifarkit.engines import PredictStats
 
     stats = PredictStats(classes=clf.classes)
     for p in predict_files(clf, [str(tmp_path / "data")], labels_from_folders=True, workers=0):
@@ -503,7 +504,7 @@ def test_decoder_processes_that_cannot_start_fall_back_to_this_process(tmp_path,
     for i in range(6):
         _save(_rgb(BLUE), tmp_path / "f" / f"{i}.png")
     script = (
-        "from cifarkit.runtime import Classifier, predict_files\n"
+        "from cifarkit.backends import Classifier\nfrom cifarkit.engines import predict_files\n"
         f"clf = Classifier({str(model)!r})\n"
         "notes = []\n"
         f"preds = list(predict_files(clf, [{str(tmp_path / 'f')!r}], workers=2, batch_size=2,"

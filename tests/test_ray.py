@@ -230,7 +230,7 @@ def test_cluster_rows_and_parquet_round_trip_for_both_engines(cluster, image_set
 def test_parquet_folder_parts_and_a_failed_run_leaves_nothing(tmp_path):
     import pandas as pd
 
-    from cifarkit.runtime.predict import ParquetOutput, Prediction
+    from cifarkit.engines.local import ParquetOutput, Prediction
 
     preds = [Prediction(f"img/{i:03d}.png", index=i % 10, label="cat", confidence=0.5,
                         top_k=[("cat", 0.5)]) for i in range(25)] + [Prediction("x", error="bad")]
@@ -248,8 +248,8 @@ def test_parquet_folder_parts_and_a_failed_run_leaves_nothing(tmp_path):
 
 
 def test_library_predict_dataset_streams_rows(cluster, image_set, model):
-    from cifarkit.runtime.distributed import predict_dataset
-    from cifarkit.runtime.predict import prediction_schema
+    from cifarkit.engines.local import prediction_schema
+    from cifarkit.engines.ray import predict_dataset
 
     ds = predict_dataset([str(image_set)], model, batch_size=8, concurrency=2)
     assert isinstance(ds, ray.data.Dataset)
@@ -316,15 +316,15 @@ def test_missing_ray_and_missing_filesystem_package_are_named(image_set, model, 
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 2 and 'pip install "cifarkit[ray]"' in r.stderr, r.stderr
 
+    from cifarkit.engines.ray import resolve_filesystem
     from cifarkit.errors import DataError
-    from cifarkit.runtime.distributed import resolve_filesystem
 
     with pytest.raises(DataError, match="ocifs"):  # fsspec knows oci://, its package is absent
         resolve_filesystem("oci://bucket@namespace/images/")
 
 
 def test_provider_error_in_the_actors_is_the_local_one(cluster, image_set, model, tmp_path):
-    from cifarkit.runtime.providers import available_providers
+    from cifarkit.backends.providers import available_providers
 
     if "openvino" in available_providers():
         pytest.skip("needs an onnxruntime build without OpenVINO")

@@ -1,4 +1,5 @@
-"""cifarkit.runtime: the Classifier contract, providers, batching, I/O binding, model lookup.
+"""cifarkit.backends.onnxruntime: the Classifier contract, providers, batching, I/O binding,
+model lookup.
 
 Models are built with onnx.helper (tests/onnx_fixtures.py): no TensorFlow, no trained model.
 """
@@ -11,17 +12,17 @@ import sys
 import numpy as np
 import pytest
 
-from cifarkit.errors import ModelError, ProviderError, UsageError
-from cifarkit.runtime import (
+from cifarkit.backends import (
     PREFERRED_BATCH,
     Classifier,
     available_providers,
     list_exported,
-    physical_cores,
     provider_options,
     provider_problem,
     resolve_model,
 )
+from cifarkit.errors import ModelError, ProviderError, UsageError
+from cifarkit.measure.machine import physical_cores
 from tests import onnx_fixtures as F
 
 
@@ -109,7 +110,7 @@ def test_chunking_gives_the_same_answer_at_every_size(models):
 
 
 def test_chunk_size_is_tuned_online(models):
-    from cifarkit.runtime.classifier import CHUNK_CANDIDATES, TUNING_SAMPLES
+    from cifarkit.backends.onnxruntime import CHUNK_CANDIDATES, TUNING_SAMPLES
 
     rng = np.random.default_rng(4)
     images = rng.integers(0, 256, (256, 32, 32, 3), dtype=np.uint8)
@@ -239,7 +240,7 @@ def test_runtime_imports_no_tensorflow():
     import subprocess
 
     code = (
-        "import sys, cifarkit.runtime, cifarkit.cli.predict_cmd; "
+        "import sys, cifarkit.backends, cifarkit.engines, cifarkit.cli.predict_cmd; "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; "
         "assert 'onnxruntime' not in sys.modules"
     )

@@ -1,4 +1,4 @@
-"""Runtimes other than onnxruntime (``cifarkit.runtimes``), each run for real on small real
+"""Runtimes other than onnxruntime (``cifarkit.backends``), each run for real on small real
 models: a tiny portable contract model built here (Cast → Slice flip → Conv/Relu/MaxPool →
 Reshape[-1, N] → Gemm → Softmax, dynamic batch; its head fitted by least squares) in fp32
 and int8 (QDQ, made by cifarkit's own int8 path), and a tiny Keras model converted by
@@ -21,16 +21,15 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from cifarkit.runtimes import (
+from cifarkit.backends import (
     RUNTIMES,
-    RuntimeModelError,
-    RuntimeUnavailableError,
     agreement,
     get_runtime,
     matrix,
     resolve_runtimes,
     runs_in_markdown,
 )
+from cifarkit.errors import RuntimeModelError, RuntimeUnavailableError
 from tests.conftest import synthetic_images
 from tests.onnx_fixtures import _metadata, _opset, _save, default_metadata
 
@@ -190,8 +189,8 @@ def test_registry_and_no_optional_import_until_a_model_is_opened():
         rt = get_runtime(name)
         assert rt.name == name and rt.package and "pip install" in rt.install_hint
         assert rt.problem() is None and rt.version(), name  # the runtimes extra is installed
-    code = ("import sys, cifarkit.runtimes, cifarkit.cli.bench_cmd\n"
-            "for n in cifarkit.runtimes.RUNTIMES:\n    cifarkit.runtimes.get_runtime(n)\n"
+    code = ("import sys, cifarkit.backends, cifarkit.cli.bench_cmd\n"
+            "for n in cifarkit.backends.RUNTIMES:\n    cifarkit.backends.get_runtime(n)\n"
             "print([m for m in ('cv2', 'openvino', 'tract', 'ai_edge_litert', 'onnxruntime',"
             " 'tensorflow') if m in sys.modules])")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cifarkit.backends import Classifier, resolve_model
 from cifarkit.data import CLASSES, load_dataset
-from cifarkit.runtime import Classifier, resolve_model
 
 EXPORTED = Path(__file__).resolve().parents[1] / "exported"
 CARDS = sorted(EXPORTED.glob("*/card.json"))

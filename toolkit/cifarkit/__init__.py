@@ -34,9 +34,9 @@ _LAZY = {
     "list_models": "cifarkit.models",
     "train": "cifarkit.train",
     "export_model": "cifarkit.export",
-    "Classifier": "cifarkit.runtime",
-    "predict_files": "cifarkit.runtime",
-    "resolve_model": "cifarkit.runtime",
+    "Classifier": "cifarkit.backends",
+    "predict_files": "cifarkit.engines",
+    "resolve_model": "cifarkit.backends",
     "BenchConfig": "cifarkit.bench",
     "run_bench": "cifarkit.bench",
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class CifarkitError(Exception):
     """Base class: something the user can act on. ``exit_code`` is what the CLI returns."""
@@ -41,3 +43,32 @@ class ProviderError(CifarkitError):
     """A requested onnxruntime execution provider is not really active."""
 
     exit_code = 6
+
+
+class RuntimeUnavailableError(ProviderError):
+    """A requested backend's package is not installed or does not import (exit code 6, as
+    an inactive execution provider)."""
+
+
+class RuntimeModelError(ModelError):
+    """A backend cannot load or run a model file; the message carries the backend's own
+    reason in one line (exit code 4)."""
+
+
+class ClusterError(CifarkitError):
+    """The Ray cluster cannot be reached or the distributed job failed."""
+
+    exit_code = 7
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """A runtime's error message in one line: no backtraces, ANSI colours or blank lines."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(text))
+    text = text.split("Stack backtrace:")[0]  # tract (Rust anyhow) appends one
+    parts = []
+    for line in text.splitlines():
+        line = line.strip().lstrip(">").strip()
+        if line and line not in parts and not line.startswith("Caused by"):
+            parts.append(line)
+    out = re.sub(r"\s+", " ", "; ".join(parts)).strip()
+    return out if len(out) <= limit else out[: limit - 1] + "…"

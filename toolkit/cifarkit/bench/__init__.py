@@ -11,23 +11,10 @@ baseline (``BenchConfig(keras=...)``).
 Pieces usable alone: ``metrics.evaluate`` (top-k, per-class P/R/F1, confusion),
 ``latency.measure`` (percentiles of any callable), ``flops.count_macs`` /
 ``flops.cpu_fp32_peak``, ``env.collect_environment``. Runtimes other than onnxruntime:
-``BenchConfig(runtimes=["openvino", "tract"])`` or ``["all"]`` (``cifarkit.runtimes``).
+``BenchConfig(runtimes=["openvino", "tract"])`` or ``["all"]`` (``cifarkit.backends``).
 """
 
-from cifarkit.bench.env import collect_environment
-from cifarkit.bench.flops import CpuPeak, MacCount, achieved_gflops, count_macs, cpu_fp32_peak
 from cifarkit.bench.keras_baseline import KerasComparison, compare_with_keras, find_keras_source
-from cifarkit.bench.latency import LatencyStats, make_batch, measure, stats_from_samples
-from cifarkit.bench.metrics import (
-    AccuracyReport,
-    confusion_matrix,
-    evaluate,
-    format_confusion,
-    per_class_metrics,
-    row_normalize,
-    top_confusions,
-    topk_accuracy,
-)
 from cifarkit.bench.report import (
     SCHEMA,
     rich_report,
@@ -51,6 +38,19 @@ from cifarkit.bench.runner import (
     default_providers,
     resolve_models,
     run_bench,
+)
+from cifarkit.measure.flops import CpuPeak, MacCount, achieved_gflops, count_macs, cpu_fp32_peak
+from cifarkit.measure.latency import LatencyStats, make_batch, measure, stats_from_samples
+from cifarkit.measure.machine import collect_environment
+from cifarkit.measure.metrics import (
+    AccuracyReport,
+    confusion_matrix,
+    evaluate,
+    format_confusion,
+    per_class_metrics,
+    row_normalize,
+    top_confusions,
+    topk_accuracy,
 )
 
 __all__ = [

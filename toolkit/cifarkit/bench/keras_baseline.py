@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from cifarkit.bench.latency import (
+from cifarkit.measure.latency import (
     DEFAULT_WARMUP,
     MIN_ITERATIONS,
     LatencyStats,

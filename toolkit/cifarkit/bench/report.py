@@ -22,7 +22,7 @@ shares and accuracies as fractions 0–1.
 - ``cpu_peak``: [{``cores``, ``gflops`` (GOP/s for int8), ``ghz``, ``ghz_source``,
   ``fma_units``, ``simd_lanes``, ``isa``, ``flops_per_cycle_per_core``, ``derivation``,
   ``arithmetic``}] (one per distinct peak: thread count × arithmetic; see
-  ``cifarkit.bench.flops.row_peak``).
+  ``cifarkit.measure.flops.row_peak``).
 - ``models``: [{``model``, ``precision``, ``path``, ``architecture``, ``input_kind``,
   ``size_bytes``, ``macs_per_image``, ``flops_per_image``, ``macs_conv``, ``macs_matmul``,
   ``macs_uncounted_nodes``}].
@@ -79,9 +79,8 @@ from typing import Any
 
 import numpy as np
 
-from cifarkit.bench.latency import LatencyStats
-from cifarkit.bench.metrics import format_confusion
 from cifarkit.bench.runner import PRECISION_ORDER, AccuracyResult, BenchResult
+from cifarkit.measure.metrics import format_confusion
 
 SCHEMA = "cifarkit.bench/1"
 _LATENCY_KEYS = (
@@ -167,7 +166,7 @@ def to_dict(result: BenchResult) -> dict[str, Any]:
         "notes": list(result.notes),
     }
     if out["settings"]["iterations"] is None and out["settings"]["duration_s"] is None:
-        from cifarkit.bench.latency import DEFAULT_DURATION
+        from cifarkit.measure.latency import DEFAULT_DURATION
 
         out["settings"]["duration_s"] = DEFAULT_DURATION
     for m in result.models:
@@ -239,7 +238,7 @@ def to_dict(result: BenchResult) -> dict[str, Any]:
 
 
 def _runtimes_table(result: BenchResult) -> list[dict[str, Any]]:
-    from cifarkit.runtimes import get_runtime
+    from cifarkit.backends import get_runtime
 
     rows = []
     for name in [*result.runtimes, *result.runtime_unavailable]:
@@ -310,18 +309,6 @@ def reference_accuracy(result: BenchResult) -> list[AccuracyResult]:
         ))
         out.append(rows[0])
     return out
-
-
-def best_latency(result: BenchResult) -> dict[tuple[str, str, str, bool], LatencyStats]:
-    """Highest-throughput row per (model, precision, provider, io_binding)."""
-    best: dict[tuple[str, str, str, bool], LatencyStats] = {}
-    for row in result.latency:
-        if row.stats is None:
-            continue
-        key = (row.model, row.precision, row.provider, row.io_binding)
-        if key not in best or row.stats.images_per_s > best[key].images_per_s:
-            best[key] = row.stats
-    return best
 
 
 def _fmt_ms(x: float | None) -> str:

@@ -17,7 +17,7 @@ Then, when asked (``keras=``), it times the source Keras model beside the fp32 O
 ``cpu`` + ``cuda`` (+ ``openvino`` when this onnxruntime build has it), and a provider that
 does not become active is recorded as unavailable, with the reason, instead of failing.
 
-Runtimes (``runtimes=``, names from ``cifarkit.runtimes``): onnxruntime (default, with the
+Runtimes (``runtimes=``, names from ``cifarkit.backends``): onnxruntime (default, with the
 providers above) and other runtimes on the CPU, each file through the same accuracy pass and
 ``time_batches``, plus its agreement with onnxruntime (top-1 agreement and max |Δp| against
 onnxruntime's probabilities for the same file, on the reference provider, cpu first). An
@@ -39,8 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from cifarkit.bench.env import collect_environment, load_average
-from cifarkit.bench.flops import (
+from cifarkit.bench.keras_baseline import KerasComparison
+from cifarkit.errors import ModelError, ProviderError, UsageError
+from cifarkit.measure.flops import (
     CpuPeak,
     MacCount,
     achieved_gflops,
@@ -48,10 +49,9 @@ from cifarkit.bench.flops import (
     row_peak,
     runtime_int8_share,
 )
-from cifarkit.bench.keras_baseline import KerasComparison
-from cifarkit.bench.latency import DEFAULT_WARMUP, LatencyStats, check_budget, time_batches
-from cifarkit.bench.metrics import AccuracyReport, evaluate
-from cifarkit.errors import ModelError, ProviderError, UsageError
+from cifarkit.measure.latency import DEFAULT_WARMUP, LatencyStats, check_budget, time_batches
+from cifarkit.measure.machine import collect_environment, load_average
+from cifarkit.measure.metrics import AccuracyReport, evaluate
 
 DEFAULT_BATCH_SIZES = (1, 8, 32, 128, 512)
 #: ``quick`` (``cifarkit bench --quick``, ``make demo``): the default model (every precision
@@ -76,7 +76,7 @@ class BenchConfig:
     limit: int | None = None
     seed: int = 0
     providers: Sequence[str] | None = None
-    #: runtimes from ``cifarkit.runtimes`` (``["all"]``: every registered one); None:
+    #: runtimes from ``cifarkit.backends`` (``["all"]``: every registered one); None:
     #: onnxruntime only
     runtimes: Sequence[str] | None = None
     precisions: Sequence[str] | None = None
@@ -193,14 +193,6 @@ class BenchResult:
     data_notes: list[str] = field(default_factory=list)  # what the data loader said
     seconds: float = 0.0
 
-    def accuracy_for(self, model: str, precision: str, provider: str,
-                     runtime: str = "onnxruntime") -> AccuracyResult | None:
-        for a in self.accuracy:
-            if (a.model, a.precision, a.provider, a.runtime) == (model, precision, provider,
-                                                                runtime):
-                return a
-        return None
-
     @property
     def multi_runtime(self) -> bool:
         """True when runtimes other than onnxruntime were asked for (reports then show a
@@ -237,7 +229,7 @@ def _name_of(path: Path) -> str:
 
 
 def _describe(root: Path) -> str:
-    from cifarkit.runtime.models import list_exported
+    from cifarkit.backends.catalog import list_exported
 
     found = list_exported(root)
     if not found:
@@ -252,7 +244,13 @@ def resolve_models(
     """The model files to benchmark (see ``BenchConfig.models``), filtered by
     ``precisions`` when given. Raises ``ModelError`` when nothing is left. ``default`` and
     ``NAME:auto`` resolve as ``predict`` does, for ``provider``."""
-    from cifarkit.runtime.models import AUTO, PRECISIONS, choose_model, exported_dir, list_exported
+    from cifarkit.backends.catalog import (
+        AUTO,
+        PRECISIONS,
+        choose_model,
+        exported_dir,
+        list_exported,
+    )
 
     for p in precisions or ():
         if p not in PRECISIONS:
@@ -331,7 +329,7 @@ def resolve_models(
 def default_providers() -> list[str]:
     """``cpu`` and ``cuda`` always (cuda is then reported as unavailable where it can't run),
     plus ``openvino`` when this onnxruntime build contains it."""
-    from cifarkit.runtime import available_providers
+    from cifarkit.backends import available_providers
 
     out = ["cpu", "cuda"]
     if "openvino" in available_providers():
@@ -340,7 +338,7 @@ def default_providers() -> list[str]:
 
 
 def _unavailable_reason(provider: str, exc: Exception) -> str:
-    from cifarkit.runtime import provider_problem
+    from cifarkit.backends import provider_problem
 
     try:
         why = provider_problem(provider) if provider != "auto" else None
@@ -350,7 +348,7 @@ def _unavailable_reason(provider: str, exc: Exception) -> str:
 
 
 def _open(path: Path, provider: str, threads: int | None, io_binding: bool = False) -> Any:
-    from cifarkit.runtime import Classifier
+    from cifarkit.backends import Classifier
 
     return Classifier(path, provider, threads=threads, io_binding=io_binding)
 
@@ -390,7 +388,7 @@ def check_providers(
 def check_runtimes(runtimes: Sequence[str] | None) -> tuple[list[str], dict[str, str]]:
     """(runtimes to benchmark, {unavailable runtime: reason}). An explicitly named runtime
     that is not installed raises ``RuntimeUnavailableError``; ``all`` records it."""
-    from cifarkit.runtimes import get_runtime, resolve_runtimes
+    from cifarkit.backends import get_runtime, resolve_runtimes
 
     if runtimes is not None and not list(runtimes):
         raise UsageError("--runtime: empty list")
@@ -494,7 +492,7 @@ def run_bench(
         providers=providers, unavailable=unavailable, notes=notes, data_notes=data_notes,
         runtimes=runtimes, runtime_unavailable=runtime_unavailable,
     )
-    from cifarkit.runtimes import get_runtime
+    from cifarkit.backends import get_runtime
 
     result.runtime_versions = {n: get_runtime(n).version()
                                for n in [*runtimes, *runtime_unavailable]}
@@ -626,7 +624,7 @@ class _Sweep:
 
     def _agreement(self, mf: ModelFile, probs: np.ndarray,
                    indices: np.ndarray | None = None) -> tuple[float, float]:
-        from cifarkit.runtimes import agreement
+        from cifarkit.backends import agreement
 
         reference = self.reference(mf)
         if indices is not None and len(reference) != len(probs):  # --quick's subset
@@ -638,8 +636,8 @@ class _Sweep:
         onnxruntime, latency per batch size. A runtime that cannot run the file is recorded
         in ``result.failures`` (and a latency row ``status="failed"``), and the sweep goes
         on."""
+        from cifarkit.backends import get_runtime
         from cifarkit.errors import CifarkitError
-        from cifarkit.runtimes import get_runtime
 
         result, config = self.result, self.result.config
         what = f"{mf.label} on {name}"
@@ -699,7 +697,7 @@ class _RuntimeView:
 def quick_focus(models: list[ModelFile], exported: Path | None, notes: list[str]) -> str | None:
     """The name of the default model (named by ``exported/default``) among ``models``, or
     None: every model then gets the lighter sweep, and a note says why."""
-    from cifarkit.runtime.models import DEFAULT_FILE, exported_dir
+    from cifarkit.backends.catalog import DEFAULT_FILE, exported_dir
 
     pointer = (exported or exported_dir()) / DEFAULT_FILE
     try:
@@ -853,7 +851,7 @@ def _run_keras(
                 clf, model, result.images, batch_sizes, warmup=config.warmup,
                 iterations=iterations, duration=duration, on_done=on_done,
             )
-            from cifarkit.bench.latency import make_batch
+            from cifarkit.measure.latency import make_batch
 
             batch = make_batch(result.images, max(batch_sizes))
             onnx_p = clf.run_batch(batch)

@@ -5,7 +5,7 @@ is really active; otherwise a row "unavailable: <reason>"), on the full test spl
 sizes 1, 8, 32, 128, 512. An explicit ``--provider`` that is not active exits with the
 provider error (code 6) before any work. TensorFlow is imported only with ``--keras``.
 
-``--runtime`` adds runtimes other than onnxruntime (``cifarkit.runtimes``): an explicit one
+``--runtime`` adds runtimes other than onnxruntime (``cifarkit.backends``): an explicit one
 that is not installed exits with code 6 and the pip command before any work; ``all`` lists
 it as unavailable. A runtime that cannot run a file is reported with its own reason, the
 sweep carries on and writes its reports, then the command exits with code 4.
@@ -178,7 +178,7 @@ def bench(
         f"with {len(result.labels):,} images in {result.seconds:.1f} s", highlight=False,
     )
     if result.failures:
-        from cifarkit.runtimes import RuntimeModelError
+        from cifarkit.errors import RuntimeModelError
 
         if quiet:  # otherwise the report above lists them
             for f in result.failures[1:]:

@@ -184,7 +184,7 @@ def export(
     precisions = validate_options(parse_csv(precision, "--precision"), calibration_images,
                                   calibration_method, parity_images, limit)
     format_list = validate_formats(parse_csv(formats, "--format"))
-    from cifarkit.runtimes import resolve_runtimes
+    from cifarkit.backends import resolve_runtimes
 
     # checked now, resolved by the exporter (so the card's reproduce command says "all")
     runtime_list = None if runtimes.strip() == "none" else parse_csv(runtimes, "--runs-in")

@@ -297,9 +297,10 @@ def predict(
     from rich.markup import escape
 
     from cifarkit._io import atomic_path
+    from cifarkit.backends import Classifier
+    from cifarkit.engines import PredictStats, predict_files
+    from cifarkit.engines.local import default_workers
     from cifarkit.errors import UsageError
-    from cifarkit.runtime import Classifier, PredictStats, predict_files
-    from cifarkit.runtime.predict import default_workers
 
     fmt = fmt.lower()
     if fmt not in FORMATS:
@@ -317,7 +318,7 @@ def predict(
     if paths.count("-") > 1:
         raise UsageError("- (stdin) can be given once")
     options = _parse_options(provider_option)
-    from cifarkit.runtime.models import choose_model
+    from cifarkit.backends.catalog import choose_model
 
     choice = choose_model(model, provider)
     model_path = choice.path
@@ -326,7 +327,7 @@ def predict(
                           highlight=False)
     n_workers = default_workers() if workers is None else workers
     if ray_engine:
-        from cifarkit.runtime.distributed import parse_concurrency, ray_module
+        from cifarkit.engines.ray import parse_concurrency, ray_module
 
         ray_module()  # Ray missing: say how to install it before anything else
         parse_concurrency(concurrency)
@@ -354,7 +355,7 @@ def predict(
 
             nonlocal job
             if ray_engine:
-                from cifarkit.runtime.distributed import RayPrediction
+                from cifarkit.engines.ray import RayPrediction
 
                 job = RayPrediction(
                     paths, model_path, address=address, progress=on_progress, quiet=True,
@@ -395,7 +396,7 @@ def predict(
     k = min(top_k, len(clf.classes))
     with clf:
         if fmt == "parquet":
-            from cifarkit.runtime.predict import ParquetOutput
+            from cifarkit.engines.local import ParquetOutput
 
             with ParquetOutput(output, labels_from_folders) as parquet:
                 run(_Writer(fmt, _Sink(None), console, k, labels_from_folders,

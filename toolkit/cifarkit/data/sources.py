@@ -23,15 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cifarkit.contract import CIFAR10_CLASSES
 from cifarkit.data.images import is_image_path, load_image
 from cifarkit.data.safe_pickle import load_batch
 from cifarkit.data.splits import stratified_subset
 from cifarkit.errors import DataError, ImageError
 
-CLASSES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)
+CLASSES: tuple[str, ...] = CIFAR10_CLASSES
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))

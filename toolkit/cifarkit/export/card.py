@@ -127,7 +127,7 @@ def _latency_lines(card: dict[str, Any]) -> list[str]:
     lines = [
         "", "## Latency on the export machine", "",
         f"onnxruntime {card['versions'].get('onnxruntime', '')} {setup['provider']} through "
-        f"`cifarkit.runtime.Classifier` (as `cifarkit predict` runs it) with "
+        f"`cifarkit.backends.Classifier` (as `cifarkit predict` runs it) with "
         f"{setup['threads']} intra-op threads (the physical cores) on {setup['cpu']} "
         f"({setup['physical_cores']} physical cores, {setup['logical_cpus']} logical CPUs"
         + (f", load average {load[0]:.2f} before timing" if load else "") + "). "
@@ -194,9 +194,9 @@ def _portability_lines(card: dict[str, Any]) -> list[str]:
 
 def _runs_in_lines(card: dict[str, Any]) -> list[str]:
     """The "runs in" table: ``card["runs_in"]`` = {precision: rows of
-    ``cifarkit.runtimes.matrix``, as dicts}, plus ``runs_in_setup`` (a sentence: images,
+    ``cifarkit.backends.matrix``, as dicts}, plus ``runs_in_setup`` (a sentence: images,
     machine)."""
-    from cifarkit.runtimes import runs_in_markdown
+    from cifarkit.backends import runs_in_markdown
 
     runs = card.get("runs_in")
     if not runs:

@@ -7,7 +7,7 @@ neighbours in time, and the median of those ratios is reported, so background lo
 machine is shared) that comes and goes hits all precisions alike. One onnxruntime thread by
 default: the ratio then compares the kernels, not thread scheduling on a busy machine.
 
-Latency is absolute, measured the way users run the files: ``cifarkit.runtime.Classifier``
+Latency is absolute, measured the way users run the files: ``cifarkit.backends.Classifier``
 on the CPU provider with its default threads (the physical cores), timed by the bench
 library (``latency.time_batches``, one ``session.run`` per call) at a sweep of batch sizes,
 so ``cifarkit bench`` measures the same thing. Batch 1 and 32 are always timed; a larger
@@ -81,7 +81,7 @@ def throughput(
     baseline). Each measurement runs whole batches for about ``seconds``. ``threads``:
     onnxruntime intra-op threads (0 = its default, one per physical core).
     """
-    from cifarkit._sysinfo import cpu_name
+    from cifarkit.measure.machine import cpu_name
 
     if "fp32" not in models:
         raise ValueError("throughput needs the fp32 baseline")
@@ -124,7 +124,7 @@ def evaluation(probs: np.ndarray, y: np.ndarray, classes: Sequence[str],
                n_confusions: int = N_CONFUSIONS) -> dict[str, Any]:
     """``bench.metrics.evaluate`` as card JSON: top-1/3, macro P/R/F1, per-class rows, the
     most common confusions and the confusion matrix (rows true, columns predicted)."""
-    from cifarkit.bench.metrics import evaluate
+    from cifarkit.measure.metrics import evaluate
 
     report = evaluate(probs, y, classes, n_confusions=n_confusions)
     return {
@@ -182,8 +182,8 @@ def latency_sweep(
     per-image time of the last point would overrun ``budget_s`` (per-image time falls with
     the batch, so the estimate errs on the safe side).
     """
-    from cifarkit.bench.latency import time_batches
-    from cifarkit.runtime import Classifier
+    from cifarkit.backends import Classifier
+    from cifarkit.measure.latency import time_batches
 
     sizes = sorted({*batch_sizes, *REQUIRED_LATENCY_BATCHES})
     clf = Classifier(path, "cpu")
@@ -228,9 +228,7 @@ def latencies(
 
     ``Classifier`` opens files, so each model goes through a private temp folder.
     """
-    from cifarkit._sysinfo import cpu_name
-    from cifarkit.bench.env import load_average
-    from cifarkit.runtime.providers import physical_cores
+    from cifarkit.measure.machine import cpu_name, load_average, physical_cores
 
     load = load_average()
     out: dict[str, dict[str, Any]] = {}

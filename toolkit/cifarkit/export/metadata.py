@@ -1,6 +1,6 @@
 """The ONNX ``metadata_props`` that make a bare ``.onnx`` file self-describing.
 
-Keys (all values are strings; JSON where noted). ``cifarkit.runtime`` reads ``class_names``
+Keys (all values are strings; JSON where noted). ``cifarkit.contract`` reads ``class_names``
 and ``input_description``:
 
 - ``class_names``        JSON list of the 10 class names, index = output column

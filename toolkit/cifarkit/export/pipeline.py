@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from cifarkit._io import atomic_path
-from cifarkit.bench.flops import MacCount, count_macs
 from cifarkit.data import CLASSES, Dataset, load_dataset, stratified_subset
 from cifarkit.errors import DataError, ModelError, UsageError
 from cifarkit.export.card import CARD_VERSION, render_readme
@@ -76,6 +75,7 @@ from cifarkit.export.source import (
     sha256_file,
     uses_reduced_precision,
 )
+from cifarkit.measure.flops import MacCount, count_macs
 
 PRECISIONS = ("fp32", "fp16", "int8")
 #: ``--format``: onnx (always built: every other format is made from, or checked against, it),
@@ -324,7 +324,7 @@ def export_model(
     to record; the card also records an equivalent ``cifarkit export`` command. ``tta``
     (fastnet models): the in-graph test-time augmentation level to export with, 0 none,
     1 mirror, 2 mirror + one-pixel translations (6 views); None keeps the trained model's.
-    ``runtimes``: runtime names (``cifarkit.runtimes``, "all" = every one) to run each ONNX
+    ``runtimes``: runtime names (``cifarkit.backends``, "all" = every one) to run each ONNX
     file in on the test images for the card's "runs in" table (top-1, agreement with
     onnxruntime, batch-1 latency); litert runs the .tflite files, so only with "tflite" in
     ``formats``. None: no table.
@@ -694,13 +694,13 @@ def _runs_in(
     payloads: list[tuple[str, bytes]], runtimes: Sequence[str], x: np.ndarray, y: np.ndarray,
     threads: int, notes: list[str],
 ) -> tuple[dict[str, list[dict[str, Any]]], str]:
-    """{precision: ``cifarkit.runtimes.matrix`` rows} for each ONNX file about to be written,
+    """{precision: ``cifarkit.backends.matrix`` rows} for each ONNX file about to be written,
     run from a temporary folder (the files are not committed yet; litert finds the .tflite
     siblings there), and the sentence that says how it was measured."""
     import tempfile
 
-    from cifarkit._sysinfo import cpu_name
-    from cifarkit.runtimes import matrix, resolve_runtimes
+    from cifarkit.backends import matrix, resolve_runtimes
+    from cifarkit.measure.machine import cpu_name
 
     names = resolve_runtimes(list(runtimes))
     has_tflite = any(name.endswith(".tflite") for name, _ in payloads)

@@ -49,10 +49,10 @@ from typing import Any
 
 import numpy as np
 
-from cifarkit._sysinfo import cpu_has_vnni
 from cifarkit.errors import ExportError, UsageError
 from cifarkit.export.convert import INPUT_NAME, OUTPUT_NAME, require
 from cifarkit.export.fold import fold_post_activation_affine
+from cifarkit.measure.machine import cpu_has_vnni
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_CALIBRATION_IMAGES = 500

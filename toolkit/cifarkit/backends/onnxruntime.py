@@ -31,19 +31,17 @@ work) and adapts to the conditions of the run. ``chunk_timings`` shows the measu
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cifarkit.data.sources import CLASSES as CIFAR10_CLASSES
-from cifarkit.errors import ModelError, ProviderError, UsageError
-from cifarkit.runtime._capture import captured_output, clean_log
-from cifarkit.runtime.providers import (
+from cifarkit import contract
+from cifarkit.backends._base import Runtime, RuntimeModel
+from cifarkit.backends._capture import captured_output, clean_log
+from cifarkit.backends.providers import (
     AUTO_ORDER,
     GPU_PROVIDERS,
     ORT_NAMES,
@@ -51,12 +49,11 @@ from cifarkit.runtime.providers import (
     available_providers,
     inactive_provider_error,
     ort_name,
-    physical_cores,
     provider_options,
     short_name,
 )
-
-IMAGE_SHAPE = (32, 32, 3)
+from cifarkit.errors import ModelError, ProviderError, UsageError
+from cifarkit.measure.machine import physical_cores
 
 # Chunk size before tuning has settled (and when tuning is off), per provider.
 PREFERRED_BATCH = {"cpu": 64, "openvino": 64, "cuda": 256, "tensorrt": 256}
@@ -281,23 +278,9 @@ class Classifier:
                 f"{name}: input {inp.name!r} has type {inp.type}; cifarkit models take uint8 "
                 "(raw pixels 0–255) or float32 scaled images"
             )
-        if len(dims) != 4:
-            raise ModelError(
-                f"{name}: input {inp.name!r} has shape {inp.shape}; expected [batch, 32, 32, 3]"
-            )
-        if dims[1:] == [3, 32, 32]:
-            raise ModelError(
-                f"{name}: input {inp.name!r} is channels-first {inp.shape}; cifarkit models "
-                "take channels-last images [batch, 32, 32, 3] (NHWC, as Keras exports them)"
-            )
-        if any(d is not None and d != want for d, want in zip(dims[1:], IMAGE_SHAPE, strict=True)):
-            raise ModelError(
-                f"{name}: input {inp.name!r} has shape {inp.shape}; expected [batch, 32, 32, 3]"
-            )
         self.input_name = inp.name
         self.input_type = _ELEMENT_TYPES[inp.type]
         self.fixed_batch = dims[0]
-        self.input_kind = self._input_kind(inp.type)
 
         if len(outputs) == 1:
             out = outputs[0]
@@ -318,65 +301,13 @@ class Classifier:
             )
         self.output_name = out.name
         self.output_type = _ELEMENT_TYPES[out.type]
-        self.classes = self._class_names(odims[1])
-        self.n_classes = len(self.classes)
-
-    def _input_kind(self, element_type: str) -> str:
-        if element_type == "tensor(uint8)":
-            return "uint8"
-        described = " ".join(
-            self.metadata.get(k, "") for k in ("input_range", "input_description")
-        ).lower()
-        if re.search(r"0\s*(-|–|\.\.|to)\s*255", described) and not re.search(
-            r"0\s*(-|–|\.\.|to)\s*1(\.0)?\b", described
-        ):
-            return "float255"
-        return "float01"
-
-    def _class_names(self, n_out: int | None) -> tuple[str, ...]:
-        name = self.path.name
-        raw = self.metadata.get("class_names")
-        if raw is None:
-            if n_out in (None, len(CIFAR10_CLASSES)):
-                return CIFAR10_CLASSES
-            raise ModelError(
-                f"{name}: {n_out} outputs and no class_names metadata; add class_names (a JSON "
-                "list) to the model's metadata_props"
-            )
-        try:
-            classes = json.loads(raw)
-        except json.JSONDecodeError:
-            classes = None
-        if (
-            not isinstance(classes, list) or not classes
-            or not all(isinstance(c, str) and c for c in classes)
-        ):
-            raise ModelError(
-                f"{name}: metadata class_names must be a JSON list of names, got {raw[:80]!r}"
-            )
-        if len(set(classes)) != len(classes):
-            raise ModelError(f"{name}: metadata class_names has duplicates: {classes}")
-        if n_out is not None and n_out != len(classes):
-            raise ModelError(
-                f"{name}: the model outputs {n_out} scores but class_names lists "
-                f"{len(classes)} classes"
-            )
-        return tuple(classes)
+        self.info = contract.describe(self.metadata, dims, odims[1], inp.type == "tensor(uint8)",
+                                      name)
+        self.classes, self.n_classes = self.info.classes, self.info.n_classes
+        self.image_size, self.input_kind = self.info.image_size, self.info.input_kind
 
     def _check_probabilities(self, probs: np.ndarray) -> None:
-        if probs.ndim != 2 or probs.shape[1] != self.n_classes:
-            raise ModelError(
-                f"{self.path.name}: output has shape {probs.shape}; expected "
-                f"[batch, {self.n_classes}]"
-            )
-        sums = probs.sum(axis=1, dtype=np.float64)
-        finite = bool(np.all(np.isfinite(probs)))
-        if not (finite and probs.min() >= -1e-4 and np.allclose(sums, 1, atol=1e-2)):
-            raise ModelError(
-                f"{self.path.name}: output {self.output_name!r} is not probabilities (row sums "
-                f"{sums.min():.3g}…{sums.max():.3g}, min {probs.min():.3g}); the contract wants "
-                "softmax outputs"
-            )
+        contract.check_probabilities(probs, self.n_classes, self.path.name, self.output_name)
         self._checked_output = True
 
     # --- inference -------------------------------------------------------------------------
@@ -426,7 +357,7 @@ class Classifier:
         measurements. Returns float32 probabilities ``[n, n_classes]``."""
         if self._session is None:
             raise UsageError("this Classifier is closed")
-        batch = _check_images(batch)
+        batch = contract.check_images(batch, self.image_size)
         n = batch.shape[0]
         if self.fixed_batch and n != self.fixed_batch:
             if n > self.fixed_batch:
@@ -434,7 +365,7 @@ class Classifier:
                     f"this model takes batches of exactly {self.fixed_batch}; got {n} "
                     "(predict_proba chunks for you)"
                 )
-            pad = np.zeros((self.fixed_batch - n, *IMAGE_SHAPE), np.uint8)
+            pad = np.zeros((self.fixed_batch - n, *batch.shape[1:]), np.uint8)
             batch = np.concatenate([batch, pad])
         x = self._prepare(batch)
         try:
@@ -453,7 +384,7 @@ class Classifier:
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Probabilities ``[N, n_classes]`` (float32) for uint8 images ``[N, 32, 32, 3]`` (or
         one image ``[32, 32, 3]``), run in chunks of ``batch_size``."""
-        images = _check_images(images)
+        images = contract.check_images(images, self.image_size)
         n = images.shape[0]
         out = np.empty((n, self.n_classes), dtype=np.float32)
         tuner = self._tuner if self._tuner is not None and self._tuner.best is None else None
@@ -475,26 +406,6 @@ class Classifier:
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Class indices ``[N]`` (argmax of ``predict_proba``)."""
         return self.predict_proba(images).argmax(axis=1)
-
-    def benchmark_batch_sizes(
-        self, sizes: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256, 512), *,
-        seconds: float = 1.0, images: np.ndarray | None = None,
-    ) -> dict[int, float]:
-        """Images per second of single ``run_batch`` calls at each size (``seconds`` each,
-        after a warm-up run): the probe behind ``PREFERRED_BATCH``."""
-        if images is None:
-            rng = np.random.default_rng(0)
-            images = rng.integers(0, 256, (max(sizes), *IMAGE_SHAPE), dtype=np.uint8)
-        result = {}
-        for bs in sizes:
-            batch = np.ascontiguousarray(images[:bs])
-            self.run_batch(batch)
-            done, start = 0, time.perf_counter()
-            while (elapsed := time.perf_counter() - start) < seconds:
-                self.run_batch(batch)
-                done += len(batch)
-            result[bs] = done / elapsed
-        return result
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -565,13 +476,55 @@ class _ChunkTuner:
         return {s: 1 / statistics.median(t) for s, t in self.times.items() if t}
 
 
-def _check_images(images: np.ndarray) -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[None]
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
-        raise UsageError(
-            f"expected uint8 images [N, 32, 32, 3] (RGB 0–255), got {images.dtype} "
-            f"{list(images.shape)}"
-        )
-    return images
+# --- the backend seam: onnxruntime as one of the registered backends ----------------------
+
+
+class OnnxRuntime(Runtime):
+    name = "onnxruntime"
+    module = "onnxruntime"
+    package = "onnxruntime"  # onnxruntime-gpu provides the same module
+
+    def version(self) -> str | None:
+        try:
+            import onnxruntime
+
+            return str(onnxruntime.__version__)
+        except Exception:
+            return None
+
+    def open(self, path: str | os.PathLike[str], *, threads: int | None = None,
+             provider: str = "cpu", io_binding: bool = False) -> OrtModel:
+        self.require()
+        clf = Classifier(path, provider, threads=threads, io_binding=io_binding)
+        return OrtModel(self, clf)
+
+    def _open(self, path: Path, threads: int) -> RuntimeModel:  # pragma: no cover - see open
+        return self.open(path, threads=threads)
+
+
+class OrtModel(RuntimeModel):
+    """A ``Classifier`` behind the runtime seam (``classifier`` stays reachable: the bench
+    reads its providers and tuned chunk size)."""
+
+    def __init__(self, runtime: Runtime, clf: Any) -> None:
+        super().__init__(runtime, clf.path, clf.threads)
+        self.classifier = clf
+        self.metadata = clf.metadata
+        self.classes = tuple(clf.classes)
+        self.input_kind = clf.input_kind
+        self.provider = clf.provider
+        self.active_providers = list(clf.active_providers)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - run_batch below
+        return self.classifier.run_batch(batch)
+
+    def run_batch(self, batch: np.ndarray) -> np.ndarray:
+        return self.classifier.run_batch(batch)  # checks the contract and raises ModelError
+
+    def predict_proba(self, images: np.ndarray, chunk: int | None = None) -> np.ndarray:
+        if chunk is not None:
+            self.classifier.batch_size = chunk
+        return self.classifier.predict_proba(images)  # its online-tuned chunk size
+
+    def close(self) -> None:
+        self.classifier.close()

@@ -52,8 +52,8 @@ def matrix(
     """One ``RunsIn`` per runtime (default: all registered) for the model file ``path``.
     onnxruntime on the CPU is the reference (its row has agreement 1). A runtime that is not
     installed or cannot run the file gets a row with its reason instead of numbers."""
-    from cifarkit.bench.latency import make_batch, measure
-    from cifarkit.runtimes import REFERENCE, RUNTIMES, get_runtime
+    from cifarkit.backends import REFERENCE, RUNTIMES, get_runtime
+    from cifarkit.measure.latency import make_batch, measure
 
     path = Path(path)
     names = list(runtimes or RUNTIMES)

@@ -17,21 +17,21 @@ from typing import Any
 
 import numpy as np
 
-from cifarkit.runtimes._base import Runtime, RuntimeModel, onnx_contract
+from cifarkit.backends._base import Runtime, RuntimeModel
+from cifarkit.contract import read_onnx
 
 DEVICE = "CPU"
 
 
 class OpenVino(Runtime):
     name = "openvino"
-    title = "OpenVINO"
     module = "openvino"
     package = "openvino"
 
     def _open(self, path: Path, threads: int) -> RuntimeModel:
         import openvino as ov
 
-        metadata, classes = onnx_contract(path, self)
+        info = read_onnx(path)
         config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
         try:
             compiled = ov.Core().compile_model(os.fspath(path), DEVICE, config)
@@ -40,7 +40,7 @@ class OpenVino(Runtime):
         model = OpenVinoModel(self, path, int(compiled.get_property("INFERENCE_NUM_THREADS")))
         model.compiled = compiled
         model.request = compiled.create_infer_request()
-        model.metadata, model.classes = metadata, classes
+        model.describe(info)
         return model
 
 

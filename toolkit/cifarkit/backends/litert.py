@@ -19,22 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from cifarkit.runtimes._base import (
-    Runtime,
-    RuntimeModel,
-    RuntimeModelError,
-    class_names,
-)
+from cifarkit import contract
+from cifarkit.backends._base import Runtime, RuntimeModel
+from cifarkit.errors import RuntimeModelError
 
 _ONNX_RE = re.compile(r"^model\.(\w+)\.onnx$")
 
 
 class LiteRt(Runtime):
     name = "litert"
-    title = "LiteRT"
     module = "ai_edge_litert.interpreter"
     package = "ai-edge-litert"
-    suffixes = (".tflite",)
 
     def model_file(self, path: Path) -> Path:
         if path.suffix == ".tflite":
@@ -62,11 +57,13 @@ class LiteRt(Runtime):
                                      "one image input and a probabilities output")
         model = LiteRtModel(self, path, threads)
         model.interp, model.inp, model.out = interp, inputs[0], _probabilities(outputs)
-        shape = list(model.inp["shape"])
-        if len(shape) != 4 or shape[1:] != [32, 32, 3]:
-            raise self.refused(path, f"input shape {shape}; expected [batch, 32, 32, 3]")
+        shape = [int(d) for d in model.inp["shape"]]
+        info = _metadata(path, len(shape) == 4 and shape[1] or None)
+        if len(shape) != 4 or shape[1:] != [info.image_size, info.image_size, 3]:
+            size = info.image_size
+            raise self.refused(path, f"input shape {shape}; expected [batch, {size}, {size}, 3]")
+        model.describe(info)
         model.input_kind = np.dtype(model.inp["dtype"]).name
-        model.metadata, model.classes = _metadata(path)
         scale, _ = model.out["quantization"]
         if scale:
             model.prob_atol = max(model.prob_atol, model.n_classes * float(scale))
@@ -92,7 +89,8 @@ class LiteRtModel(RuntimeModel):
     def _run(self, batch: np.ndarray) -> np.ndarray:
         n = len(batch)
         if n != self._batch:
-            self.interp.resize_tensor_input(self.inp["index"], [n, 32, 32, 3])
+            size = self.image_size
+            self.interp.resize_tensor_input(self.inp["index"], [n, size, size, 3])
             self.interp.allocate_tensors()
             self._batch = n
         self.interp.set_tensor(self.inp["index"], self._prepare(batch))
@@ -112,16 +110,13 @@ def _probabilities(outputs: list[dict[str, Any]]) -> dict[str, Any]:
     return named[0] if named else outputs[0]
 
 
-def _metadata(path: Path) -> tuple[dict[str, str], tuple[str, ...]]:
-    """The class names: from the sibling ONNX file's metadata or ``card.json``; else the
-    CIFAR-10 names (a .tflite file carries no cifarkit metadata)."""
+def _metadata(path: Path, size: int | None) -> contract.ModelInfo:
+    """The contract info from the sibling ONNX file's metadata, else ``card.json``'s classes
+    (a .tflite file carries no cifarkit metadata), else CIFAR-10's names."""
     onnx_file = path.with_suffix(".onnx")
     if onnx_file.is_file():
-        import onnx
-
-        proto = onnx.load(os.fspath(onnx_file), load_external_data=False)
-        meta = {p.key: p.value for p in proto.metadata_props}
-        return meta, class_names(meta, onnx_file)
+        return contract.read_onnx(onnx_file)
+    meta: dict[str, str] = {}
     card = path.parent / "card.json"
     if card.is_file():
         try:
@@ -129,5 +124,5 @@ def _metadata(path: Path) -> tuple[dict[str, str], tuple[str, ...]]:
         except (OSError, ValueError):
             classes = None
         if isinstance(classes, list) and classes:
-            return {}, tuple(classes)
-    return {}, class_names({}, path)
+            meta["class_names"] = json.dumps(classes)
+    return contract.describe(meta, [None, size, size, 3], None, True, path.name)

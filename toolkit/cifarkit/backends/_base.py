@@ -9,42 +9,23 @@ adapter's methods only, so listing the registry imports none of them.
 from __future__ import annotations
 
 import importlib
-import json
 import os
-import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
 
-from cifarkit.data.sources import CLASSES as CIFAR10_CLASSES
-from cifarkit.errors import ModelError, ProviderError, UsageError
+from cifarkit import contract
+from cifarkit.contract import CIFAR10_CLASSES, DEFAULT_IMAGE_SIZE, ModelInfo
+from cifarkit.errors import (
+    ModelError,
+    RuntimeModelError,
+    RuntimeUnavailableError,
+    UsageError,
+    one_line,
+)
 
-IMAGE_SHAPE = (32, 32, 3)
 CHUNK = 256  # images per call in predict_proba (accuracy passes; latency times run_batch)
-
-
-class RuntimeUnavailableError(ProviderError):
-    """A requested runtime's package is not installed or does not import (exit code 6, as
-    an inactive execution provider)."""
-
-
-class RuntimeModelError(ModelError):
-    """A runtime cannot load or run a model file; the message carries the runtime's own
-    reason in one line (exit code 4)."""
-
-
-def one_line(text: str, limit: int = 400) -> str:
-    """A runtime's error message in one line: no backtraces, ANSI colours or blank lines."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(text))
-    text = text.split("Stack backtrace:")[0]  # tract (Rust anyhow) appends one
-    parts = []
-    for line in text.splitlines():
-        line = line.strip().lstrip(">").strip()
-        if line and line not in parts and not line.startswith("Caused by"):
-            parts.append(line)
-    out = re.sub(r"\s+", " ", "; ".join(parts)).strip()
-    return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
 class Runtime(ABC):
@@ -52,11 +33,9 @@ class Runtime(ABC):
     Python module it imports; ``package`` the pip package that provides it."""
 
     name: str = ""
-    title: str = ""  # how the runtime calls itself
     module: str = ""
     package: str = ""
     distribution: str = ""  # the installed distribution whose version is reported
-    suffixes: tuple[str, ...] = (".onnx",)  # model files it opens
 
     @property
     def install_hint(self) -> str:
@@ -104,11 +83,12 @@ class Runtime(ABC):
         if not path.is_file():
             what = "is a directory" if path.is_dir() else "does not exist"
             raise ModelError(f"model file {path} {what}")
-        from cifarkit.runtime.providers import physical_cores
+        from cifarkit.measure.machine import physical_cores
 
         model = self._open(self.model_file(path), threads or physical_cores())
         try:
-            model.run_batch(np.zeros((1, *IMAGE_SHAPE), np.uint8))  # refusals surface here
+            size = model.image_size
+            model.run_batch(np.zeros((1, size, size, 3), np.uint8))  # refusals surface here
         except BaseException:
             model.close()
             raise
@@ -134,9 +114,15 @@ class RuntimeModel(ABC):
         self.threads = threads  # the threads the runtime really uses
         self.metadata: dict[str, str] = {}
         self.classes: tuple[str, ...] = CIFAR10_CLASSES
+        self.image_size = DEFAULT_IMAGE_SIZE
         self.input_kind = "uint8"
         self.prob_atol = 1e-2  # row-sum tolerance; quantized outputs widen it
         self._checked = False
+
+    def describe(self, info: ModelInfo) -> None:
+        """Take the metadata, classes, image size and input kind the contract read."""
+        self.metadata, self.classes = info.metadata, info.classes
+        self.image_size, self.input_kind = info.image_size, info.input_kind
 
     @property
     def name(self) -> str:
@@ -150,7 +136,7 @@ class RuntimeModel(ABC):
     def _run(self, batch: np.ndarray) -> np.ndarray: ...
 
     def run_batch(self, batch: np.ndarray) -> np.ndarray:
-        batch = check_images(batch)
+        batch = contract.check_images(batch, self.image_size)
         try:
             probs = self._run(batch)
         except (ModelError, UsageError):
@@ -163,7 +149,7 @@ class RuntimeModel(ABC):
         return probs
 
     def predict_proba(self, images: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
-        images = check_images(images)
+        images = contract.check_images(images, self.image_size)
         out = np.empty((len(images), self.n_classes), np.float32)
         for start in range(0, len(images), chunk):
             part = images[start : start + chunk]
@@ -175,13 +161,8 @@ class RuntimeModel(ABC):
             raise self.runtime.refused(
                 self.path, f"output shape {list(probs.shape)}, expected [{n}, {self.n_classes}]"
             )
-        sums = probs.sum(axis=1, dtype=np.float64)
-        if not (np.all(np.isfinite(probs)) and probs.min() >= -1e-4
-                and np.allclose(sums, 1, atol=self.prob_atol)):
-            raise ModelError(
-                f"{self.path.name}: {self.name}'s output is not probabilities (row sums "
-                f"{sums.min():.3g}…{sums.max():.3g}); the contract wants softmax outputs"
-            )
+        contract.check_probabilities(probs, self.n_classes, f"{self.path.name}: {self.name}",
+                                     atol=self.prob_atol)
         self._checked = True
 
     def close(self) -> None:  # noqa: B027 - most runtimes free on garbage collection
@@ -192,54 +173,3 @@ class RuntimeModel(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def check_images(images: np.ndarray) -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[None]
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
-        raise UsageError(
-            f"expected uint8 images [N, 32, 32, 3] (RGB 0–255), got {images.dtype} "
-            f"{list(images.shape)}"
-        )
-    return np.ascontiguousarray(images)
-
-
-def onnx_contract(path: Path, runtime: Runtime) -> tuple[dict[str, str], tuple[str, ...]]:
-    """(metadata, class names) of an ONNX file, after checking its input is the contract's
-    uint8 ``[batch, 32, 32, 3]`` (other runtimes than onnxruntime get exactly that)."""
-    import onnx
-
-    try:
-        proto = onnx.load(os.fspath(path), load_external_data=False)
-    except Exception as exc:
-        raise ModelError(f"{path}: not a readable ONNX file: {one_line(str(exc))}") from None
-    metadata = {p.key: p.value for p in proto.metadata_props}
-    inits = {i.name for i in proto.graph.initializer}
-    inputs = [i for i in proto.graph.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise ModelError(f"{path.name}: expected one input (images), found {len(inputs)}")
-    t = inputs[0].type.tensor_type
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-    if t.elem_type != onnx.TensorProto.UINT8 or len(dims) != 4 or dims[1:] != list(IMAGE_SHAPE):
-        kind = onnx.TensorProto.DataType.Name(t.elem_type)
-        raise ModelError(
-            f"{path.name}: input {inputs[0].name!r} is {kind} {dims}; {runtime.name} runs "
-            "models with the contract's uint8 [batch, 32, 32, 3] input (onnxruntime also "
-            "takes float inputs)"
-        )
-    return metadata, class_names(metadata, path)
-
-
-def class_names(metadata: dict[str, str], path: Path) -> tuple[str, ...]:
-    raw = metadata.get("class_names")
-    if not raw:
-        return CIFAR10_CLASSES
-    try:
-        names = json.loads(raw)
-    except json.JSONDecodeError:
-        names = None
-    if not isinstance(names, list) or not names or not all(isinstance(c, str) for c in names):
-        raise ModelError(f"{path.name}: metadata class_names must be a JSON list of names")
-    return tuple(names)

@@ -106,7 +106,7 @@ def recommended_precision(folder: Path, provider: str = "cpu") -> tuple[str, str
     ``auto`` (the provider) counts as CUDA when CUDA looks usable here, as ``auto`` tries it
     first; otherwise it ends on a CPU provider."""
     if provider == "auto":
-        from cifarkit.runtime.providers import provider_problem
+        from cifarkit.backends.providers import provider_problem
 
         provider = "cuda" if provider_problem("cuda") is None else "cpu"
     if provider not in CPU_PROVIDERS:

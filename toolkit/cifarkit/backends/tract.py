@@ -18,25 +18,26 @@ from typing import Any
 
 import numpy as np
 
-from cifarkit.runtimes._base import Runtime, RuntimeModel, onnx_contract
+from cifarkit.backends._base import Runtime, RuntimeModel
+from cifarkit.contract import read_onnx
 
 
 class Tract(Runtime):
     name = "tract"
-    title = "tract"
     module = "tract"
     package = "tract"
 
     def _open(self, path: Path, threads: int) -> RuntimeModel:
         import tract
 
-        metadata, classes = onnx_contract(path, self)
+        info = read_onnx(path)
         try:
             runnable = tract.onnx().load(os.fspath(path)).into_model().into_runnable()
         except Exception as exc:
             raise self.refused(path, exc) from None
         model = TractModel(self, path, 1)
-        model.runnable, model.metadata, model.classes = runnable, metadata, classes
+        model.runnable = runnable
+        model.describe(info)
         return model
 
 

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from cifarkit.runtime._capture import captured_output, clean_log
-from cifarkit.runtimes._base import Runtime, RuntimeModel, onnx_contract
+from cifarkit.backends._base import Runtime, RuntimeModel
+from cifarkit.backends._capture import captured_output, clean_log
+from cifarkit.contract import read_onnx
 
 
 class OpenCv(Runtime):
     name = "opencv"
-    title = "OpenCV DNN"
     module = "cv2"
     package = "opencv-python-headless"
     distribution = "opencv-python-headless"
@@ -41,7 +41,7 @@ class OpenCv(Runtime):
     def _open(self, path: Path, threads: int) -> RuntimeModel:
         import cv2
 
-        metadata, classes = onnx_contract(path, self)
+        info = read_onnx(path)
         cv2.setNumThreads(threads)
         with captured_output() as log:
             try:
@@ -53,7 +53,8 @@ class OpenCv(Runtime):
         if net is None:
             raise self.refused(path, f"{error} {clean_log(log.getvalue())}")
         model = OpenCvModel(self, path, cv2.getNumThreads())
-        model.net, model.metadata, model.classes = net, metadata, classes
+        model.net = net
+        model.describe(info)
         return model
 
 

@@ -49,20 +49,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from cifarkit.errors import CifarkitError, DataError, UsageError
-from cifarkit.runtime.predict import DEFAULT_BATCH, Prediction, Progress
+from cifarkit.engines.local import DEFAULT_BATCH, Prediction, Progress
+from cifarkit.errors import CifarkitError, ClusterError, DataError, UsageError
 
 RAY_EXTRA = 'pip install "cifarkit[ray]"'
 URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 CONNECT_TIMEOUT = 5.0  # seconds to reach a cluster's GCS port before giving up
 # Batches of this size keep an actor's per-task overhead (~1 ms) small next to its work.
 RAY_BATCH = DEFAULT_BATCH
-
-
-class ClusterError(CifarkitError):
-    """The Ray cluster cannot be reached or the distributed job failed."""
-
-    exit_code = 7
 
 
 def ray_module() -> Any:
@@ -139,7 +133,7 @@ class RaySession:
         ray = ray_module()
         if ray.is_initialized():  # the caller's own session: use it, leave it running
             return self
-        from cifarkit.runtime._capture import captured_output
+        from cifarkit.backends._capture import captured_output
 
         t0 = time.perf_counter()
         kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
@@ -265,7 +259,7 @@ class _Predictor:
         self, model_bytes: bytes, model_name: str, provider: str, threads: int,
         provider_options: dict[str, str] | None, top_k: int, labels: bool,
     ) -> None:
-        from cifarkit.runtime.classifier import Classifier
+        from cifarkit.backends.onnxruntime import Classifier
 
         # The model travels in the actor's arguments, so workers need no shared filesystem.
         self._dir = tempfile.mkdtemp(prefix="cifarkit-model-")
@@ -282,7 +276,7 @@ class _Predictor:
         import numpy as np
 
         from cifarkit.data.images import load_image, load_image_bytes
-        from cifarkit.runtime.predict import (
+        from cifarkit.engines.local import (
             decode_one,
             folder_label,
             make_predictions,
@@ -350,7 +344,7 @@ def input_dataset(
     if uris and local:
         raise UsageError("give either local paths or URIs (s3://…) in one run, not both")
     if local:
-        from cifarkit.runtime.inputs import iter_inputs
+        from cifarkit.engines.inputs import iter_inputs
 
         tables = []
         items = iter_inputs(local, recursive=recursive, stdin=stdin)
@@ -422,8 +416,8 @@ def predict_dataset(
     (``ray.init`` or ``RaySession``).
     """
     ray = ray_module()
-    from cifarkit.runtime.models import resolve_model
-    from cifarkit.runtime.providers import GPU_PROVIDERS
+    from cifarkit.backends.catalog import resolve_model
+    from cifarkit.backends.providers import GPU_PROVIDERS
 
     if top_k < 1:
         raise UsageError(f"top_k must be >= 1, got {top_k}")
@@ -558,7 +552,7 @@ class RayPrediction:
         return self.session.address or "a local Ray in this process"
 
     def __iter__(self) -> Iterator[Prediction]:
-        from cifarkit.runtime.predict import predictions_from_table
+        from cifarkit.engines.local import predictions_from_table
 
         if self.quiet:
             quiet_ray()
@@ -572,7 +566,7 @@ class RayPrediction:
             if ds is None:
                 return
             cpus = kw.get("cpus_per_actor", 1)
-            from cifarkit.runtime.providers import GPU_PROVIDERS
+            from cifarkit.backends.providers import GPU_PROVIDERS
 
             gpus = kw.get("gpus_per_actor")
             if gpus is None:

@@ -22,8 +22,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cifarkit.backends._capture import captured_output
 from cifarkit.errors import ProviderError, UsageError
-from cifarkit.runtime._capture import captured_output
 
 ORT_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -187,24 +187,3 @@ def inactive_provider_error(provider: str, active: list[str], detail: str = "") 
         f"providers in this onnxruntime build: {', '.join(available_providers()) or 'none'}. "
         f"To use {provider}: {INSTALL_HINTS[provider]}. Or pass --provider cpu."
     )
-
-
-def physical_cores() -> int:
-    """Physical CPU cores this process may run on (hyper-threads counted once).
-
-    From Linux's CPU topology for the CPUs in our affinity mask; ``os.cpu_count()`` elsewhere.
-    """
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-    cores = set()
-    for cpu in cpus:
-        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-        try:
-            package = (topo / "physical_package_id").read_text().strip()
-            core = (topo / "core_id").read_text().strip()
-        except OSError:
-            return max(1, len(cpus))
-        cores.add((package, core))
-    return max(1, len(cores))

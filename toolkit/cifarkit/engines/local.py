@@ -32,8 +32,8 @@ from typing import Any, TextIO
 import numpy as np
 
 from cifarkit.data.images import load_image
+from cifarkit.engines.inputs import InputItem, count_inputs, iter_inputs
 from cifarkit.errors import ImageError, UsageError
-from cifarkit.runtime.inputs import InputItem, count_inputs, iter_inputs
 
 DEFAULT_BATCH = 256
 Progress = Callable[[int, int, "int | None"], None]  # (done, failed, total or None)
@@ -185,7 +185,7 @@ def _chunks(items: Iterator[InputItem], size: int) -> Iterator[list[InputItem]]:
 
 
 def _default_workers() -> int:
-    from cifarkit.runtime.providers import physical_cores
+    from cifarkit.measure.machine import physical_cores
 
     return physical_cores()
 

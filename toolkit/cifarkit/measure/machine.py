@@ -19,8 +19,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cifarkit._sysinfo import cpu_has_vnni
-
 # Flags worth knowing for CNN inference (present/absent each recorded).
 CPU_FLAGS = (
     "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
@@ -44,9 +42,44 @@ def _field(text: str, name: str) -> str | None:
     return m.group(1).strip() if m else None
 
 
-def cpu_info() -> dict[str, Any]:
-    from cifarkit.runtime.providers import physical_cores
+def cpu_flags() -> set[str]:
+    """The CPU feature flags (empty where there is no ``/proc/cpuinfo``)."""
+    return set((_field(_read("/proc/cpuinfo"), "flags") or "").split())
 
+
+def cpu_has_vnni(flags: set[str] | None = None) -> bool:
+    """AVX-512 VNNI, AVX-VNNI or AMX: int8 dot products without ``vpmaddubsw`` saturation."""
+    flags = cpu_flags() if flags is None else flags
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def cpu_name() -> str:
+    return _field(_read("/proc/cpuinfo"), "model name") or platform.processor() or \
+        platform.machine()
+
+
+def physical_cores() -> int:
+    """Physical CPU cores this process may run on (hyper-threads counted once).
+
+    From Linux's CPU topology for the CPUs in our affinity mask; ``os.cpu_count()`` elsewhere.
+    """
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            package = (topo / "physical_package_id").read_text().strip()
+            core = (topo / "core_id").read_text().strip()
+        except OSError:
+            return max(1, len(cpus))
+        cores.add((package, core))
+    return max(1, len(cores))
+
+
+def cpu_info() -> dict[str, Any]:
     text = _read("/proc/cpuinfo")
     flags = set((_field(text, "flags") or "").split())
     try:
@@ -54,7 +87,7 @@ def cpu_info() -> dict[str, Any]:
     except (AttributeError, OSError):
         affinity = os.cpu_count()
     info: dict[str, Any] = {
-        "model": _field(text, "model name") or platform.processor() or platform.machine(),
+        "model": cpu_name(),
         "vendor": _field(text, "vendor_id"),
         "family": _field(text, "cpu family"),
         "model_number": _field(text, "model"),

@@ -1,0 +1,90 @@
+"""Backends: everything that runs a model file goes through here.
+
+    from cifarkit.backends import Classifier, get_runtime, resolve_model
+    with Classifier(resolve_model("fastnet-relu:int8"), provider="cpu") as clf:
+        probs = clf.predict_proba(images)     # uint8 [N, S, S, 3] → float32 [N, n_classes]
+    with get_runtime("openvino").open("exported/fastnet/model.fp32.onnx", threads=2) as m:
+        probs = m.predict_proba(images)
+    rows = matrix("exported/fastnet/model.fp32.onnx", images, labels)   # the "runs in" table
+
+One module per runtime behind one seam (``_base.Runtime`` opens a file as a
+``RuntimeModel``: uint8 NHWC in, probabilities out). Registry names are the user-facing
+names (``--runtime``): ``onnxruntime`` (the reference; ``Classifier``, with its execution
+providers as ``--provider``), ``openvino``, ``opencv`` (OpenCV DNN), ``tract``, ``litert``.
+Each imports its package only when a model is opened; a missing package is reported with
+the pip command (``Runtime.problem``), never skipped silently (``pip install
+'cifarkit[runtimes]'``). ``catalog`` turns model names (``fastnet-relu:auto``) into files.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from cifarkit.backends._base import Runtime, RuntimeModel
+from cifarkit.backends.catalog import exported_dir, list_exported, resolve_model
+from cifarkit.backends.matrix import RunsIn, agreement, matrix, runs_in_markdown
+from cifarkit.backends.onnxruntime import PREFERRED_BATCH, Classifier
+from cifarkit.backends.providers import (
+    INSTALL_HINTS,
+    PROVIDERS,
+    available_providers,
+    provider_options,
+    provider_problem,
+)
+from cifarkit.errors import UsageError
+
+# name → (module, class). Order = the order of reports.
+REGISTRY: dict[str, tuple[str, str]] = {
+    "onnxruntime": ("cifarkit.backends.onnxruntime", "OnnxRuntime"),
+    "openvino": ("cifarkit.backends.openvino", "OpenVino"),
+    "opencv": ("cifarkit.backends.opencv", "OpenCv"),
+    "tract": ("cifarkit.backends.tract", "Tract"),
+    "litert": ("cifarkit.backends.litert", "LiteRt"),
+}
+RUNTIMES = tuple(REGISTRY)
+REFERENCE = "onnxruntime"
+
+
+def get_runtime(name: str) -> Runtime:
+    """The adapter registered as ``name`` (``UsageError`` for an unknown name)."""
+    if name not in REGISTRY:
+        raise UsageError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)} or all")
+    module, cls = REGISTRY[name]
+    return getattr(importlib.import_module(module), cls)()
+
+
+def resolve_runtimes(names: list[str] | tuple[str, ...] | None) -> list[str]:
+    """``None`` → ``["onnxruntime"]``; ``["all"]`` → every registered runtime; else the
+    names, checked and de-duplicated."""
+    if not names:
+        return [REFERENCE]
+    if "all" in names:
+        return list(RUNTIMES)
+    for n in names:
+        get_runtime(n)
+    return list(dict.fromkeys(names))
+
+
+__all__ = [
+    "INSTALL_HINTS",
+    "PREFERRED_BATCH",
+    "PROVIDERS",
+    "Classifier",
+    "available_providers",
+    "exported_dir",
+    "list_exported",
+    "provider_options",
+    "provider_problem",
+    "resolve_model",
+    "REFERENCE",
+    "REGISTRY",
+    "RUNTIMES",
+    "RunsIn",
+    "Runtime",
+    "RuntimeModel",
+    "agreement",
+    "get_runtime",
+    "matrix",
+    "resolve_runtimes",
+    "runs_in_markdown",
+]

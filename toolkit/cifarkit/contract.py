@@ -1,0 +1,182 @@
+"""The model contract: the one place that says what a cifarkit model takes and returns.
+
+An exported model has one input ``images``, uint8 ``[batch, S, S, 3]``, RGB, raw pixels
+0–255 (all preprocessing inside the graph), and one output ``probabilities``, float32
+``[batch, n_classes]``, rows summing to 1. Its metadata names the classes (``class_names``,
+a JSON list, index = output column), the image size S (``image_size``) and how a file becomes
+S×S (``preprocess``). Backends, export's checks, predict and bench all ask here, so they
+cannot disagree about a model. Models made elsewhere may also take float input scaled to 0–1
+(or 0–255 where the metadata says so), and need no metadata when they have 10 outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cifarkit.errors import ModelError, UsageError, one_line
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "probabilities"
+DEFAULT_IMAGE_SIZE = 32
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 512
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+#: How a file becomes S×S when the metadata does not say (see ``cifarkit.data.images``).
+DEFAULT_PREPROCESS = "center-crop+resize-lanczos"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model file says about itself, checked against the contract."""
+
+    classes: tuple[str, ...]
+    image_size: int = DEFAULT_IMAGE_SIZE
+    preprocess: str = DEFAULT_PREPROCESS
+    input_kind: str = "uint8"  # or "float01" / "float255": scaled by the backend
+    metadata: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+def check_image_size(size: int, what: str = "--image-size") -> int:
+    if not MIN_IMAGE_SIZE <= int(size) <= MAX_IMAGE_SIZE:
+        raise UsageError(f"{what} must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE}, "
+                         f"got {size}")
+    return int(size)
+
+
+def check_class_names(names: Sequence[Any], where: str = "classes") -> tuple[str, ...]:
+    """At least two distinct non-empty names (``ModelError`` otherwise)."""
+    if not isinstance(names, (list, tuple)) or not all(isinstance(c, str) and c for c in names):
+        raise ModelError(f"{where}: class names must be a list of non-empty strings")
+    if len(names) < 2:
+        raise ModelError(f"{where}: a classifier needs at least two classes, got {list(names)}")
+    if dupes := sorted({c for c in names if names.count(c) > 1}):
+        raise ModelError(f"{where}: class names must be unique; repeated: {dupes}")
+    return tuple(names)
+
+
+def class_names(metadata: dict[str, str], n_out: int | None, where: str) -> tuple[str, ...]:
+    """The classes of a model with ``n_out`` outputs (``None``: unknown yet)."""
+    raw = metadata.get("class_names")
+    if raw is None:
+        if n_out in (None, len(CIFAR10_CLASSES)):
+            return CIFAR10_CLASSES
+        raise ModelError(f"{where}: {n_out} outputs and no class_names metadata; add "
+                         "class_names (a JSON list) to the model's metadata_props")
+    try:
+        names = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ModelError(f"{where}: metadata class_names must be a JSON list of names, "
+                         f"got {raw[:80]!r}") from None
+    classes = check_class_names(names, f"{where}: metadata class_names")
+    if n_out is not None and n_out != len(classes):
+        raise ModelError(f"{where}: the model outputs {n_out} scores but class_names lists "
+                         f"{len(classes)} classes")
+    return classes
+
+
+def image_size(dims: Sequence[int | None], metadata: dict[str, str], where: str) -> int:
+    """S of an NHWC ``[batch, S, S, 3]`` input; a dynamic S takes the metadata's size."""
+    if len(dims) != 4:
+        raise ModelError(f"{where}: input has shape {list(dims)}; expected [batch, S, S, 3]")
+    if dims[1] == 3 and dims[3] != 3:
+        raise ModelError(f"{where}: input is channels-first {list(dims)}; cifarkit models take "
+                         "channels-last images [batch, S, S, 3] (NHWC, as Keras exports them)")
+    h, w, c = dims[1:]
+    declared = metadata.get("image_size")
+    size = h or w or (int(declared) if declared and declared.isdigit() else None)
+    if c not in (None, 3) or (h and w and h != w) or size is None:
+        raise ModelError(f"{where}: input has shape {list(dims)}; expected square RGB "
+                         "images [batch, S, S, 3]")
+    if declared and declared.isdigit() and int(declared) != size:
+        raise ModelError(f"{where}: metadata image_size {declared} but the input is "
+                         f"{size}×{size}")
+    return int(size)
+
+
+def input_kind(uint8: bool, metadata: dict[str, str]) -> str:
+    """How a backend feeds uint8 pixels: as they are, or as floats scaled to 0–1 / 0–255."""
+    if uint8:
+        return "uint8"
+    described = " ".join(metadata.get(k, "") for k in ("input_range", "input_description"))
+    if re.search(r"0\s*(-|–|\.\.|to)\s*255", described) and not re.search(
+        r"0\s*(-|–|\.\.|to)\s*1(\.0)?\b", described
+    ):
+        return "float255"
+    return "float01"
+
+
+def describe(metadata: dict[str, str], in_dims: Sequence[int | None], n_out: int | None,
+             uint8: bool, where: str) -> ModelInfo:
+    """Check an input shape and output width against the metadata: the model's ``ModelInfo``."""
+    return ModelInfo(
+        classes=class_names(metadata, n_out, where),
+        image_size=image_size(in_dims, metadata, where),
+        preprocess=metadata.get("preprocess", DEFAULT_PREPROCESS),
+        input_kind=input_kind(uint8, metadata),
+        metadata=dict(metadata),
+    )
+
+
+def read_onnx(path: Path) -> ModelInfo:
+    """The ``ModelInfo`` of an ONNX file whose input is the contract's uint8 NHWC (what
+    backends other than onnxruntime take), read with ``onnx`` without running it."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ModelError(f"{path}: not a readable ONNX file: {one_line(str(exc))}") from None
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    inits = {i.name for i in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise ModelError(f"{path.name}: expected one input (images), found {len(inputs)}")
+    t = inputs[0].type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    if t.elem_type != onnx.TensorProto.UINT8:
+        kind = onnx.TensorProto.DataType.Name(t.elem_type)
+        raise ModelError(f"{path.name}: input {inputs[0].name!r} is {kind} {dims}; this "
+                         "backend runs models with the contract's uint8 [batch, S, S, 3] input "
+                         "(onnxruntime also takes float inputs)")
+    out = proto.graph.output
+    n_out = None
+    if out and len(out[0].type.tensor_type.shape.dim) == 2:
+        n_out = out[0].type.tensor_type.shape.dim[1].dim_value or None
+    return describe(metadata, dims, n_out, True, path.name)
+
+
+def check_images(images: Any, size: int) -> np.ndarray:
+    """uint8 ``[N, size, size, 3]`` (a single image gets a batch axis), contiguous."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3):
+        raise UsageError(f"expected uint8 images [N, {size}, {size}, 3] (RGB 0–255), got "
+                         f"{images.dtype} {list(images.shape)}")
+    return np.ascontiguousarray(images)
+
+
+def check_probabilities(probs: np.ndarray, n_classes: int, where: str,
+                        output: str = OUTPUT_NAME, atol: float = 1e-2) -> None:
+    """``ModelError`` unless ``probs`` is ``[N, n_classes]`` softmax rows."""
+    if probs.ndim != 2 or probs.shape[1] != n_classes:
+        raise ModelError(f"{where}: output has shape {probs.shape}; expected "
+                         f"[batch, {n_classes}]")
+    sums = probs.sum(axis=1, dtype=np.float64)
+    finite = bool(np.all(np.isfinite(probs)))
+    if not (finite and probs.min() >= -1e-4 and np.allclose(sums, 1, atol=atol)):
+        raise ModelError(
+            f"{where}: output {output!r} is not probabilities (row sums {sums.min():.3g}…"
+            f"{sums.max():.3g}, min {probs.min():.3g}); the contract wants softmax outputs"
+        )
