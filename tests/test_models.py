@@ -110,3 +110,15 @@ def test_builders_check_arguments():
         create_model("cnn-dropout", dropout=1.5)
     with pytest.raises(ValueError):
         create_model("vgg16-transfer", weights=None, image_size=16)
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if n != "fastnet-l"])
+def test_every_architecture_builds_for_any_size_and_class_count(name):
+    kwargs = {"weights": None} if name.startswith("vgg") else {}
+    model = create_model(name, num_classes=3, input_size=48, **kwargs)
+    assert tuple(model.input_shape) == (None, 48, 48, 3)
+    x = np.random.default_rng(0).integers(0, 256, (2, 48, 48, 3)).astype("float32")
+    probs = np.asarray(model(x, training=False))
+    assert probs.shape == (2, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
+    with pytest.raises(UsageError, match="--image-size must be between"):
+        create_model(name, num_classes=3, input_size=8, **kwargs)

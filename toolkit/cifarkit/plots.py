@@ -33,21 +33,24 @@ def sample_grid(
     classes: Sequence[str],
     path: str | os.PathLike[str],
     per_class: int = 8,
+    max_classes: int = 30,
 ) -> None:
-    """The notebook's sample figure: the first ``per_class`` images of each class, one row each."""
+    """The notebook's sample figure: the first ``per_class`` images of each class, one row
+    each (the first ``max_classes`` classes: a taller figure is unreadable)."""
     plt = _plt()
-    n_cls = len(classes)
+    n_cls = min(len(classes), max_classes)
     fig, axes = plt.subplots(
         n_cls, per_class + 1, figsize=(1.1 * (per_class + 1) + 0.8, 1.1 * n_cls), squeeze=False
     )
-    for c, name in enumerate(classes):
+    for c, name in enumerate(classes[:n_cls]):
         idx = np.flatnonzero(y == c)[:per_class]
         axes[c, 0].text(0.95, 0.5, name, ha="right", va="center", fontsize=11)
         for j in range(per_class + 1):
             axes[c, j].axis("off")
         for j, i in enumerate(idx, start=1):
             axes[c, j].imshow(x[i], interpolation="nearest")
-    fig.suptitle(f"CIFAR-10: first {per_class} training images per class", fontsize=13)
+    shown = f" (first {n_cls} of {len(classes)} classes)" if n_cls < len(classes) else ""
+    fig.suptitle(f"first {per_class} images per class{shown}", fontsize=13)
     _save(fig, path)
 
 

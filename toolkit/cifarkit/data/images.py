@@ -1,9 +1,10 @@
-"""The one function that turns any image file into a 32×32 RGB uint8 array.
+"""The one function that turns any image file into an S×S RGB uint8 array (S = 32 unless the
+model says otherwise: ``size``).
 
 Used by the image-folder data source, ``cifarkit predict`` and ``cifarkit bench`` alike, so
 a picture is seen the same way in training and in inference.
 
-How an image becomes 32×32×3 uint8:
+How an image becomes S×S×3 uint8 (the policy ``PREPROCESS``, recorded in every model):
 1. Pillow opens it. Files over ``MAX_PIXELS`` are rejected from the header, before any
    pixel is decoded (decompression bombs).
 2. The first frame is used (animated GIF/WebP, multi-page TIFF); EXIF orientation is applied.
@@ -12,7 +13,7 @@ How an image becomes 32×32×3 uint8:
    YCbCr are converted by Pillow; 16-bit integer images (I;16, I) are scaled from 0–65535 to
    0–255; float images (F) are taken as 0–1 when their maximum is ≤ 1, else as 0–255.
 4. Non-square images are centre-cropped to a square (CIFAR-10 photos are square, and
-   squashing changes object shapes), then resized to 32×32 with Pillow's antialiased
+   squashing changes object shapes), then resized to S×S with Pillow's antialiased
    Lanczos filter (``Image.Resampling.LANCZOS`` with ``reducing_gap=2``: a cheap box
    reduction first for large images, then Lanczos). Large JPEGs are decoded at a reduced
    scale by libjpeg (``Image.draft``), which is both faster and antialiased.
@@ -29,9 +30,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cifarkit.contract import DEFAULT_IMAGE_SIZE, DEFAULT_PREPROCESS
 from cifarkit.errors import ImageError
 
-SIZE = 32
+SIZE = DEFAULT_IMAGE_SIZE
+PREPROCESS = DEFAULT_PREPROCESS  # the name of steps 1–4, in model metadata and cards
 BACKGROUND = (255, 255, 255)
 # Pillow warns past MAX_IMAGE_PIXELS and raises past twice that; we raise past it.
 MAX_PIXELS = 64 * 1024 * 1024
@@ -78,12 +81,15 @@ def _center_square(img: Image.Image) -> Image.Image:
     return img.crop((left, top, left + side, top + side))
 
 
-def load_image(path: str | os.PathLike[str], *, require_32: bool = False) -> np.ndarray:
-    """Decode ``path`` into a ``(32, 32, 3)`` uint8 RGB array; raise ``ImageError`` if it can't.
+def load_image(path: str | os.PathLike[str], *, size: int = SIZE,
+               require_32: bool = False) -> np.ndarray:
+    """Decode ``path`` into a ``(size, size, 3)`` uint8 RGB array; raise ``ImageError`` if it
+    can't.
 
     The error message names the file and the reason (empty, truncated, not an image,
     too many pixels, unreadable), so a batch job can report it and carry on.
-    ``require_32`` refuses images that are not already 32×32 (data sets must not be resized).
+    ``require_32`` refuses images that are not already 32×32 (CIFAR-10 data must not be
+    resized).
     """
     path = Path(path)
     try:
@@ -99,12 +105,12 @@ def load_image(path: str | os.PathLike[str], *, require_32: bool = False) -> np.
         raise
     except OSError as exc:
         raise _os_error(path, exc) from None
-    return _decode(path, path, require_32)
+    return _decode(path, path, size, require_32)
 
 
 def load_image_bytes(
     data: bytes | bytearray | memoryview, name: str | os.PathLike[str] = "<bytes>", *,
-    require_32: bool = False,
+    size: int = SIZE, require_32: bool = False,
 ) -> np.ndarray:
     """``load_image`` for a file's contents already in memory (read by Ray Data from S3, …).
 
@@ -113,7 +119,7 @@ def load_image_bytes(
     """
     if len(data) == 0:
         raise ImageError(f"{name}: empty file (0 bytes)")
-    return _decode(io.BytesIO(data), name, require_32)
+    return _decode(io.BytesIO(data), name, size, require_32)
 
 
 def _os_error(name: str | os.PathLike[str], exc: OSError) -> ImageError:
@@ -128,7 +134,7 @@ def _os_error(name: str | os.PathLike[str], exc: OSError) -> ImageError:
 
 
 def _decode(
-    source: Path | io.BytesIO, name: str | os.PathLike[str], require_32: bool
+    source: Path | io.BytesIO, name: str | os.PathLike[str], size: int, require_32: bool
 ) -> np.ndarray:
     """Steps 1–4 of the module docstring on an opened-by-Pillow source (a path or bytes)."""
     try:
@@ -144,15 +150,11 @@ def _decode(
                         raise ImageError(f"{name}: image is {w}×{h}; CIFAR-10 images are 32×32")
                     if getattr(img, "n_frames", 1) > 1:
                         img.seek(0)
-                    if img.format == "JPEG" and min(img.size) > 2 * SIZE:
-                        img.draft("RGB", (2 * SIZE, 2 * SIZE))
+                    if img.format == "JPEG" and min(img.size) > 2 * size:
+                        img.draft("RGB", (2 * size, 2 * size))
                     img.load()
                     img = ImageOps.exif_transpose(img)
-                    img = _to_rgb(img)
-                    img = _center_square(img)
-                    if img.size != (SIZE, SIZE):
-                        img = img.resize((SIZE, SIZE), Image.Resampling.LANCZOS, reducing_gap=2.0)
-                    arr = np.asarray(img, dtype=np.uint8)
+                    arr = to_square(_to_rgb(img), size)
             finally:
                 Image.MAX_IMAGE_PIXELS = old_limit
     except ImageError:
@@ -165,6 +167,25 @@ def _decode(
         raise _os_error(name, exc) from None
     except (ValueError, SyntaxError, EOFError) as exc:
         raise ImageError(f"{name}: cannot decode image: {exc}") from None
-    if arr.shape != (SIZE, SIZE, 3):  # pragma: no cover - guarded by the steps above
-        raise ImageError(f"{name}: decoded to shape {arr.shape}, expected (32, 32, 3)")
+    if arr.shape != (size, size, 3):  # pragma: no cover - guarded by the steps above
+        raise ImageError(f"{name}: decoded to shape {arr.shape}, expected {(size, size, 3)}")
     return arr
+
+
+def to_square(img: Image.Image, size: int) -> np.ndarray:
+    """Step 4: centre-crop to a square, antialiased resize to ``size``×``size``."""
+    img = _center_square(img)
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """Already-decoded RGB images ``[N, h, w, 3]`` through step 4 (e.g. CIFAR-10's pickled
+    32×32 arrays for a model of another size)."""
+    if images.shape[1:3] == (size, size):
+        return images
+    out = np.empty((len(images), size, size, 3), np.uint8)
+    for i, im in enumerate(images):
+        out[i] = to_square(Image.fromarray(im, "RGB"), size)
+    return out

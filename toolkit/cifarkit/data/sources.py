@@ -1,33 +1,32 @@
-"""CIFAR-10 from wherever it is: an explicit path, Keras's cache, or Keras's download.
+"""A dataset from wherever it is: any image-folder tree, or CIFAR-10 in any of its forms.
 
 Order of precedence (first match wins):
-1. ``data=`` / ``--data PATH`` or ``$CIFARKIT_DATA``: a ``cifar-10-batches-py`` folder (or a
-   folder holding one), the ``cifar-10-python.tar.gz`` archive, or an image-folder tree
-   ``train/<class>/*`` + ``test/<class>/*``;
+1. ``data=`` / ``--data PATH`` or ``$CIFARKIT_DATA``: an image-folder tree with any classes
+   (``train/<class>/``, ``val/<class>/``, ``test/<class>/``, or ``<class>/`` alone: see
+   :mod:`cifarkit.data.folders`), a ``cifar-10-batches-py`` folder (or a folder holding one),
+   or the ``cifar-10-python.tar.gz`` archive;
 2. Keras's cache, ``~/.keras/datasets/cifar-10-batches-py`` (``$KERAS_HOME`` respected);
 3. Keras's own download (``keras.utils.get_file``), read through the same safe loader.
+Every source gives S×S images (``image_size``; CIFAR-10's 32×32 arrays are resized by the
+same policy as files).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import hashlib
-import multiprocessing
 import os
-import shutil
 import tarfile
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from cifarkit.contract import CIFAR10_CLASSES
-from cifarkit.data.images import is_image_path, load_image
+from cifarkit.contract import CIFAR10_CLASSES, check_image_size
+from cifarkit.data.folders import FolderData, LoadOptions, load_folders
+from cifarkit.data.images import resize_images
 from cifarkit.data.safe_pickle import load_batch
 from cifarkit.data.splits import stratified_subset
-from cifarkit.errors import DataError, ImageError
+from cifarkit.errors import DataError
 
 CLASSES: tuple[str, ...] = CIFAR10_CLASSES
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -35,13 +34,21 @@ CIFAR_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 SPLITS = ("train", "test")
+ALL_SPLITS = ("train", "val", "test")
 
 #: ``progress(done, total, what)``: called from long loads; the CLI draws a bar from it.
 Progress = Callable[[int, int, str], None]
 
 
+def _empty(size: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((0, size, size, 3), np.uint8), np.zeros(0, np.int64)
+
+
 @dataclass
 class Dataset:
+    """uint8 NHWC images and int64 labels per split (a split absent from the source is
+    empty: CIFAR-10 has no val split, class folders alone have no test split)."""
+
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
@@ -50,6 +57,30 @@ class Dataset:
     kind: str  # "batches", "archive", "folders", "keras-cache", "keras-download"
     classes: tuple[str, ...] = CLASSES
     notes: list[str] = field(default_factory=list)
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    image_size: int = 32
+    layout: str = "cifar-10"  # or the folder layout: "splits" / "flat"
+    skipped: list[str] = field(default_factory=list)  # "path: reason" of undecodable files
+    folders: FolderData | None = None  # file listing and hashes of an image-folder source
+
+    def __post_init__(self) -> None:
+        if self.x_val is None or self.y_val is None:
+            self.x_val, self.y_val = _empty(self.image_size)
+
+    @property
+    def has_val(self) -> bool:
+        return len(self.y_val) > 0
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        x, y = {"train": (self.x_train, self.y_train), "val": (self.x_val, self.y_val),
+                "test": (self.x_test, self.y_test)}[name]
+        return x, y
+
+    def held_out(self) -> tuple[str, np.ndarray, np.ndarray]:
+        """The split to measure a model on: test, else val (class folders alone)."""
+        name = "test" if len(self.y_test) else "val"
+        return (name, *self.split(name))
 
     def as_tuple(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
         return (self.x_train, self.y_train), (self.x_test, self.y_test)
@@ -111,219 +142,67 @@ def _load_archive(path: Path) -> tuple[np.ndarray, ...]:
     return (*_stack(parts[:5]), *parts[5])
 
 
-# --- image folders ---------------------------------------------------------------------
-
-
-@dataclass
-class _Listing:
-    """One split's image files (sorted per class) with labels and a stat fingerprint."""
-
-    paths: list[str]
-    labels: np.ndarray
-    fingerprint: list[str]
-
-    def subset(self, idx: np.ndarray) -> _Listing:
-        return _Listing([self.paths[i] for i in idx], self.labels[idx],
-                        [self.fingerprint[i] for i in idx])
-
-
-def _list_class(folder: Path, split: str, name: str) -> tuple[list[str], list[str]]:
-    class_dir = os.path.join(folder, name)
-    entries = sorted(
-        (e for e in os.scandir(class_dir)
-         if not e.name.startswith(".") and is_image_path(e.name) and e.is_file()),
-        key=lambda e: e.name,
-    )
-    if not entries:
-        raise DataError(f"{class_dir}: no images")
-    prints = []
-    for e in entries:
-        st = e.stat()
-        prints.append(f"{split}/{name}/{e.name}\0{st.st_size}\0{st.st_mtime_ns}")
-    return [e.path for e in entries], prints
-
-
-def _list_split(root: Path, split: str) -> _Listing:
-    folder = root / split
-    if not folder.is_dir():
-        raise DataError(f"{root}: no '{split}/' folder (expected {split}/<class>/*.jpg)")
-    found = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
-    unknown = sorted(set(found) - set(CLASSES))
-    missing = [c for c in CLASSES if c not in found]
-    if unknown:
-        raise DataError(
-            f"{folder}: unknown class folder(s) {unknown}; CIFAR-10 classes are {list(CLASSES)}"
-        )
-    if missing:
-        raise DataError(f"{folder}: missing class folder(s) {missing}")
-    paths: list[str] = []
-    labels: list[int] = []
-    fingerprint: list[str] = []
-    # Serial on purpose: a thread per class folder measured 2.5x slower here (the listing is
-    # Python-bound, so the threads only fight over the GIL).
-    for label, name in enumerate(CLASSES):
-        class_paths, class_prints = _list_class(folder, split, name)
-        paths += class_paths
-        fingerprint += class_prints
-        labels += [label] * len(class_paths)
-    return _Listing(paths, np.array(labels, dtype=np.int64), fingerprint)
-
-
-def _decode_chunk(paths: list[str]) -> tuple[np.ndarray, list[str]]:
-    out = np.zeros((len(paths), 32, 32, 3), dtype=np.uint8)
-    errors = []
-    for i, p in enumerate(paths):
-        try:
-            out[i] = load_image(p, require_32=True)
-        except ImageError as exc:
-            errors.append(str(exc))
-    return out, errors
-
-
-def decode_images(
-    paths: list[str] | list[Path], workers: int | None = None, progress: Progress | None = None
-) -> np.ndarray:
-    """Decode many 32×32 images in parallel processes; any bad file fails the whole load."""
-    workers = workers or os.cpu_count() or 1
-    strs = [os.fspath(p) for p in paths]
-    chunk = 1000
-    chunks = [strs[i : i + chunk] for i in range(0, len(strs), chunk)]
-    out = np.zeros((len(strs), 32, 32, 3), dtype=np.uint8)
-    errors: list[str] = []
-    done = 0
-    if workers <= 1 or len(chunks) <= 1:
-        results = map(_decode_chunk, chunks)
-        for i, (arr, errs) in enumerate(results):
-            out[i * chunk : i * chunk + len(arr)] = arr
-            errors += errs
-            done += len(arr)
-            if progress:
-                progress(done, len(strs), "decoding images")
-    else:
-        # spawn, not fork: the parent may hold TensorFlow threads, which fork can deadlock.
-        ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            futures = {pool.submit(_decode_chunk, c): i for i, c in enumerate(chunks)}
-            for fut in concurrent.futures.as_completed(futures):
-                i = futures[fut]
-                arr, errs = fut.result()
-                out[i * chunk : i * chunk + len(arr)] = arr
-                errors += errs
-                done += len(arr)
-                if progress:
-                    progress(done, len(strs), "decoding images")
-    if errors:
-        shown = "\n  ".join(sorted(errors)[:5])
-        more = f"\n  … and {len(errors) - 5} more" if len(errors) > 5 else ""
-        raise DataError(f"{len(errors)} image(s) could not be used:\n  {shown}{more}")
-    return out
-
-
-def _read_cache(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    try:
-        return np.load(folder / "x.npy"), np.load(folder / "y.npy")
-    except (OSError, ValueError):
-        return None
-
-
-def _write_cache(folder: Path, x: np.ndarray, y: np.ndarray) -> None:
-    # Plain .npy files (no zip): a cached split is one read per array.
-    # Written into a temp folder renamed into place, so a reader never sees half a cache.
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        np.save(tmp / "x.npy", x)
-        np.save(tmp / "y.npy", y)
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another process cached the same listing first
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _load_folder_split(
-    root: Path, split: str, limit: int | None, seed: int, progress: Progress | None,
-    use_cache: bool, notes: list[str],
-) -> tuple[np.ndarray, np.ndarray]:
-    """One split of an image-folder tree, through a cache keyed by its file listing."""
-    listing = _list_split(root, split)
-    if limit:
-        listing = listing.subset(stratified_subset(listing.labels, limit, seed))
-    digest = hashlib.sha256("\n".join(listing.fingerprint).encode()).hexdigest()[:24]
-    cache = cache_dir() / f"folders-{digest}"
-    if use_cache and cache.is_dir():
-        cached = _read_cache(cache)
-        if cached is not None:
-            notes.append(f"{split}: decoded images from cache {cache}")
-            return cached
-        notes.append(f"{split}: ignored unreadable cache {cache}")
-    x = decode_images(listing.paths, progress=progress)
-    if use_cache:
-        try:
-            _write_cache(cache, x, listing.labels)
-            notes.append(f"{split}: cached decoded images in {cache}")
-        except OSError as exc:  # a read-only home must not break loading
-            notes.append(f"{split}: could not write cache {cache}: {exc}")
-    return x, listing.labels
-
-
-def _load_folders(
-    root: Path, limit: int | None, seed: int, progress: Progress | None, use_cache: bool,
-    splits: tuple[str, ...],
-) -> tuple[tuple[np.ndarray, ...], list[str]]:
-    notes: list[str] = []
-    empty = (np.zeros((0, 32, 32, 3), np.uint8), np.zeros(0, np.int64))
-    arrays: list[np.ndarray] = []
-    for split in ("train", "test"):
-        if split in splits:
-            arrays += _load_folder_split(root, split, limit, seed, progress, use_cache, notes)
-        else:
-            arrays += empty
-    return tuple(arrays), notes
-
-
 # --- entry points ----------------------------------------------------------------------
 
 
-def _load_path(
-    path: Path, limit: int | None, seed: int, progress: Progress | None, use_cache: bool,
-    splits: tuple[str, ...],
-) -> Dataset:
+@dataclass
+class _Request:
+    limit: int | None
+    seed: int
+    progress: Progress | None
+    use_cache: bool
+    splits: tuple[str, ...]
+    image_size: int
+    strict: bool
+
+
+def _load_folders(path: Path, req: _Request) -> Dataset:
+    opts = LoadOptions(size=req.image_size, limit=req.limit, seed=req.seed, strict=req.strict,
+                       use_cache=req.use_cache, progress=req.progress, cache_root=cache_dir())
+    folders = load_folders(path, opts, req.splits)
+    arrays = folders.arrays
+    if "train" in req.splits and "train" not in arrays and "test" not in req.splits:
+        raise DataError(f"{path}: no train/ folder (expected train/<class>/<images>)")
+    if not arrays:
+        wanted = " or ".join(f"{s}/" for s in req.splits)
+        raise DataError(f"{path}: no {wanted} split to read")
+    empty = _empty(req.image_size)
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (arrays.get(s, empty) for s in ALL_SPLITS)
+    return Dataset(x_tr, y_tr, x_te, y_te, source=str(path), kind="folders",
+                   classes=folders.classes, notes=folders.notes, x_val=x_va, y_val=y_va,
+                   image_size=req.image_size, layout=folders.layout, skipped=folders.skipped,
+                   folders=folders)
+
+
+def _load_path(path: Path, req: _Request) -> Dataset:
     if not path.exists():
         raise DataError(f"data path {path} does not exist")
-    notes: list[str] = []
     if path.is_file():
-        arrays, kind = _load_archive(path), "archive"
-    elif (folder := _batches_dir(path)) is not None:
-        arrays, kind = _load_batches_dir(folder), "batches"
-    elif (path / "train").is_dir() or (path / "test").is_dir():
-        arrays, notes = _load_folders(path, limit, seed, progress, use_cache, splits)
-        kind = "folders"
-        limit = None  # already applied before decoding
-    else:
-        raise DataError(
-            f"{path}: not a CIFAR-10 source. Expected a cifar-10-batches-py folder, the "
-            "cifar-10-python.tar.gz archive, or train/<class>/ and test/<class>/ image folders"
-        )
-    return _finish(arrays, str(path), kind, limit, seed, notes, splits)
+        return _finish(_load_archive(path), str(path), "archive", req)
+    if (folder := _batches_dir(path)) is not None:
+        return _finish(_load_batches_dir(folder), str(path), "batches", req)
+    if path.is_dir():
+        return _load_folders(path, req)
+    raise DataError(f"{path}: not a data source. Expected a folder of class folders "
+                    "(<class>/ or train/<class>/ …), a cifar-10-batches-py folder or the "
+                    "cifar-10-python.tar.gz archive")
 
 
-def _finish(
-    arrays: tuple[np.ndarray, ...], source: str, kind: str, limit: int | None, seed: int,
-    notes: list[str], splits: tuple[str, ...] = SPLITS,
-) -> Dataset:
+def _finish(arrays: tuple[np.ndarray, ...], source: str, kind: str, req: _Request) -> Dataset:
     x_train, y_train, x_test, y_test = arrays
     for split, x in (("train", x_train), ("test", x_test)):
-        if split in splits and len(x) == 0:
+        if split in req.splits and len(x) == 0:
             raise DataError(f"{source}: the {split} split is empty")
-    if limit:
-        tr = stratified_subset(y_train, limit, seed) if len(y_train) else slice(None)
-        te = stratified_subset(y_test, limit, seed) if len(y_test) else slice(None)
+    if req.limit:
+        tr = stratified_subset(y_train, req.limit, req.seed) if len(y_train) else slice(None)
+        te = stratified_subset(y_test, req.limit, req.seed) if len(y_test) else slice(None)
         x_train, y_train, x_test, y_test = x_train[tr], y_train[tr], x_test[te], y_test[te]
+    notes = []
+    if req.image_size != 32:
+        x_train, x_test = (resize_images(x, req.image_size) for x in (x_train, x_test))
+        notes.append(f"CIFAR-10's 32×32 images resized to {req.image_size}×{req.image_size}")
     return Dataset(x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64),
-                   source=source, kind=kind, notes=notes)
+                   source=source, kind=kind, notes=notes, image_size=req.image_size)
 
 
 def load_dataset(
@@ -334,25 +213,32 @@ def load_dataset(
     download: bool | None = None,
     use_cache: bool = True,
     progress: Progress | None = None,
-    splits: tuple[str, ...] = SPLITS,
+    splits: tuple[str, ...] = ALL_SPLITS,
+    image_size: int = 32,
+    strict: bool = False,
 ) -> Dataset:
-    """Load CIFAR-10 as uint8 NHWC images and int64 labels, with where it came from.
+    """Load a dataset as uint8 NHWC ``image_size``² images and int64 labels, with where it
+    came from.
 
     ``limit`` keeps a stratified subset of ``limit`` images per split (seeded).
     ``download`` defaults to true unless ``$CIFARKIT_NO_DOWNLOAD`` is set.
-    ``splits``: ``("test",)`` skips decoding the training images of an image-folder source
-    (its ``x_train`` is then empty); pickled sources always hold both.
+    ``splits``: e.g. ``("test",)`` skips decoding the other splits of an image-folder source
+    (they are then empty); pickled sources always hold train and test.
+    ``strict``: an image file that cannot be decoded fails the load (default: skipped and
+    listed in ``Dataset.skipped``).
     """
-    unknown = [s for s in splits if s not in SPLITS]
+    unknown = [s for s in splits if s not in ALL_SPLITS]
     if unknown or not splits:
-        raise DataError(f"splits must be a non-empty subset of {SPLITS}, got {splits}")
+        raise DataError(f"splits must be a non-empty subset of {ALL_SPLITS}, got {splits}")
+    req = _Request(limit, seed, progress, use_cache, tuple(splits), check_image_size(image_size),
+                   strict)
     if data is None and os.environ.get("CIFARKIT_DATA"):
         data = os.environ["CIFARKIT_DATA"]
     if data is not None:
-        return _load_path(Path(data).expanduser(), limit, seed, progress, use_cache, splits)
+        return _load_path(Path(data).expanduser(), req)
     cached = keras_cache_path()
     if _batches_dir(cached) is not None:
-        return _finish(_load_batches_dir(cached), str(cached), "keras-cache", limit, seed, [])
+        return _finish(_load_batches_dir(cached), str(cached), "keras-cache", req)
     if download is None:
         download = not os.environ.get("CIFARKIT_NO_DOWNLOAD")
     tried = f"--data PATH / $CIFARKIT_DATA (not set), Keras's cache {cached} (not found)"
@@ -375,7 +261,7 @@ def load_dataset(
             f"Tried {tried}. Pass --data with a cifar-10-batches-py folder, "
             "cifar-10-python.tar.gz, or train/ and test/ image folders, or set CIFARKIT_DATA."
         ) from None
-    return _finish(_load_archive(Path(archive)), archive, "keras-download", limit, seed, [])
+    return _finish(_load_archive(Path(archive)), archive, "keras-download", req)
 
 
 def load_data(

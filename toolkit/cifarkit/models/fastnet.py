@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from cifarkit.errors import UsageError
-from cifarkit.models.registry import check_num_classes, register_model
+from cifarkit.models.registry import check_input_size, check_num_classes, register_model
 
 # Per-channel statistics of the CIFAR-10 training set (0–1 scale), as airbench uses them.
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -41,6 +41,7 @@ def _fastnet(
     tta: int,
     bn_momentum: float,
     activation: str = "gelu",
+    input_size: int = 32,
 ) -> Any:
     import keras
     from keras import layers
@@ -60,7 +61,9 @@ def _fastnet(
         raise UsageError(f"test-time augmentation level must be 0, 1 or 2, got {tta}")
 
     check_num_classes(num_classes)
-    inputs = keras.Input((32, 32, 3), name="images")
+    check_input_size(input_size)
+    # Any size: three 2× pools, then a global max-pool, so the head sees the same features.
+    inputs = keras.Input((input_size, input_size, 3), name="images")
     mean = np.array(CIFAR_MEAN, dtype="float32")
     std = np.array(CIFAR_STD, dtype="float32")
     # (x/255 - mean)/std as a single affine layer: no weights to train or to lose.
@@ -135,8 +138,10 @@ def init_whitening(model: Any, x_train: np.ndarray, n: int = 5000, eps: float = 
     train_defaults={"recipe": "fast"},
     data_init=init_whitening,
 )
-def fastnet(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4) -> Any:
-    return _fastnet("fastnet", (64, 256, 256), num_classes, tta, bn_momentum)
+def fastnet(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4,
+        input_size: int = 32) -> Any:
+    return _fastnet("fastnet", (64, 256, 256), num_classes, tta, bn_momentum,
+                    input_size=input_size)
 
 
 @register_model(
@@ -146,8 +151,10 @@ def fastnet(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4) -> An
     train_defaults={"recipe": "fast"},
     data_init=init_whitening,
 )
-def fastnet_s(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4) -> Any:
-    return _fastnet("fastnet-s", (32, 128, 128), num_classes, tta, bn_momentum)
+def fastnet_s(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4,
+        input_size: int = 32) -> Any:
+    return _fastnet("fastnet-s", (32, 128, 128), num_classes, tta, bn_momentum,
+                    input_size=input_size)
 
 
 @register_model(
@@ -157,8 +164,10 @@ def fastnet_s(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4) -> 
     train_defaults={"recipe": "fast-l"},
     data_init=init_whitening,
 )
-def fastnet_l(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4) -> Any:
-    return _fastnet("fastnet-l", (128, 384, 384), num_classes, tta, bn_momentum)
+def fastnet_l(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4,
+        input_size: int = 32) -> Any:
+    return _fastnet("fastnet-l", (128, 384, 384), num_classes, tta, bn_momentum,
+                    input_size=input_size)
 
 
 @register_model(
@@ -168,9 +177,10 @@ def fastnet_l(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4) -> 
     train_defaults={"recipe": "fast"},
     data_init=init_whitening,
 )
-def fastnet_relu(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4) -> Any:
+def fastnet_relu(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4,
+        input_size: int = 32) -> Any:
     return _fastnet("fastnet-relu", (64, 256, 256), num_classes, tta, bn_momentum,
-                    activation="relu")
+                    activation="relu", input_size=input_size)
 
 
 def tta_level(model: Any) -> int:
@@ -191,7 +201,8 @@ def with_tta(model: Any, level: int) -> Any:
             f"--tta applies to the fastnet models (in-graph test-time augmentation); "
             f"{model.name!r} is not one")
     num_classes = int(model.get_layer("head").get_weights()[0].shape[-1])
-    rebuilt = get_model_info(model.name).builder(num_classes=num_classes, tta=level)
+    rebuilt = get_model_info(model.name).builder(num_classes=num_classes, tta=level,
+                                                 input_size=int(model.input_shape[1]))
     for layer in rebuilt.layers:
         if layer.weights:
             layer.set_weights(model.get_layer(layer.name).get_weights())

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cifarkit.contract import check_image_size
 from cifarkit.errors import UsageError
 
 
@@ -57,9 +58,14 @@ def register_model(
 
 
 def check_num_classes(num_classes: int) -> None:
-    """The one argument check every builder shares."""
+    """The argument checks every builder shares."""
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+
+
+def check_input_size(input_size: int) -> None:
+    """Builders take square RGB images of the contract's size range (``--image-size``)."""
+    check_image_size(input_size)
 
 
 def _ensure_loaded() -> None:

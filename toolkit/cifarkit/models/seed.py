@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cifarkit.models.registry import check_num_classes, register_model
+from cifarkit.models.registry import check_input_size, check_num_classes, register_model
 
-INPUT_SHAPE = (32, 32, 3)
 NUM_CLASSES = 10
 
 
@@ -27,14 +26,15 @@ def _head(layers: Any, num_classes: int) -> Any:
     family="seed",
     notebook_accuracy="49.76% test",
 )
-def dense(num_classes: int = NUM_CLASSES) -> Any:
+def dense(num_classes: int = NUM_CLASSES, input_size: int = 32) -> Any:
     import keras
     from keras import layers
 
     check_num_classes(num_classes)
+    check_input_size(input_size)
     return keras.Sequential(
         [
-            keras.Input(INPUT_SHAPE, name="images"),
+            keras.Input((input_size, input_size, 3), name="images"),
             layers.Rescaling(1 / 255, name="rescale"),
             layers.Flatten(name="flatten"),
             layers.Dense(2048, activation="relu", name="dense_relu_1"),
@@ -47,11 +47,12 @@ def dense(num_classes: int = NUM_CLASSES) -> Any:
     )
 
 
-def _cnn(name: str, num_classes: int, dropout: float, batchnorm: bool) -> Any:
+def _cnn(name: str, num_classes: int, dropout: float, batchnorm: bool, input_size: int) -> Any:
     import keras
     from keras import layers
 
     check_num_classes(num_classes)
+    check_input_size(input_size)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
@@ -65,7 +66,7 @@ def _cnn(name: str, num_classes: int, dropout: float, batchnorm: bool) -> Any:
 
     return keras.Sequential(
         [
-            keras.Input(INPUT_SHAPE, name="images"),
+            keras.Input((input_size, input_size, 3), name="images"),
             layers.Rescaling(1 / 255, name="rescale"),
             layers.Conv2D(32, 3, activation="relu", name="conv1_1"),
             layers.Conv2D(32, 3, activation="relu", name="conv1_2"),
@@ -90,8 +91,8 @@ def _cnn(name: str, num_classes: int, dropout: float, batchnorm: bool) -> Any:
     family="seed",
     notebook_accuracy="63.61% val",
 )
-def cnn(num_classes: int = NUM_CLASSES) -> Any:
-    return _cnn("cnn", num_classes, dropout=0.0, batchnorm=False)
+def cnn(num_classes: int = NUM_CLASSES, input_size: int = 32) -> Any:
+    return _cnn("cnn", num_classes, dropout=0.0, batchnorm=False, input_size=input_size)
 
 
 @register_model(
@@ -100,8 +101,11 @@ def cnn(num_classes: int = NUM_CLASSES) -> Any:
     family="seed",
     notebook_accuracy="62.07% val",
 )
-def cnn_dropout(num_classes: int = NUM_CLASSES, dropout: float = 0.25) -> Any:
-    return _cnn("cnn-dropout", num_classes, dropout=dropout, batchnorm=False)
+def cnn_dropout(
+    num_classes: int = NUM_CLASSES, dropout: float = 0.25, input_size: int = 32
+) -> Any:
+    return _cnn("cnn-dropout", num_classes, dropout=dropout, batchnorm=False,
+                input_size=input_size)
 
 
 @register_model(
@@ -110,5 +114,8 @@ def cnn_dropout(num_classes: int = NUM_CLASSES, dropout: float = 0.25) -> Any:
     family="seed",
     notebook_accuracy="63.47% val",
 )
-def cnn_batchnorm(num_classes: int = NUM_CLASSES, dropout: float = 0.25) -> Any:
-    return _cnn("cnn-batchnorm", num_classes, dropout=dropout, batchnorm=True)
+def cnn_batchnorm(
+    num_classes: int = NUM_CLASSES, dropout: float = 0.25, input_size: int = 32
+) -> Any:
+    return _cnn("cnn-batchnorm", num_classes, dropout=dropout, batchnorm=True,
+                input_size=input_size)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cifarkit.errors import ModelError
-from cifarkit.models.registry import check_num_classes, register_model
+from cifarkit.models.registry import check_input_size, check_num_classes, register_model
 
 #: ImageNet channel means in BGR order, as ``keras.applications.vgg16.preprocess_input``.
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -87,21 +87,26 @@ def _conv_base(weights: str | None, image_size: int) -> Any:
     return base
 
 
-def _vgg16(name: str, num_classes: int, weights: str | None, image_size: int) -> Any:
+def _vgg16(name: str, num_classes: int, weights: str | None, image_size: int | None,
+           input_size: int) -> Any:
     import keras
     from keras import layers
 
     from cifarkit.models.layers import ReverseChannels
 
     check_num_classes(num_classes)
-    if not 32 <= image_size <= 224:
-        raise ValueError(f"image_size must be in [32, 224], got {image_size}")
+    check_input_size(input_size)
+    image_size = input_size if image_size is None else image_size
+    # VGG16's five 2× pools need 32 pixels; past 224 (ImageNet's size) only memory grows.
+    if not 32 <= input_size <= image_size <= 224:
+        raise ValueError(f"image_size must be in [32, 224] and at least the input size "
+                         f"{input_size}, got {image_size}")
     base = _conv_base(weights, image_size)
     base.trainable = False
 
-    inputs = keras.Input((32, 32, 3), name="images")
+    inputs = keras.Input((input_size, input_size, 3), name="images")
     x = inputs
-    if image_size != 32:
+    if image_size != input_size:
         x = layers.Resizing(image_size, image_size, interpolation="bilinear", name="upsample")(x)
     x = ReverseChannels(name="rgb_to_bgr")(x)
     x = layers.Rescaling(1.0, offset=[-m for m in IMAGENET_MEAN_BGR], name="imagenet_mean")(x)
@@ -123,9 +128,10 @@ def _vgg16(name: str, num_classes: int, weights: str | None, image_size: int) ->
     pretrained="imagenet",
 )
 def vgg16_transfer(
-    num_classes: int = 10, weights: str | None = "imagenet", image_size: int = 32
+    num_classes: int = 10, weights: str | None = "imagenet", image_size: int | None = None,
+    input_size: int = 32,
 ) -> Any:
-    return _vgg16("vgg16-transfer", num_classes, weights, image_size)
+    return _vgg16("vgg16-transfer", num_classes, weights, image_size, input_size)
 
 
 @register_model(
@@ -140,9 +146,10 @@ def vgg16_transfer(
     train_defaults={"finetune_epochs": 5, "finetune_lr": 1e-4},
 )
 def vgg16_finetune(
-    num_classes: int = 10, weights: str | None = "imagenet", image_size: int = 32
+    num_classes: int = 10, weights: str | None = "imagenet", image_size: int | None = None,
+    input_size: int = 32,
 ) -> Any:
-    return _vgg16("vgg16-finetune", num_classes, weights, image_size)
+    return _vgg16("vgg16-finetune", num_classes, weights, image_size, input_size)
 
 
 def unfreeze_block5(model: Any) -> int:
