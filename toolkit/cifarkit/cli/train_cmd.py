@@ -72,13 +72,16 @@ def train(
     ),
 ) -> None:
     """Train ARCH on CIFAR-10 and write runs/<arch>/ (model, history, curves, run.json)."""
+    given = dict(locals())  # the parameters are TrainOptions' fields
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
     from cifarkit.cli._tfquiet import quiet_tensorflow
+    from cifarkit.train import TrainOptions
     from cifarkit.train import train as run_training
 
     quiet_tensorflow()
+    options = TrainOptions(**given)
 
     bar = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[stats]}"),
@@ -140,23 +143,13 @@ def train(
 
     try:
         with progress_bar() as data_update:
-            result = run_training(
-                arch, recipe, data=data, limit=limit, epochs=epochs, batch_size=batch_size,
-                lr=lr, val_split=val_split, weight_decay=weight_decay,
-                label_smoothing=label_smoothing, cutout=cutout, seed=seed, out=out,
-                mixed_precision=mixed_precision,
-                resume=resume, overwrite=overwrite, weights=weights, image_size=image_size,
-                feature_cache=feature_cache, finetune_epochs=finetune_epochs,
-                finetune_lr=finetune_lr, progress=on_event,
-                data_progress=data_update,
-            )
+            result = run_training(options, progress=on_event, data_progress=data_update)
     finally:
         bar.stop()
     if result.interrupted:
-        err_console.print(
-            f"[yellow]interrupted after {len(result.epoch_seconds)} epoch(s)[/]; continue with "
-            f"`cifarkit train {arch} --recipe {result.recipe.name} --out {result.run_dir} "
-            "--resume`")
+        resume = TrainOptions(arch, result.recipe.name, out=result.run_dir, resume=True)
+        err_console.print(f"[yellow]interrupted after {len(result.epoch_seconds)} epoch(s)[/]; "
+                          f"continue with `{resume.command()}`")
         raise typer.Exit(130)
     table = Table(title=f"{arch} · recipe {result.recipe.name}")
     table.add_column("metric")
