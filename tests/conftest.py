@@ -95,3 +95,28 @@ def real_data() -> Path:
     if not path or not Path(path).is_dir():
         pytest.skip("CIFARKIT_DATA (the real CIFAR-10 images) is not set")
     return Path(path)
+
+
+def write_digits(root: Path, per_class: int | None = None, classes: int = 10) -> Path:
+    """scikit-learn's 8×8 handwritten digits (1,797 real scans, shipped inside the package) as
+    ``train/<name>/`` and ``test/<name>/`` PNG folders, 20 % of each class for test. The
+    class folders are named ``zero`` … ``nine``: names that are not CIFAR-10's."""
+    from sklearn.datasets import load_digits
+
+    names = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+    digits = load_digits()
+    images = (digits.images * (255 / 16)).round().astype(np.uint8)  # 0–16 grey levels
+    for c in range(classes):
+        idx = np.flatnonzero(digits.target == c)[:per_class]
+        n_test = max(1, len(idx) // 5)
+        for split, part in (("test", idx[:n_test]), ("train", idx[n_test:])):
+            d = root / split / names[c]
+            d.mkdir(parents=True, exist_ok=True)
+            for i in part:
+                Image.fromarray(images[i], "L").save(d / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_digits(tmp_path_factory.mktemp("digits") / "digits")

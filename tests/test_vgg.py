@@ -289,8 +289,8 @@ def test_finetune_resumes_in_phase_2_without_redoing_phase_1(tiny_data, tmp_path
 
 
 def test_vgg_options_are_checked(tiny_data, tmp_path):
-    with pytest.raises(UsageError, match="--image-size: only for the VGG16 models"):
-        train("cnn", data=tiny_data, out=tmp_path / "a", image_size=64)
+    with pytest.raises(UsageError, match="--image-size must be between 16 and 512"):
+        train("cnn", data=tiny_data, out=tmp_path / "a", image_size=600)
     with pytest.raises(UsageError, match=r"--image-size must be in \[32, 224\]"):
         train("vgg16-transfer", data=tiny_data, out=tmp_path / "b", image_size=16)
     with pytest.raises(UsageError, match="--finetune-epochs: only for vgg16-finetune"):
@@ -306,5 +306,5 @@ def test_cli_offline_weights_and_option_errors(tmp_path):
     res = run_cli("train", "vgg16-finetune", "--data", str(data), "--out", str(tmp_path / "r"))
     assert res.returncode == 4 and "Traceback" not in res.stderr
     assert "not in Keras's cache" in res.stderr and WEIGHTS_FILE in res.stderr
-    res = run_cli("train", "cnn", "--image-size", "64", "--data", str(data))
-    assert res.returncode == 2 and "only for the VGG16 models" in res.stderr
+    res = run_cli("train", "cnn", "--image-size", "600", "--data", str(data))
+    assert res.returncode == 2 and "--image-size must be between 16 and 512" in res.stderr

@@ -39,6 +39,20 @@ def train(
     ),
     data: Path = typer.Option(None, "--data", help=DATA_HELP),
     limit: int = typer.Option(None, "--limit", help="Stratified subset of N images per split."),
+    image_size: int = typer.Option(
+        None, "--image-size",
+        help="Build the model for N×N images and decode the data to N×N (16-512, default 32; "
+             "VGG16: 32-224).",
+    ),
+    init: str = typer.Option(
+        None, "--init",
+        help="Start from a trained model: a run folder, a .keras or fp32 .onnx file, or a "
+             "shipped model's name (e.g. fastnet-relu). The head is rebuilt for the data's "
+             "classes; the peak learning rate is the recipe's x0.2 unless --lr is given.",
+    ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Fail on an image file that cannot be decoded (default: skip "
+        "and list it)."),
     out: Path = typer.Option(None, "--out", help="Run folder (default runs/<arch>/)."),
     mixed_precision: bool = typer.Option(False, "--mixed-precision", help="float16 compute."),
     resume: bool = typer.Option(
@@ -49,11 +63,6 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard an interrupted run."),
     weights: str = typer.Option(
         None, "--weights", help="VGG16 only: 'imagenet' (default), a .h5 path, or 'none'."
-    ),
-    image_size: int = typer.Option(
-        None, "--image-size",
-        help="VGG16 only: upsample to this size inside the graph (32-224, default 32; "
-             "32 leaves block5 a 1x1 map).",
     ),
     feature_cache: bool = typer.Option(
         None, "--feature-cache/--no-feature-cache",
@@ -71,7 +80,8 @@ def train(
              "cosine decay (default 1e-4).",
     ),
 ) -> None:
-    """Train ARCH on CIFAR-10 and write runs/<arch>/ (model, history, curves, run.json)."""
+    """Train ARCH on CIFAR-10 or your own class folders (--data) and write runs/<arch>/
+    (model, history, curves, run.json)."""
     given = dict(locals())  # the parameters are TrainOptions' fields
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
@@ -91,10 +101,17 @@ def train(
 
     def on_event(event: str, info: dict[str, Any]) -> None:
         if event == "data":
-            console.print(f"data: {info['source']} ({info['kind']}): train {info['train']:,}, "
-                          f"val {info['val']:,}, test {info['test']:,}")
+            console.print(f"data: {info['source']} ({info['kind']}): {info['classes']} classes "
+                          f"at {info['image_size']}×{info['image_size']}, train "
+                          f"{info['train']:,}, val {info['val']:,}, test {info['test']:,}"
+                          + (f", {info['skipped']} undecodable file(s) skipped"
+                             if info["skipped"] else ""))
             for note in info["notes"]:
                 console.print(f"  [dim]{note}[/]")
+        elif event == "init":
+            skipped = ", ".join(f"{k} ({v})" for k, v in info["skipped"].items())
+            console.print(f"init: {info['loaded']} layers from {info['source']}"
+                          + (f"; fresh: {skipped}" if skipped else ""))
         elif event == "start":
             r = info["recipe"]
             console.print(f"training [bold cyan]{info['arch']}[/], recipe [bold]{r['name']}[/] "

@@ -114,11 +114,11 @@ def init_whitening(model: Any, x_train: np.ndarray, n: int = 5000, eps: float = 
     x = np.asarray(x_train[:n], dtype=np.float32)
     x = x * np.asarray(norm.scale, dtype=np.float32) + np.asarray(norm.offset, dtype=np.float32)
     cov = np.zeros((4 * 3, 4 * 3))
-    count = 0
+    count, m = 0, x.shape[1] - 1  # patches per row/column at any image size
     for start in range(0, len(x), 1000):  # chunks keep the patch matrix small
         xb = x[start:start + 1000]
         # Every 2×2 patch as a row in (kh, kw, c) order, the layout of a Keras kernel.
-        patches = np.stack([xb[:, dy:dy + 31, dx:dx + 31, :]
+        patches = np.stack([xb[:, dy:dy + m, dx:dx + m, :]
                             for dy in (0, 1) for dx in (0, 1)], axis=3)
         flat = patches.reshape(-1, 12).astype(np.float64)
         cov += flat.T @ flat

@@ -27,7 +27,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import KW_ONLY, dataclass, field, fields
+from dataclasses import KW_ONLY, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,8 +35,10 @@ from typing import Any
 import numpy as np
 
 from cifarkit._io import atomic_path, write_json, write_text
+from cifarkit.contract import check_image_size
 from cifarkit.data import Dataset, load_dataset, stratified_split
-from cifarkit.errors import UsageError
+from cifarkit.data.images import PREPROCESS
+from cifarkit.errors import DataError, UsageError
 from cifarkit.train.recipes import RECIPES, Recipe, get_recipe, recipe_from_dict
 
 #: ``progress(event, info)``; events: "data", "start", "phase", "features", "features_done",
@@ -49,6 +51,11 @@ RECIPE_FLAGS = ("epochs", "batch_size", "lr", "val_split", "weight_decay", "labe
 #: The architecture's own options (VGG16's today): checked by the architecture's trainer and
 #: recorded as run.json's "options"; those the model builder takes are passed to it.
 ARCH_FLAGS = ("weights", "image_size", "feature_cache", "finetune_epochs", "finetune_lr")
+#: ``--init``: the peak learning rate is the recipe's times this (fine-tuning, not training
+#: from scratch: large steps would wash out the features it starts from).
+INIT_LR_SCALE = 0.2
+#: Held out from class folders alone when the recipe holds out nothing (the fast recipes).
+FALLBACK_VAL_SPLIT = 0.1
 BUILDER_ARGS = ("weights", "image_size")
 BEST = "best.weights.h5"  # in .backup/: the best validation epoch's weights
 
@@ -72,9 +79,11 @@ class TrainOptions:
     seed: int | None = None  # None: 0
     data: str | os.PathLike[str] | None = None
     limit: int | None = None
+    image_size: int | None = None  # None: 32 (the model's input S×S; data decoded to it)
+    init: str | None = None  # start from a trained model (cifarkit.train.init)
+    strict: bool = False  # fail on an image file that cannot be decoded (default: skip it)
     mixed_precision: bool = False
     weights: str | None = None  # VGG16 only from here to finetune_lr (cifarkit.train.transfer)
-    image_size: int | None = None
     feature_cache: bool | None = None
     finetune_epochs: int | None = None
     finetune_lr: float | None = None
@@ -152,6 +161,8 @@ class _Plan:
     options: dict[str, Any]
     run_dir: Path
     emit: TrainProgress
+    image_size: int = 32
+    init_report: Any = None  # cifarkit.train.init.InitReport, with --init
 
     @property
     def backup(self) -> Path:
@@ -179,8 +190,15 @@ def _settle(given: TrainOptions, emit: TrainProgress) -> _Plan:
         if name is None:
             name = str(info.train_defaults.get("recipe", "default"))
         rec = get_recipe(name, **{k: getattr(given, k) for k in RECIPE_FLAGS})
+        if given.init is not None and given.lr is None:
+            rec = replace(rec, lr=rec.lr * INIT_LR_SCALE)
         seed, limit = 0 if given.seed is None else given.seed, given.limit
+    image_size = check_image_size(arch_options.get("image_size") or 32)
+    if info.family != "vgg":  # every architecture takes any size; VGG16 checks its own range
+        arch_options["image_size"] = None
     options = frozen_base_options(given.arch, info, **arch_options)
+    if info.family != "vgg" and image_size != 32:
+        options["image_size"] = image_size
     if given.resume:
         if saved_options != options:
             raise UsageError(
@@ -191,7 +209,7 @@ def _settle(given: TrainOptions, emit: TrainProgress) -> _Plan:
             raise UsageError(f"{run_dir} holds an interrupted run; pass --resume to continue it "
                              "or --overwrite to start again")
         shutil.rmtree(run_dir / ".backup")
-    return _Plan(given, info, rec, seed, limit, options, run_dir, emit)
+    return _Plan(given, info, rec, seed, limit, options, run_dir, emit, image_size)
 
 
 def _resumed(given: TrainOptions, run_dir: Path) -> tuple[Recipe, int, int | None, dict]:
@@ -224,12 +242,14 @@ def _reproducing(plan: _Plan, ds: Dataset) -> TrainOptions:
     for key, value in flags.items():
         if value is None and base is not None and getattr(rec, key) != getattr(base, key):
             flags[key] = getattr(rec, key)
+    if plan.given.init is not None and plan.given.lr is None:
+        flags["lr"] = None  # --init scales the recipe's rate itself
     arch_options = {k: None if k == "feature_cache" and v else v  # on: the default
                     for k, v in plan.options.items()}
     return TrainOptions(plan.given.arch, rec.name, **flags, **arch_options, seed=plan.seed or None,
                         data=None if ds.kind.startswith("keras") else ds.source,
                         limit=plan.limit or None, mixed_precision=plan.given.mixed_precision,
-                        out=plan.run_dir)
+                        init=plan.given.init, strict=plan.given.strict, out=plan.run_dir)
 
 
 @dataclass
@@ -241,17 +261,34 @@ class _Data:
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    val_from: str = ""
 
 
 def _load_data(plan: _Plan, progress: Callable[[int, int, str], None] | None) -> _Data:
     import keras
 
     keras.utils.set_random_seed(plan.seed)  # before anything draws: model init, augmentation
-    ds = load_dataset(plan.given.data, limit=plan.limit, seed=plan.seed, progress=progress)
-    keep, held = stratified_split(ds.y_train, plan.recipe.val_split, seed=plan.seed)
-    data = _Data(ds, ds.x_train[keep], ds.y_train[keep], ds.x_train[held], ds.y_train[held])
+    ds = load_dataset(plan.given.data, limit=plan.limit, seed=plan.seed, progress=progress,
+                      image_size=plan.image_size, strict=plan.given.strict,
+                      splits=("train", "val", "test"))
+    if not len(ds.y_train):
+        raise DataError(f"{ds.source}: no training images (expected train/<class>/ or "
+                        "<class>/ folders)")
+    if ds.has_val:  # the dataset's own val/ folder: used as it is
+        data = _Data(ds, ds.x_train, ds.y_train, ds.x_val, ds.y_val, "the dataset's val split")
+    else:
+        frac = plan.recipe.val_split
+        if not frac and not len(ds.y_test):  # nothing else to measure the model on
+            frac = FALLBACK_VAL_SPLIT
+            ds.notes.append(f"no val/ or test/ split and the recipe holds out nothing: "
+                            f"{frac:g} of each class held out (--val-split to choose)")
+        keep, held = stratified_split(ds.y_train, frac, seed=plan.seed)
+        data = _Data(ds, ds.x_train[keep], ds.y_train[keep], ds.x_train[held],
+                     ds.y_train[held], f"{frac:g} of each training class, seed {plan.seed}")
     plan.emit("data", {"source": ds.source, "kind": ds.kind, "train": len(data.x_train),
-                       "val": len(data.x_val), "test": len(ds.x_test), "notes": ds.notes})
+                       "val": len(data.x_val), "test": len(ds.x_test), "notes": ds.notes,
+                       "classes": len(ds.classes), "image_size": ds.image_size,
+                       "skipped": len(ds.skipped)})
     return data
 
 
@@ -261,9 +298,18 @@ def _build_model(plan: _Plan, data: _Data) -> Any:
     from cifarkit.models import create_model
 
     with dtype_policy("mixed_float16" if plan.given.mixed_precision else None):
-        model = create_model(plan.given.arch,
-                             **{k: v for k, v in plan.options.items() if k in BUILDER_ARGS})
-    if plan.info.data_init is not None and not plan.given.resume:
+        model = create_model(plan.given.arch, num_classes=len(data.ds.classes),
+                             input_size=plan.image_size, **{
+                                 k: v for k, v in plan.options.items()
+                                 if k in BUILDER_ARGS and plan.info.family == "vgg"})
+    if plan.given.init is not None and not plan.given.resume:
+        from cifarkit.train.init import load_init
+
+        plan.init_report = load_init(model, plan.given.init)
+        plan.emit("init", {"source": plan.init_report.source,
+                           "loaded": len(plan.init_report.loaded),
+                           "skipped": plan.init_report.skipped})
+    elif plan.info.data_init is not None and not plan.given.resume:
         plan.info.data_init(model, data.x_train)  # e.g. fastnet's patch-whitening stem
     return model
 
@@ -390,8 +436,13 @@ def _evaluate_once(fitter: Fitter, notes: list[str]) -> TrainResult:
         else:
             best_epoch = len(vals)
         val_acc = float(vals[best_epoch - 1])
-    plan.emit("evaluate", {"test": len(ds.x_test)})
-    test_acc, test_loss = _evaluate(fitter.model, ds.x_test, ds.y_test)
+    split, x_eval, y_eval = "test", ds.x_test, ds.y_test
+    if not len(y_eval):  # class folders alone: the held-out validation images
+        split, x_eval, y_eval = "val", fitter.data.x_val, fitter.data.y_val
+    if split != "test":
+        notes = [*notes, f"no test split: the final accuracy is on the {split} split"]
+    plan.emit("evaluate", {"test": len(y_eval), "split": split})
+    test_acc, test_loss = _evaluate(fitter.model, x_eval, y_eval)
     return TrainResult(plan.run_dir, plan.given.arch, plan.recipe, history, fitter.epoch_seconds,
                        best_epoch, val_acc, test_acc, test_loss, fitter.device, notes=list(notes))
 
@@ -415,7 +466,16 @@ def _write_run(fitter: Fitter, result: TrainResult, facts: dict[str, Any]) -> No
         "params": int(fitter.model.count_params()), "data_source": ds.source,
         "data": {"kind": ds.kind, "train": len(fitter.data.x_train),
                  "val": len(fitter.data.x_val), "test": len(ds.x_test), "limit": plan.limit,
-                 "val_split": rec.val_split},
+                 "val_split": rec.val_split, "val_from": fitter.data.val_from,
+                 "layout": ds.layout, "skipped": ds.skipped[:100],
+                 "evaluated_on": "test" if len(ds.y_test) else "val"},
+        "classes": list(ds.classes), "image_size": plan.image_size,
+        "preprocess": PREPROCESS,
+        "init": None if plan.init_report is None else {
+            "source": plan.init_report.source, "kind": plan.init_report.kind,
+            "architecture": plan.init_report.architecture,
+            "loaded": plan.init_report.loaded, "skipped": plan.init_report.skipped,
+            "lr_scale": INIT_LR_SCALE if plan.given.lr is None else None},
         "val_split": rec.val_split, "device": fitter.device, "versions": _versions(),
         "epoch_seconds": seconds, "train_seconds": float(sum(seconds)),
         "best_epoch": result.best_epoch, "val_accuracy": result.val_accuracy,
