@@ -79,7 +79,7 @@ from typing import Any
 
 import numpy as np
 
-from cifarkit.bench.runner import PRECISION_ORDER, AccuracyResult, BenchResult
+from cifarkit.bench.config import PRECISION_ORDER, AccuracyResult, BenchResult
 from cifarkit.measure.metrics import format_confusion
 
 SCHEMA = "cifarkit.bench/1"
@@ -95,7 +95,7 @@ def _quick_settings(result: BenchResult) -> dict[str, Any] | None:
     """What ``--quick`` left out (None: the full sweep)."""
     if not result.config.quick:
         return None
-    from cifarkit.bench.runner import QUICK_BATCH_SIZES, QUICK_DURATION, QUICK_IMAGES
+    from cifarkit.bench.config import QUICK_BATCH_SIZES, QUICK_DURATION, QUICK_IMAGES
 
     full = sorted({a.model for a in result.accuracy if a.report.n_images == len(result.labels)})
     return {"full_sweep_models": full, "other_models_images": min(QUICK_IMAGES,
