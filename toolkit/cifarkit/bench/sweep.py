@@ -90,13 +90,13 @@ class Sweep:
                 runtime=backend.runtime,
             ))
             return
-        before = len(result.accuracy), len(result.latency), self.done
+        n_accuracy, n_latency, done = len(result.accuracy), len(result.latency), self.done
         try:
             self._measure(mf, backend)
         except CifarkitError as exc:
             if backend.runtime == REFERENCE:
                 raise
-            del result.accuracy[before[0]:], result.latency[before[1]:]
+            del result.accuracy[n_accuracy:], result.latency[n_latency:]
             reason = str(exc)
             result.failures.append(RuntimeFailure(mf.name, mf.precision, backend.runtime,
                                                   reason))
@@ -104,7 +104,7 @@ class Sweep:
                 mf.name, mf.precision, "cpu", False, result.config.threads, None,
                 status="failed", reason=reason, runtime=backend.runtime,
             ))
-            self.done = before[2] + self.steps(mf, backend)  # the steps it skips
+            self.done = done + self.steps(mf, backend)  # the steps it skips
             self._report(f"{mf.label} on {backend.where}: failed", advance=False)
 
     def _measure(self, mf: ModelFile, backend: Backend) -> None:
