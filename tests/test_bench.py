@@ -429,6 +429,28 @@ def test_explicit_unavailable_provider_fails_before_any_work(exported):
                   images=x, labels=y)
 
 
+def test_backend_names_choose_runtimes_and_providers(exported):
+    """``onnxruntime:PROVIDER`` is onnxruntime plus an explicit provider: really used, or the
+    run fails before any work."""
+    x, y = _colour_images(1)
+    cfg = BenchConfig(models=["color:fp32"], exported=exported, runtimes=["onnxruntime:cpu"],
+                      iterations=1, warmup=0, batch_sizes=[1])
+    data = to_dict(run_bench(cfg, images=x, labels=y, classes=CLASSES))
+    settings = data["settings"]
+    assert settings["runtimes_requested"] == ["onnxruntime"]
+    assert settings["providers_requested"] == ["cpu"] and data["unavailable"] == []
+    assert [(r["runtime"], r["provider"], r["status"]) for r in data["latency"]] == [
+        ("onnxruntime", "cpu", "ok")]
+    if not _cuda_active(exported / "color" / "model.fp32.onnx"):
+        cfg = BenchConfig(models=["color:fp32"], exported=exported,
+                          runtimes=["onnxruntime:cuda"], iterations=1, batch_sizes=[1])
+        with pytest.raises(ProviderError, match=r"provider 'cuda' .* is not active"):
+            run_bench(cfg, images=x, labels=y)
+    with pytest.raises(UsageError, match="openvino takes no execution provider"):
+        run_bench(BenchConfig(models=["color:fp32"], exported=exported,
+                              runtimes=["openvino:cuda"]), images=x, labels=y)
+
+
 def test_bad_settings_are_usage_errors(exported):
     x, y = _colour_images(1)
     for kwargs, msg in (
@@ -469,6 +491,9 @@ def test_cli_provider_error_exit_code(exported, tmp_path):
     assert res.returncode == 6, res.stderr
     assert "provider 'cuda'" in res.stderr and "not active" in res.stderr
     assert "Traceback" not in res.stderr and res.stdout == ""
+    res = run_cli("bench", "color:fp32", "--backend", "onnxruntime:cuda", "--data", str(data),
+                  cwd=exported.parent)
+    assert res.returncode == 6 and "provider 'cuda'" in res.stderr, res.stderr
     res = run_cli("bench", "--iterations", "2", "--duration", "1", cwd=exported.parent)
     assert res.returncode == 2 and "not both" in res.stderr
 

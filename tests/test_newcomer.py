@@ -110,7 +110,7 @@ def test_quick_sweep_and_accuracy_vs_throughput(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("ref", ["small", "missing"])
 def test_quick_focus_follows_exported_default(tmp_path, ref):
-    from cifarkit.bench.runner import ModelFile, quick_focus
+    from cifarkit.bench.models import ModelFile, quick_focus
 
     root = tmp_path / "exported"
     root.mkdir()

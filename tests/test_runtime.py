@@ -250,6 +250,19 @@ def test_runtime_imports_no_tensorflow():
 # --- model lookup ---------------------------------------------------------------------------
 
 
+def test_parse_spec_reads_name_and_precision_once():
+    from cifarkit.backends import ModelSpec, parse_spec
+
+    assert parse_spec("fastnet-relu") == ModelSpec("fastnet-relu", None)
+    assert parse_spec("fastnet-relu:int8") == ModelSpec("fastnet-relu", "int8")
+    assert str(parse_spec("fastnet-relu:auto")) == "fastnet-relu:auto"
+    for path in ("runs/edge/model.onnx", "model.fp32.onnx", "exported/fastnet", ""):
+        assert parse_spec(path) is None, path  # paths are not names
+    with pytest.raises(ModelError, match=r"unknown precision 'int4' in 'x:int4'; choose fp32, "
+                                         r"int8, fp16, auto"):
+        parse_spec("x:int4")
+
+
 def test_resolve_model_names_paths_and_default(tmp_path, monkeypatch, models):
     root = tmp_path / "exported"
     monkeypatch.setenv("CIFARKIT_EXPORTED", str(root))

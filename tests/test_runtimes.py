@@ -198,6 +198,30 @@ def test_registry_and_no_optional_import_until_a_model_is_opened():
     assert res.stdout.strip() == "[]", res.stdout + res.stderr
 
 
+def test_backend_names_with_execution_providers(portable):
+    from cifarkit.backends import BACKENDS, open_backend, parse_backend
+    from cifarkit.errors import UsageError
+
+    assert parse_backend("onnxruntime:cuda") == ("onnxruntime", "cuda")
+    assert parse_backend("onnxruntime:openvino") == ("onnxruntime", "openvino")
+    assert parse_backend("openvino") == ("openvino", None)  # OpenVINO's own runtime
+    assert parse_backend("onnxruntime") == ("onnxruntime", None)
+    assert "onnxruntime:tensorrt" in BACKENDS and "litert" in BACKENDS
+    for bad, why in (("onnxruntime:tpu", "unknown provider 'tpu'"),
+                     ("openvino:cuda", "openvino takes no execution provider"),
+                     ("mnn", "unknown backend")):
+        with pytest.raises(UsageError, match=why) as err:
+            parse_backend(bad)
+        assert "choose from onnxruntime, onnxruntime:cpu, onnxruntime:cuda" in str(err.value)
+    with open_backend("onnxruntime:cpu", portable / "model.fp32.onnx", threads=1) as m:
+        assert (m.name, m.provider, m.active_providers) == ("onnxruntime", "cpu", ["cpu"])
+        assert m.classifier.provider == "cpu" and m.image_size == 32
+    with open_backend("tract", portable / "model.fp32.onnx") as m:
+        assert (m.name, m.provider, m.active_providers) == ("tract", "cpu", ["tract"])
+    with pytest.raises(UsageError, match="I/O binding is onnxruntime's"):
+        open_backend("tract", portable / "model.fp32.onnx", io_binding=True)
+
+
 # --- every ONNX runtime against onnxruntime, on real images ----------------------------------
 
 

@@ -9,8 +9,11 @@
 
 One module per runtime behind one seam (``_base.Runtime`` opens a file as a
 ``RuntimeModel``: uint8 NHWC in, probabilities out). Registry names are the user-facing
-names (``--runtime``): ``onnxruntime`` (the reference; ``Classifier``, with its execution
-providers as ``--provider``), ``openvino``, ``opencv`` (OpenCV DNN), ``tract``, ``litert``.
+names: ``onnxruntime`` (the reference; ``Classifier``, with its execution providers),
+``openvino``, ``opencv`` (OpenCV DNN), ``tract``, ``litert``. A backend (``--backend``) is a
+runtime, with onnxruntime's execution provider after a colon: ``onnxruntime:cuda``,
+``onnxruntime:openvino`` (``parse_backend``, ``open_backend``); plain ``onnxruntime`` is
+``onnxruntime:cpu``.
 Each imports its package only when a model is opened; a missing package is reported with
 the pip command (``Runtime.problem``), never skipped silently (``pip install
 'cifarkit[runtimes]'``). ``catalog`` turns model names (``fastnet-relu:auto``) into files.
@@ -19,9 +22,16 @@ the pip command (``Runtime.problem``), never skipped silently (``pip install
 from __future__ import annotations
 
 import importlib
+import os
 
 from cifarkit.backends._base import Runtime, RuntimeModel
-from cifarkit.backends.catalog import exported_dir, list_exported, resolve_model
+from cifarkit.backends.catalog import (
+    ModelSpec,
+    exported_dir,
+    list_exported,
+    parse_spec,
+    resolve_model,
+)
 from cifarkit.backends.matrix import RunsIn, agreement, matrix, runs_in_markdown
 from cifarkit.backends.onnxruntime import PREFERRED_BATCH, Classifier
 from cifarkit.backends.providers import (
@@ -43,6 +53,10 @@ REGISTRY: dict[str, tuple[str, str]] = {
 }
 RUNTIMES = tuple(REGISTRY)
 REFERENCE = "onnxruntime"
+#: Every backend name ``parse_backend`` takes: onnxruntime on each execution provider, then
+#: the other runtimes (which run on the CPU).
+BACKENDS = (REFERENCE, *(f"{REFERENCE}:{p}" for p in PROVIDERS),
+            *(n for n in RUNTIMES if n != REFERENCE))
 
 
 def get_runtime(name: str) -> Runtime:
@@ -51,6 +65,39 @@ def get_runtime(name: str) -> Runtime:
         raise UsageError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)} or all")
     module, cls = REGISTRY[name]
     return getattr(importlib.import_module(module), cls)()
+
+
+def parse_backend(text: str) -> tuple[str, str | None]:
+    """``"onnxruntime:cuda"`` → ``("onnxruntime", "cuda")``; ``"openvino"`` → ``("openvino",
+    None)`` (no provider given). ``UsageError`` naming the choices for anything else: only
+    onnxruntime takes an execution provider."""
+    name, sep, provider = text.strip().partition(":")
+    if name in REGISTRY and not sep:
+        return name, None
+    if name == REFERENCE and provider in PROVIDERS:
+        return name, provider
+    if name == REFERENCE:
+        why = f"unknown provider {provider!r} for onnxruntime"
+    elif name in REGISTRY:
+        why = f"{name} takes no execution provider (only onnxruntime does)"
+    else:
+        why = "unknown backend"
+    raise UsageError(f"{text!r}: {why}; choose from {', '.join(BACKENDS)}")
+
+
+def open_backend(backend: str, path: str | os.PathLike[str], *, threads: int | None = None,
+                 io_binding: bool = False) -> RuntimeModel:
+    """``path`` opened on ``backend`` (``NAME[:PROVIDER]``, see ``parse_backend``). The
+    provider asked for is really active, or ``ProviderError`` says why (no fallback);
+    ``io_binding`` is onnxruntime's (its ``Classifier`` stays reachable as ``.classifier``)."""
+    name, provider = parse_backend(backend)
+    runtime = get_runtime(name)
+    if name == REFERENCE:
+        return runtime.open(path, threads=threads, provider=provider or "cpu",
+                            io_binding=io_binding)
+    if io_binding:
+        raise UsageError(f"I/O binding is onnxruntime's; {name} has none")
+    return runtime.open(path, threads=threads)
 
 
 def resolve_runtimes(names: list[str] | tuple[str, ...] | None) -> list[str]:
@@ -66,13 +113,18 @@ def resolve_runtimes(names: list[str] | tuple[str, ...] | None) -> list[str]:
 
 
 __all__ = [
+    "BACKENDS",
     "INSTALL_HINTS",
     "PREFERRED_BATCH",
     "PROVIDERS",
     "Classifier",
     "available_providers",
     "exported_dir",
+    "ModelSpec",
     "list_exported",
+    "open_backend",
+    "parse_backend",
+    "parse_spec",
     "provider_options",
     "provider_problem",
     "resolve_model",

@@ -112,6 +112,9 @@ class RuntimeModel(ABC):
         self.runtime = runtime
         self.path = path
         self.threads = threads  # the threads the runtime really uses
+        # Where it runs: the runtime's own CPU path (onnxruntime's adapter: its provider).
+        self.provider = "cpu"
+        self.active_providers = [runtime.name]
         self.metadata: dict[str, str] = {}
         self.classes: tuple[str, ...] = CIFAR10_CLASSES
         self.image_size = DEFAULT_IMAGE_SIZE

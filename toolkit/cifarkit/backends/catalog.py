@@ -6,7 +6,8 @@ Shipped models live in ``exported/<name>/`` (``model.fp32.onnx``, ``model.int8.o
 - a path to an ``.onnx`` file;
 - a path to a folder holding ``model.fp32.onnx`` (or exactly one ``.onnx`` file);
 - ``NAME`` or ``NAME:PRECISION`` (``cnn-batchnorm``, ``cnn-batchnorm:int8``): the file
-  ``exported/NAME/model.PRECISION.onnx``; the precision defaults to ``fp32``;
+  ``exported/NAME/model.PRECISION.onnx``; the precision defaults to ``fp32``
+  (``parse_spec`` reads this form, for every command that takes one);
 - ``NAME:auto``: the precision the model's card recommends for the execution provider
   (``recommended_precision``): int8 on CPU providers (``cpu``, ``openvino``) when the card
   shows its int8 file meets issue 21's bar, fp32 otherwise (CUDA/TensorRT always fp32: int8
@@ -47,6 +48,33 @@ INT8_MIN_SPEEDUP = {True: 2.5, False: 1.6}
 
 
 @dataclass(frozen=True)
+class ModelSpec:
+    """A model named in ``exported/``: ``NAME`` or ``NAME:PRECISION`` (``auto`` included)."""
+
+    name: str
+    precision: str | None = None  # None: not given (one file: fp32; bench: every precision)
+
+    def __str__(self) -> str:
+        return self.name if self.precision is None else f"{self.name}:{self.precision}"
+
+
+def parse_spec(text: str | os.PathLike[str]) -> ModelSpec | None:
+    """The ``NAME[:PRECISION]`` a model reference names, or None when it reads as a path (it
+    ends in ``.onnx`` or its name holds a path separator). An unknown precision raises
+    ``ModelError`` naming the choices."""
+    text = os.fspath(text)
+    name, _, precision = text.partition(":")
+    seps = [s for s in (os.sep, os.altsep) if s]
+    if not name or text.endswith(".onnx") or any(s in name for s in seps):
+        return None
+    if precision and precision not in (*PRECISIONS, AUTO):
+        raise ModelError(
+            f"unknown precision {precision!r} in {text!r}; choose {', '.join((*PRECISIONS, AUTO))}"
+        )
+    return ModelSpec(name, precision or None)
+
+
+@dataclass(frozen=True)
 class ModelChoice:
     """The file a model reference resolved to, and why (for the user: which file runs)."""
 
@@ -62,7 +90,7 @@ def exported_dir() -> Path:
     here = Path.cwd() / "exported"
     if here.is_dir():
         return here
-    # toolkit/cifarkit/runtime/models.py → the checkout's root
+    # toolkit/cifarkit/backends/catalog.py → the checkout's root
     return Path(__file__).resolve().parents[3] / "exported"
 
 
@@ -79,7 +107,8 @@ def list_exported(root: Path | None = None) -> dict[str, list[str]]:
     return found
 
 
-def _describe_available(root: Path) -> str:
+def describe_exported(root: Path) -> str:
+    """What ``root`` holds, for error messages: ``shipped models: a (fp32/int8), …``."""
     models = list_exported(root)
     if not models:
         return f"no models are shipped in {root} yet"
@@ -154,7 +183,7 @@ def choose_model(spec: str | os.PathLike[str] | None = None, provider: str = "cp
         pointer = root / DEFAULT_FILE
         if not pointer.is_file():
             raise ModelError(
-                f"no default model: {pointer} does not exist ({_describe_available(root)}). "
+                f"no default model: {pointer} does not exist ({describe_exported(root)}). "
                 "Pass --model PATH.onnx or --model NAME[:fp32|int8|fp16|auto]"
             )
         text = pointer.read_text(encoding="utf-8").strip()
@@ -175,28 +204,22 @@ def choose_model(spec: str | os.PathLike[str] | None = None, provider: str = "cp
         return ModelChoice(path)
     if path.is_dir():
         return ModelChoice(_from_folder(path))
-    text = os.fspath(spec)
-    name, _, precision = text.partition(":")
-    looks_like_path = text.endswith(".onnx") or os.sep in name or (
-        os.altsep is not None and os.altsep in name
+    named = parse_spec(spec)
+    if named is None:
+        raise ModelError(f"model file {path} does not exist")
+    return _choose_named(named, provider, root)
+
+
+def _choose_named(spec: ModelSpec, provider: str, root: Path) -> ModelChoice:
+    precision, reason = spec.precision or "fp32", ""
+    if precision == AUTO:
+        if not (root / spec.name).is_dir():
+            raise ModelError(f"no model {str(spec)!r}: {root / spec.name} does not exist "
+                             f"({describe_exported(root)})")
+        precision, reason = recommended_precision(root / spec.name, provider)
+    candidate = root / spec.name / f"model.{precision}.onnx"
+    if candidate.is_file():
+        return ModelChoice(candidate, reason)
+    raise ModelError(
+        f"no model {str(spec)!r}: {candidate} does not exist ({describe_exported(root)})"
     )
-    if not looks_like_path and name:
-        precision = precision or "fp32"
-        reason = ""
-        if precision == AUTO:
-            if not (root / name).is_dir():
-                raise ModelError(f"no model {text!r}: {root / name} does not exist "
-                                 f"({_describe_available(root)})")
-            precision, reason = recommended_precision(root / name, provider)
-        if precision not in PRECISIONS:
-            raise ModelError(
-                f"unknown precision {precision!r} in {text!r}; choose "
-                f"{', '.join((*PRECISIONS, AUTO))}"
-            )
-        candidate = root / name / f"model.{precision}.onnx"
-        if candidate.is_file():
-            return ModelChoice(candidate, reason)
-        raise ModelError(
-            f"no model {text!r}: {candidate} does not exist ({_describe_available(root)})"
-        )
-    raise ModelError(f"model file {path} does not exist")

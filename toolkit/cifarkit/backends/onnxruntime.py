@@ -509,9 +509,7 @@ class OrtModel(RuntimeModel):
     def __init__(self, runtime: Runtime, clf: Any) -> None:
         super().__init__(runtime, clf.path, clf.threads)
         self.classifier = clf
-        self.metadata = clf.metadata
-        self.classes = tuple(clf.classes)
-        self.input_kind = clf.input_kind
+        self.describe(clf.info)
         self.provider = clf.provider
         self.active_providers = list(clf.active_providers)
 

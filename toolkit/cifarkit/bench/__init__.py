@@ -8,13 +8,30 @@ baseline (``BenchConfig(keras=...)``).
     write_json(result, "bench.json")      # schema: see cifarkit.bench.report
     write_markdown(result, "benchmarks/RESULTS.md")
 
-Pieces usable alone: ``metrics.evaluate`` (top-k, per-class P/R/F1, confusion),
+Every model runs through ``cifarkit.backends``: ``BenchConfig(runtimes=["openvino",
+"onnxruntime:cuda"])`` (backend names, ``["all"]``: every runtime). Modules: ``config`` (the
+settings and result rows), ``models`` (which files), ``plan`` (which backends), ``sweep``
+(one file on one backend), ``runner`` (``run_bench``), ``keras_baseline``, ``report``
+(JSON, Markdown, terminal, figures). Measuring pieces usable alone live in
+``cifarkit.measure``: ``metrics.evaluate`` (top-k, per-class P/R/F1, confusion),
 ``latency.measure`` (percentiles of any callable), ``flops.count_macs`` /
-``flops.cpu_fp32_peak``, ``env.collect_environment``. Runtimes other than onnxruntime:
-``BenchConfig(runtimes=["openvino", "tract"])`` or ``["all"]`` (``cifarkit.backends``).
+``flops.cpu_fp32_peak``, ``machine.collect_environment``.
 """
 
+from cifarkit.bench.config import (
+    DEFAULT_BATCH_SIZES,
+    AccuracyResult,
+    Backend,
+    BenchConfig,
+    BenchResult,
+    KerasResult,
+    LatencyRow,
+    ModelFile,
+    RuntimeFailure,
+)
 from cifarkit.bench.keras_baseline import KerasComparison, compare_with_keras, find_keras_source
+from cifarkit.bench.models import resolve_models
+from cifarkit.bench.plan import check_providers, check_runtimes, default_providers
 from cifarkit.bench.report import (
     SCHEMA,
     rich_report,
@@ -24,21 +41,7 @@ from cifarkit.bench.report import (
     write_json,
     write_markdown,
 )
-from cifarkit.bench.runner import (
-    DEFAULT_BATCH_SIZES,
-    AccuracyResult,
-    BenchConfig,
-    BenchResult,
-    KerasResult,
-    LatencyRow,
-    ModelFile,
-    RuntimeFailure,
-    check_providers,
-    check_runtimes,
-    default_providers,
-    resolve_models,
-    run_bench,
-)
+from cifarkit.bench.runner import run_bench
 from cifarkit.measure.flops import CpuPeak, MacCount, achieved_gflops, count_macs, cpu_fp32_peak
 from cifarkit.measure.latency import LatencyStats, make_batch, measure, stats_from_samples
 from cifarkit.measure.machine import collect_environment
@@ -58,6 +61,7 @@ __all__ = [
     "SCHEMA",
     "AccuracyReport",
     "AccuracyResult",
+    "Backend",
     "BenchConfig",
     "BenchResult",
     "CpuPeak",

@@ -2,9 +2,9 @@
 
 For each batch size, on the same preloaded images:
 
-- ``onnx``: ``Classifier.run_batch(batch)`` — one ``session.run`` on the whole batch (uint8
-  in, numpy out), as in the latency sweep;
-- ``onnx_predict_proba``: ``Classifier.predict_proba(batch)`` — the runtime's batching,
+- ``onnx``: ``run_batch(batch)`` — one ``session.run`` on the whole batch (uint8 in, numpy
+  out), as in the latency sweep;
+- ``onnx_predict_proba``: ``predict_proba(batch)`` — the runtime's batching,
   which cuts a request into chunks of its preferred size (32 on a CPU), what
   ``cifarkit predict`` and library users get;
 - ``keras_call``: ``np.asarray(model(x, training=False))`` with ``x`` the same images as a
@@ -17,7 +17,8 @@ Each is warmed up first, then the four are timed in ``ROUNDS`` interleaved round
 round a share of the time budget) and each one's samples pooled, so a load change on a
 shared machine hits all four alike. Ratios are ``ONNX images/s ÷ Keras images/s`` at the
 same batch size, from the same run. TensorFlow is imported here only, when a baseline is
-asked for.
+asked for. The ONNX side is opened through ``cifarkit.backends`` (onnxruntime, on CUDA when
+Keras runs on a GPU and CUDA is benchmarked, else on the CPU).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from cifarkit.bench.config import BenchConfig, BenchResult, KerasResult, ModelFile, Progress
+from cifarkit.errors import UsageError
 from cifarkit.measure.latency import (
     DEFAULT_WARMUP,
     MIN_ITERATIONS,
@@ -154,4 +157,94 @@ def compare_with_keras(
         out.append(item)
         if on_done is not None:
             on_done(bs, item)
+    return out
+
+
+def keras_sources(config: BenchConfig, models: list[ModelFile]) -> dict[str, Path]:
+    """{model name: .keras path} for the baseline (empty when none was asked for)."""
+    if config.keras is None:
+        return {}
+    names = list(dict.fromkeys(m.name for m in models))
+    first = {name: next(m for m in models if m.name == name) for name in names}
+    if os.fspath(config.keras) == "auto":
+        found = {}
+        for name in names:
+            src = find_keras_source(first[name].path, name, config.runs)
+            if src is not None:
+                found[name] = src
+        if not found:
+            raise UsageError(
+                "--keras auto: no .keras source found for "
+                + ", ".join(names)
+                + " (looked at card.json's source.file beside each model and "
+                "runs/<name>/model.keras); pass --keras PATH"
+            )
+        return found
+    path = Path(config.keras)
+    if not path.is_file():
+        raise UsageError(f"--keras {path}: no such file")
+    if len(names) == 1:
+        return {names[0]: path}
+    matched = [
+        n for n in names
+        if (src := find_keras_source(first[n].path, n, config.runs))
+        and src.resolve() == path.resolve()
+    ]
+    if len(matched) == 1:
+        return {matched[0]: path}
+    raise UsageError(
+        f"--keras {path}: {len(names)} models are benchmarked ({', '.join(names)}) and it is "
+        "not clear which one it belongs to; benchmark one MODEL with --keras, or use --keras auto"
+    )
+
+
+def run_keras(
+    result: BenchResult, sources: dict[str, Path], batch_sizes: list[int],
+    iterations: int | None, duration: float | None, progress: Progress | None,
+) -> list[KerasResult]:
+    """Each Keras source timed beside its model's fp32 file (else its first file)."""
+    from cifarkit.backends import REFERENCE, open_backend
+
+    config = result.config
+    out = []
+    total = len(sources) * len(batch_sizes)
+    done = 0
+    for name, src in sources.items():
+        files = [m for m in result.models if m.name == name]
+        ref = next((m for m in files if m.precision == "fp32"), files[0])
+        if progress is not None:
+            progress(done, total, f"Keras baseline: loading {src}")
+        model = load_keras(src)
+        device = keras_device()
+        provider = "cuda" if device == "gpu" and "cuda" in result.providers else "cpu"
+        if provider == "cpu" and "cpu" not in result.providers:
+            result.notes.append("Keras baseline compared with the ONNX model on cpu (not in "
+                                "--provider, opened for the baseline only)")
+        onnx_model = open_backend(f"{REFERENCE}:{provider}", ref.path, threads=config.threads)
+        try:
+            def on_done(bs: int, _item: KerasComparison, _name: str = name) -> None:
+                nonlocal done
+                done += 1
+                if progress is not None:
+                    progress(done, total, f"Keras baseline {_name}: batch {bs}")
+
+            comparisons = compare_with_keras(
+                onnx_model, model, result.images, batch_sizes, warmup=config.warmup,
+                iterations=iterations, duration=duration, on_done=on_done,
+            )
+            batch = make_batch(result.images, max(batch_sizes))
+            onnx_p = onnx_model.run_batch(batch)
+            keras_p = np.asarray(model(batch.astype(np.float32), training=False))
+            chunk = onnx_model.classifier.batch_size  # its tuned predict_proba chunk
+        finally:
+            onnx_model.close()
+        agree = float(np.mean(onnx_p.argmax(1) == keras_p.argmax(1)))
+        diff = float(np.max(np.abs(onnx_p.astype(np.float64) - keras_p)))
+        if agree < 0.99:
+            result.notes.append(
+                f"Keras baseline {src} agrees with {ref.path} on only {agree:.1%} of "
+                f"{len(batch)} images: is it the model this ONNX file was exported from?"
+            )
+        out.append(KerasResult(name, ref.precision, provider, src, device, comparisons, agree,
+                               diff, chunk))
     return out

@@ -5,10 +5,12 @@ is really active; otherwise a row "unavailable: <reason>"), on the full test spl
 sizes 1, 8, 32, 128, 512. An explicit ``--provider`` that is not active exits with the
 provider error (code 6) before any work. TensorFlow is imported only with ``--keras``.
 
-``--runtime`` adds runtimes other than onnxruntime (``cifarkit.backends``): an explicit one
-that is not installed exits with code 6 and the pip command before any work; ``all`` lists
-it as unavailable. A runtime that cannot run a file is reported with its own reason, the
-sweep carries on and writes its reports, then the command exits with code 4.
+``--backend`` (alias ``--runtime``) names what the models run on (``cifarkit.backends``):
+runtimes other than onnxruntime, and onnxruntime on an execution provider
+(``onnxruntime:cuda``, the same as ``--provider cuda``). An explicit one that is not installed
+or not active exits with code 6 and what to install before any work; ``all`` lists a missing
+runtime as unavailable. A runtime that cannot run a file is reported with its own reason,
+the sweep carries on and writes its reports, then the command exits with code 4.
 """
 
 from __future__ import annotations
@@ -68,11 +70,13 @@ def bench(
         "Each must be really active. Default: cpu + cuda when active (else reported as "
         "unavailable).",
     ),
-    runtime: str = typer.Option(
-        None, "--runtime", "-r", help="Comma-separated runtimes: onnxruntime, openvino, opencv, "
-        "tract, litert, or all (every one; those not installed are listed as unavailable). "
-        "Default: onnxruntime. Each file is compared with onnxruntime (top-1 agreement, max "
-        "|Δp|). litert runs the model.<precision>.tflite beside each ONNX file.",
+    backend: str = typer.Option(
+        None, "--backend", "--runtime", "-r", help="Comma-separated backends: onnxruntime "
+        "(on --provider's providers), onnxruntime:PROVIDER (cpu, cuda, tensorrt, openvino, "
+        "auto), openvino, opencv, tract, litert, or all (every runtime; those not installed "
+        "are listed as unavailable). Default: onnxruntime. Each file is compared with "
+        "onnxruntime (top-1 agreement, max |Δp|). litert runs the model.<precision>.tflite "
+        "beside each ONNX file. --runtime is the old name.",
     ),
     precision: str = typer.Option(
         None, "--precision", help="Comma-separated: fp32, fp16, int8 (default: all present)."
@@ -118,7 +122,6 @@ def bench(
     from rich.markup import escape
 
     from cifarkit.bench import BenchConfig, rich_report, run_bench
-    from cifarkit.bench.report import write_figures, write_json, write_markdown
     from cifarkit.errors import UsageError
 
     if iterations is not None and duration is not None:
@@ -133,7 +136,7 @@ def bench(
         split=split,
         limit=limit,
         providers=parse_csv(provider, "--provider") or None,
-        runtimes=parse_csv(runtime, "--runtime") or None,
+        runtimes=parse_csv(backend, "--backend") or None,
         precisions=parse_csv(precision, "--precision") or None,
         batch_sizes=_ints(batch_sizes, "--batch-sizes") or [],
         warmup=warmup,
@@ -156,20 +159,8 @@ def bench(
     if not quiet:
         for item in rich_report(result):
             console.print(item)
-    figures: dict[str, Path] = {}
-    plot_dir = plots
-    if plot_dir is None and markdown is not None and not no_plots:
-        plot_dir = markdown.parent / "figures"
-    if plot_dir is not None and not no_plots:
-        figures = write_figures(result, plot_dir)
-        err_console.print(f"wrote {len(figures)} figures to {escape(str(plot_dir))}",
-                          highlight=False)
-    if json_path is not None:
-        write_json(result, json_path)
-        err_console.print(f"wrote {escape(str(json_path))}", highlight=False)
-    if markdown is not None:
-        write_markdown(result, markdown, figures)
-        err_console.print(f"wrote {escape(str(markdown))}", highlight=False)
+    _write_reports(result, json_path, markdown, None if no_plots else plots,
+                   markdown is not None and not no_plots)
     on = ", ".join(result.providers)
     if result.multi_runtime:
         on = ", ".join(result.runtimes) + (f" (onnxruntime on {on})" if on else "")
@@ -186,6 +177,29 @@ def bench(
         first, n = result.failures[0], len(result.failures)
         more = f" (and {n - 1} more file/runtime pair(s), listed above)" if n > 1 else ""
         raise RuntimeModelError(f"{first.reason}{more}")
+
+
+def _write_reports(result: Any, json_path: Path | None, markdown: Path | None,
+                   plot_dir: Path | None, default_plots: bool) -> None:
+    """The figures (``--plots``, else beside ``--markdown`` when ``default_plots``), the JSON
+    and the Markdown report, each announced on stderr."""
+    from rich.markup import escape
+
+    from cifarkit.bench.report import write_figures, write_json, write_markdown
+
+    figures: dict[str, Path] = {}
+    if plot_dir is None and default_plots and markdown is not None:
+        plot_dir = markdown.parent / "figures"
+    if plot_dir is not None:
+        figures = write_figures(result, plot_dir)
+        err_console.print(f"wrote {len(figures)} figures to {escape(str(plot_dir))}",
+                          highlight=False)
+    if json_path is not None:
+        write_json(result, json_path)
+        err_console.print(f"wrote {escape(str(json_path))}", highlight=False)
+    if markdown is not None:
+        write_markdown(result, markdown, figures)
+        err_console.print(f"wrote {escape(str(markdown))}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
