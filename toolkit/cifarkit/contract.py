@@ -128,9 +128,8 @@ def describe(metadata: dict[str, str], in_dims: Sequence[int | None], n_out: int
     )
 
 
-def read_onnx(path: Path) -> ModelInfo:
-    """The ``ModelInfo`` of an ONNX file whose input is the contract's uint8 NHWC (what
-    backends other than onnxruntime take), read with ``onnx`` without running it."""
+def _onnx_interface(path: Path) -> tuple[Any, dict[str, str], list[int | None], int | None]:
+    """(input tensor type, metadata, input dims, output width) of an ONNX file, unrun."""
     import onnx
 
     try:
@@ -144,16 +143,31 @@ def read_onnx(path: Path) -> ModelInfo:
         raise ModelError(f"{path.name}: expected one input (images), found {len(inputs)}")
     t = inputs[0].type.tensor_type
     dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-    if t.elem_type != onnx.TensorProto.UINT8:
-        kind = onnx.TensorProto.DataType.Name(t.elem_type)
-        raise ModelError(f"{path.name}: input {inputs[0].name!r} is {kind} {dims}; this "
-                         "backend runs models with the contract's uint8 [batch, S, S, 3] input "
-                         "(onnxruntime also takes float inputs)")
     out = proto.graph.output
     n_out = None
     if out and len(out[0].type.tensor_type.shape.dim) == 2:
         n_out = out[0].type.tensor_type.shape.dim[1].dim_value or None
+    return t, metadata, dims, n_out
+
+
+def read_onnx(path: Path) -> ModelInfo:
+    """The ``ModelInfo`` of an ONNX file whose input is the contract's uint8 NHWC (what
+    backends other than onnxruntime take), read with ``onnx`` without running it."""
+    import onnx
+
+    t, metadata, dims, n_out = _onnx_interface(path)
+    if t.elem_type != onnx.TensorProto.UINT8:
+        kind = onnx.TensorProto.DataType.Name(t.elem_type)
+        raise ModelError(f"{path.name}: input is {kind} {dims}; this backend runs models with "
+                         "the contract's uint8 [batch, S, S, 3] input (onnxruntime also takes "
+                         "float inputs)")
     return describe(metadata, dims, n_out, True, path.name)
+
+
+def onnx_image_size(path: Path) -> int:
+    """S of an ONNX model's ``[batch, S, S, 3]`` input, whatever its element type."""
+    _, metadata, dims, _ = _onnx_interface(path)
+    return image_size(dims, metadata, path.name)
 
 
 def check_images(images: Any, size: int) -> np.ndarray:

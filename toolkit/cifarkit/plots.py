@@ -79,6 +79,10 @@ def training_curves(
 # --- benchmark figures (cifarkit bench) ----------------------------------------------------
 
 
+ANNOTATE_MAX = 20  # classes up to which cells and bars carry their numbers
+TOP_BARS = 5  # probability bars per image in the prediction figure when classes are many
+
+
 def confusion_heatmap(
     cm: np.ndarray, classes: Sequence[str], path: str | os.PathLike[str], title: str = ""
 ) -> None:
@@ -89,17 +93,20 @@ def confusion_heatmap(
     support = cm.sum(axis=1, keepdims=True)
     frac = np.divide(cm, support, out=np.zeros(cm.shape, np.float64), where=support > 0)
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * n, 0.6 + 0.7 * n))
+    cell = 0.75 if n <= ANNOTATE_MAX else max(0.16, 12 / n)  # inches: ≤ 16 in. for 100
+    fig, ax = plt.subplots(figsize=(1.6 + cell * n, 1.2 + cell * n))
     im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
     for i in range(n):
         for j in range(n):
-            if cm[i, j] == 0:
+            if cm[i, j] == 0 or n > ANNOTATE_MAX:  # past ~20 classes: colour only
                 continue
             color = "white" if frac[i, j] > 0.5 else "black"
             ax.text(j, i, f"{frac[i, j]:.0%}\n{cm[i, j]:,}", ha="center", va="center",
                     fontsize=7, color=color)
-    ax.set_xticks(range(n), classes, rotation=45, ha="right")
-    ax.set_yticks(range(n), classes)
+    tick = 10 if n <= ANNOTATE_MAX else 6
+    ax.set_xticks(range(n), classes, rotation=45 if n <= ANNOTATE_MAX else 90, ha="right",
+                  fontsize=tick)
+    ax.set_yticks(range(n), classes, fontsize=tick)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title or "Confusion matrix (share of each true class, and count)")
@@ -116,14 +123,15 @@ def per_class_accuracy_bars(
     plt = _plt()
     n, k = len(classes), max(1, len(series))
     width = 0.8 / k
-    fig, ax = plt.subplots(figsize=(max(8, 0.9 * n + 1.5), 4.2))
+    fig, ax = plt.subplots(figsize=(max(8, min(0.9 * n, 0.22 * n + 10) + 1.5), 4.2))
     x = np.arange(n)
     for i, (label, values) in enumerate(series.items()):
         values = np.asarray(values, dtype=np.float64)
         bars = ax.bar(x + (i - (k - 1) / 2) * width, values * 100, width, label=label)
-        if k == 1:
+        if k == 1 and n <= ANNOTATE_MAX:
             ax.bar_label(bars, labels=[f"{v:.0%}" for v in values], fontsize=8, padding=1)
-    ax.set_xticks(x, classes, rotation=30, ha="right")
+    ax.set_xticks(x, classes, rotation=30 if n <= ANNOTATE_MAX else 90, ha="right",
+                  fontsize=10 if n <= ANNOTATE_MAX else 6)
     ax.set_ylabel("accuracy on the class (recall), %")
     ax.set_xlabel("true class")
     ax.set_ylim(0, 118 if k > 1 else 108)  # headroom for the legend / labels
@@ -162,12 +170,18 @@ def prediction_figure(
         label = f"true: {classes[truth]}" if truth is not None else ""
         ax_img.set_title(label, fontsize=8)
         ax_bar.axis("on")
-        colors = ["#9aa5b1"] * len(classes)
-        colors[pred] = "#2e7d32" if truth is None or pred == truth else "#c62828"
+        # Many classes: the five most probable (and the true one), not a bar per class.
+        shown = np.argsort(-p)[:TOP_BARS] if len(classes) > ANNOTATE_MAX // 2 else \
+            np.arange(len(classes))
+        if truth is not None and truth not in shown:
+            shown = np.append(shown, truth)
+        colors = ["#9aa5b1"] * len(shown)
+        colors[int(np.flatnonzero(shown == pred)[0])] = (
+            "#2e7d32" if truth is None or pred == truth else "#c62828")
         if truth is not None and truth != pred:
-            colors[truth] = "#1565c0"
-        ax_bar.barh(range(len(classes)), p, color=colors)
-        ax_bar.set_yticks(range(len(classes)), classes, fontsize=7)
+            colors[int(np.flatnonzero(shown == truth)[0])] = "#1565c0"
+        ax_bar.barh(range(len(shown)), p[shown], color=colors)
+        ax_bar.set_yticks(range(len(shown)), [classes[c] for c in shown], fontsize=7)
         ax_bar.invert_yaxis()
         ax_bar.set_xlim(0, 1)
         ax_bar.tick_params(axis="x", labelsize=7)

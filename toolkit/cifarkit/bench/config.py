@@ -29,7 +29,7 @@ QUICK_IMAGES = 2000
 QUICK_BATCH_SIZES = (1, 32)
 QUICK_DURATION = 0.5
 PRECISION_ORDER = PRECISIONS  # fp32, int8, fp16: the order of every report
-SPLITS = ("test", "train")
+SPLITS = ("test", "val", "train")
 Progress = Callable[[int, int, str], None]
 
 

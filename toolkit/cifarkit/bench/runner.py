@@ -41,7 +41,7 @@ def _check_settings(config: BenchConfig) -> list[int]:
     return sizes
 
 
-def _load_images(config: BenchConfig, progress: Progress | None) -> tuple[Any, ...]:
+def _load_images(config: BenchConfig, progress: Progress | None, size: int) -> tuple[Any, ...]:
     from cifarkit.data import load_dataset
 
     def data_progress(done: int, total: int, what: str = "loading images") -> None:
@@ -50,9 +50,21 @@ def _load_images(config: BenchConfig, progress: Progress | None) -> tuple[Any, .
 
     # Keras's download is the last resort (it imports Keras, once, on a machine with no data).
     ds = load_dataset(config.data, limit=config.limit, seed=config.seed, progress=data_progress,
-                      splits=(config.split,))
-    x, y = (ds.x_test, ds.y_test) if config.split == "test" else (ds.x_train, ds.y_train)
-    return x, y, tuple(ds.classes), f"{ds.source} ({ds.kind})", list(ds.notes)
+                      splits=(config.split,), image_size=size)
+    x, y = ds.split(config.split)
+    notes = list(ds.notes) + [f"skipped {s}" for s in ds.skipped[:20]]
+    return x, y, tuple(ds.classes), f"{ds.source} ({ds.kind})", notes
+
+
+def _image_size(models: list[Any]) -> int:
+    """The one S×S every model takes (the data is decoded to it)."""
+    from cifarkit.contract import onnx_image_size
+
+    sizes = {onnx_image_size(mf.path) for mf in models}
+    if len(sizes) > 1:
+        raise UsageError(f"the models take different image sizes ({sorted(sizes)}); bench "
+                         "models of one size together")
+    return sizes.pop()
 
 
 def run_bench(
@@ -87,7 +99,8 @@ def run_bench(
     environment = collect_environment(config.argv)
     data_notes: list[str] = []
     if images is None:
-        images, labels, data_classes, source, data_notes = _load_images(config, progress)
+        images, labels, data_classes, source, data_notes = _load_images(
+            config, progress, _image_size(models))
     else:
         if labels is None:
             raise UsageError("images given without labels")

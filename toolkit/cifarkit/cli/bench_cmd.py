@@ -61,7 +61,7 @@ def bench(
         "folder. Default: every model in exported/.", show_default=False,
     ),
     data: Path = typer.Option(None, "--data", help=DATA_HELP),
-    split: str = typer.Option("test", "--split", help="test | train."),
+    split: str = typer.Option("test", "--split", help="test | val | train."),
     limit: int = typer.Option(
         None, "--limit", min=1, help="A stratified subset of N images (default: the whole split)."
     ),

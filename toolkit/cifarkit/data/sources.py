@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from cifarkit.contract import CIFAR10_CLASSES, check_image_size
-from cifarkit.data.folders import FolderData, LoadOptions, load_folders
+from cifarkit.data.folders import FolderData, LoadOptions, load_folders, split_folders
 from cifarkit.data.images import resize_images
 from cifarkit.data.safe_pickle import load_batch
 from cifarkit.data.splits import stratified_subset
@@ -165,7 +165,9 @@ def _load_folders(path: Path, req: _Request) -> Dataset:
         raise DataError(f"{path}: no train/ folder (expected train/<class>/<images>)")
     if not arrays:
         wanted = " or ".join(f"{s}/" for s in req.splits)
-        raise DataError(f"{path}: no {wanted} split to read")
+        have = ", ".join(sorted(split_folders(path))) or "none"
+        raise DataError(f"{path}: no {wanted} split to read (it has: {have}; choose one with "
+                        "--split)")
     empty = _empty(req.image_size)
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (arrays.get(s, empty) for s in ALL_SPLITS)
     return Dataset(x_tr, y_tr, x_te, y_te, source=str(path), kind="folders",

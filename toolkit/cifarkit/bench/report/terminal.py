@@ -18,6 +18,8 @@ from cifarkit.bench.report._format import (
 from cifarkit.bench.report.data import to_dict
 from cifarkit.measure.metrics import format_confusion
 
+MAX_CLASS_ROWS = 15  # per-class rows shown when there are more classes (worst recall first)
+MAX_HEATMAP_CLASSES = 15  # five characters a column: wider does not fit 80 columns
 _SHADES = (255, 253, 251, 249, 247, 245, 243, 241, 239, 237, 235)  # light → dark greys
 
 
@@ -84,13 +86,23 @@ def _per_class(result: BenchResult, ref: AccuracyResult) -> list[Any]:
     for col in ("support", "precision", "recall", "F1", *(f"recall {o.precision}"
                                                        for o in others)):
         t.add_column(col, justify="right")
-    worst = min(range(len(r.per_class)), key=lambda i: r.per_class[i]["recall"])
-    for i, row in enumerate(r.per_class):
+    order = list(range(len(r.per_class)))
+    worst = min(order, key=lambda i: r.per_class[i]["recall"])
+    many = len(order) > MAX_CLASS_ROWS
+    if many:  # worst first, so the rows shown are the ones to act on
+        order = sorted(order, key=lambda i: r.per_class[i]["recall"])[:MAX_CLASS_ROWS]
+    for i in order:
+        row = r.per_class[i]
         style = "red" if i == worst else None
         t.add_row(row["class"], f"{row['support']:,}", pct(row["precision"]),
                   Text(pct(row["recall"]), style=style or ""), pct(row["f1"]),
                   *(pct(o.report.per_class[i]["recall"]) for o in others))
-    out = [t, heatmap_text(ref)]
+    if many:
+        t.caption = (f"the {MAX_CLASS_ROWS} classes with the lowest recall of "
+                     f"{len(r.per_class)}; every class is in --json and --markdown")
+    out = [t, heatmap_text(ref) if len(r.classes) <= MAX_HEATMAP_CLASSES else Text(
+        f"confusion heatmap: {len(r.classes)} classes are too many for a terminal; see the "
+        "confusion figure (--figures)", style="dim")]
     if r.top_confusions:
         out.append(Text("most common confusions: " + "; ".join(
             format_confusion(c) for c in r.top_confusions[:6])))
