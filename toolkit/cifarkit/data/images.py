@@ -51,7 +51,6 @@ import stat
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -127,17 +126,17 @@ def decode(source: str | os.PathLike[str] | bytes | bytearray | memoryview,
         if not data:
             raise image_error(label, "corrupt", "empty file (0 bytes)", explain=False)
         return _decode(lambda: io.BytesIO(data), label, size, require_32)
-    path = Path(source)
+    path = os.fspath(source)
     label = path if name is None else name
     _check_file(path, label)
-    return _decode(lambda: os.fspath(path), label, size, require_32)
+    return _decode(lambda: path, label, size, require_32)
 
 
 def load_image(path: str | os.PathLike[str], *, size: int = SIZE,
                require_32: bool = False) -> np.ndarray:
     """``decode(path).array``: the ``(size, size, 3)`` uint8 RGB array, or ``ImageError``
     naming the file and the real cause."""
-    return decode(Path(path), size=size, require_32=require_32).array
+    return decode(path, size=size, require_32=require_32).array
 
 
 def load_image_bytes(
@@ -149,9 +148,9 @@ def load_image_bytes(
     return decode(data, name, size=size, require_32=require_32).array
 
 
-def _check_file(path: Path, name: object) -> None:
+def _check_file(path: str, name: object) -> None:
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError as exc:
         raise causes.os_error(name, exc) from None
     if stat.S_ISDIR(st.st_mode):
@@ -180,22 +179,22 @@ def _decode(source: Source, name: object, size: int, require_32: bool) -> Decode
     turn a failure or a libtiff data error into an ``ImageError``."""
     notes: list[str] = []
     failure: Exception | None = None
-    with (_pillow_settings(), c_stderr_lines() as c_lines,
-          warnings.catch_warnings(record=True) as caught):
+    c_lines: list[str] = []  # libtiff's, filled by _pipeline
+    with _pillow_settings(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # Past MAX_PIXELS: refused from the header (Pillow raises only past twice its limit).
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         # Pillow's advice to programmers when we convert such a palette, not about the file.
         warnings.filterwarnings("ignore", message="Palette images with Transparency")
         try:
-            arr = _pipeline(source, name, size, require_32, notes)
+            arr = _pipeline(source, name, size, require_32, notes, c_lines)
         except ImageError:
             raise
         except Exception as exc:  # judged below, with the lines it printed
             failure = exc
     texts = []
     for w in caught:  # the file's warnings are Pillow's; others (numpy …) go on as usual
-        if "PIL" in Path(w.filename).parts:
+        if f"{os.sep}PIL{os.sep}" in w.filename:
             texts.append(" ".join(str(w.message).split()))
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -225,7 +224,7 @@ def _failure(name: object, exc: Exception, c_errors: list[str], possible: list[s
 
 
 def _pipeline(source: Source, name: object, size: int, require_32: bool,
-              notes: list[str]) -> np.ndarray:
+              notes: list[str], c_lines: list[str]) -> np.ndarray:
     with Image.open(source()) as img:
         if require_32 and img.size != (SIZE, SIZE):
             w, h = img.size
@@ -237,6 +236,12 @@ def _pipeline(source: Source, name: object, size: int, require_32: bool,
             img.draft("RGB", (2 * size, 2 * size))
         elif img.format == "JPEG2000":
             img.reduce = _j2k_reduction(img, source, size)  # type: ignore[assignment,method-assign]
+        if img.format == "TIFF":  # libtiff prints its errors on fd 2, naming no file
+            try:
+                with c_stderr_lines() as lines:
+                    img.load()
+            finally:
+                c_lines.extend(lines)
         img.load()
         arr = _to_square(img, size, notes, rawmode, declared, source)
     if arr.shape != (size, size, 3):  # pragma: no cover - guarded by the steps above
@@ -265,7 +270,10 @@ def _to_square(img: Image.Image, size: int, notes: list[str], rawmode: str,
     small = _reduce(img, box, f, notes, rawmode, declared, source)
     if method is not None:
         small = small.transpose(method)
-    small = pixels.composite(small, BACKGROUND) if small.mode == "RGBa" else small.convert("RGB")
+    if small.mode == "RGBa":
+        small = pixels.composite(small, BACKGROUND)
+    elif small.mode != "RGB":
+        small = small.convert("RGB")
     if small.size != (size, size):
         small = small.resize((size, size), Image.Resampling.LANCZOS,
                              box=(0, 0, side / f, side / f))

@@ -39,6 +39,8 @@ def _bands(box: Box, f: int) -> list[Box]:
 def reduce_in_bands(img: Image.Image, box: Box, f: int,
                     convert: Callable[[Image.Image], Image.Image] | None = None) -> Image.Image:
     """``convert(img.crop(box)).reduce(f)`` without a full-size crop or converted copy."""
+    if f == 1 and box == (0, 0, *img.size):  # small and square: nothing to crop or reduce
+        return convert(img) if convert is not None else img
     left, top, right, bottom = box
     out: Image.Image | None = None
     for crop in _bands(box, f):
