@@ -166,6 +166,22 @@ def _png(arr: np.ndarray, color_type: int, sbit: list[int] | None = None) -> byt
             + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
+def _tiff_rgb16(arr: np.ndarray) -> bytes:
+    """An uncompressed little-endian 16-bit RGB TIFF written by hand (Pillow writes none)."""
+    h, w, _ = arr.shape
+    data = arr.astype("<u2").tobytes()
+    tags = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, 3, 0), (259, 3, 1, 1), (262, 3, 1, 2),
+            (273, 4, 1, 0), (277, 3, 1, 3), (278, 3, 1, h), (279, 4, 1, len(data))]
+    bits_at = 8 + 2 + 12 * len(tags) + 4
+    out = b"II*\0" + struct.pack("<IH", 8, len(tags))
+    for tag, kind, count, value in tags:
+        value = {258: bits_at, 273: bits_at + 6}.get(tag, value)
+        out += struct.pack("<HHI", tag, kind, count)
+        out += struct.pack("<HH", value, 0) if kind == 3 and count == 1 else struct.pack(
+            "<I", value)
+    return out + b"\0\0\0\0" + struct.pack("<HHH", 16, 16, 16) + data
+
+
 @pytest.mark.parametrize("mode", ["RGB", "L", "P", "CMYK", "1", "YCbCr"])
 def test_band_wise_path_equals_crop_then_resize(tmp_path, mode):
     # The memory-bounded path gives exactly what cropping and resizing the whole converted
@@ -239,13 +255,15 @@ def test_deep_images_are_scaled_by_their_real_range(tmp_path):
         "grey16.png": _png(ramp, 0),
         "grey16-sbit.png": _png(ramp, 0, sbit=[12]),
         "rgb16.png": _png(np.stack([ramp, ramp // 2, ramp // 4], -1), 2),
+        "rgb16.tif": _tiff_rgb16(np.stack([ramp, ramp // 2, ramp // 4], -1)),
     }
     for name, source in cases.items():
         decoded = decode(source, name)
         assert decoded.array.max() >= 240, (name, decoded.array.max())  # 4095/257 was 15
         assert any("12-bit data" in w for w in decoded.warnings), (name, decoded.warnings)
-    rgb = decode(cases["rgb16.png"]).array
-    assert rgb[:, -1].mean(0).round().tolist() == pytest.approx([254, 127, 63], abs=2)
+    for name in ("rgb16.png", "rgb16.tif"):  # both bytes of each sample were read
+        rgb = decode(cases[name]).array
+        assert rgb[:, -1].mean(0).round().tolist() == pytest.approx([254, 127, 63], abs=2)
     full = _png(np.full((8, 8, 3), 51400, np.uint16), 2)  # full range: as before, no warning
     assert decode(full).array[0, 0].tolist() == [200, 200, 200] and decode(full).warnings == ()
     pi = (np.sin(np.linspace(0, 20, 64 * 64)).reshape(64, 64) * 3.14).astype(np.float32)
