@@ -24,7 +24,19 @@ class DataError(CifarkitError):
 
 
 class ImageError(DataError):
-    """One image file could not be decoded (predict reports it and carries on)."""
+    """One image file could not be decoded (predict reports it and carries on).
+
+    ``reason`` is the cause's category, for rows and summaries (``data.causes.REASONS``):
+    ``unreadable``, ``not-an-image``, ``corrupt``, ``unsupported``, ``missing-codec``,
+    ``too-large`` or ``wrong-size``.
+    """
+
+    def __init__(self, message: str, reason: str = "corrupt") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # keeps ``reason`` across processes
+        return (type(self), (str(self), self.reason))
 
 
 class ModelError(CifarkitError):

@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 
 from cifarkit import contract
+from cifarkit._capture import captured_output, clean_log
 from cifarkit.backends._base import Runtime, RuntimeModel
-from cifarkit.backends._capture import captured_output, clean_log
 from cifarkit.backends.providers import (
     AUTO_ORDER,
     GPU_PROVIDERS,

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from cifarkit._capture import captured_output, clean_log
 from cifarkit.backends._base import Runtime, RuntimeModel
-from cifarkit.backends._capture import captured_output, clean_log
 from cifarkit.contract import read_onnx
 
 

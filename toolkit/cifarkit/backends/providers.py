@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cifarkit.backends._capture import captured_output
+from cifarkit._capture import captured_output
 from cifarkit.errors import ProviderError, UsageError
 
 ORT_NAMES = {

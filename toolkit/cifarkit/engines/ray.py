@@ -133,7 +133,7 @@ class RaySession:
         ray = ray_module()
         if ray.is_initialized():  # the caller's own session: use it, leave it running
             return self
-        from cifarkit.backends._capture import captured_output
+        from cifarkit._capture import captured_output
 
         t0 = time.perf_counter()
         kwargs: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
