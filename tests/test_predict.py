@@ -403,7 +403,10 @@ def test_cli_csv_and_jsonl_round_trip_awkward_paths(tmp_path, model):
     assert float(rows[0]["confidence"]) > 0.9 and rows[0]["index"] == "1"
     records = [json.loads(line) for line in out_jsonl.read_text(encoding="utf-8").splitlines()]
     assert [rec["path"] for rec in records] == want
-    assert set(records[0]) == {"path", "label", "index", "confidence", "top_k", "error"}
+    # Every row names what computed it (issue 29); path_bytes only for non-UTF-8 names.
+    assert set(records[0]) == {"path", "label", "index", "confidence", "top_k", "error",
+                               "backend", "provider"}
+    assert (records[0]["backend"], records[0]["provider"]) == ("onnxruntime", "cpu")
     assert records[0]["top_k"][0] == {"label": "automobile",
                                       "confidence": records[0]["confidence"]}
     assert len(records[0]["top_k"]) == 2

@@ -209,8 +209,10 @@ def test_cluster_rows_and_parquet_round_trip_for_both_engines(cluster, image_set
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".{engine}.parquet")]
         frames[engine] = pd.read_parquet(out).sort_values("path").reset_index(drop=True)
     a, b = frames["local"], frames["ray"]
+    # The row schema (engines/rows.py): backend/provider name what ran; path_bytes is set only
+    # for names that are not UTF-8.
     assert list(a.columns) == ["path", "label", "index", "confidence", "top_k", "error",
-                               "true_label", "correct"]
+                               "backend", "provider", "path_bytes", "true_label", "correct"]
     pd.testing.assert_frame_equal(a, b)
     assert len(a) == 33 and a["path"].is_unique and a["error"].notna().sum() == 3
     good = a[a["error"].isna()]
@@ -230,26 +232,27 @@ def test_cluster_rows_and_parquet_round_trip_for_both_engines(cluster, image_set
 def test_parquet_folder_parts_and_a_failed_run_leaves_nothing(tmp_path):
     import pandas as pd
 
-    from cifarkit.engines.local import ParquetOutput, Prediction
+    from cifarkit.engines.rows import Prediction
+    from cifarkit.engines.writers import ParquetWriter
 
     preds = [Prediction(f"img/{i:03d}.png", index=i % 10, label="cat", confidence=0.5,
                         top_k=[("cat", 0.5)]) for i in range(25)] + [Prediction("x", error="bad")]
-    with ParquetOutput(tmp_path / "out", part_rows=10, row_group=4) as out:
+    with ParquetWriter(tmp_path / "out", part_rows=10, row_group=4) as out:
         for p in preds:
             out.add(p)
     parts = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert parts == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     df = pd.read_parquet(tmp_path / "out").sort_values("path")
     assert len(df) == 26 and df["error"].notna().sum() == 1
-    with pytest.raises(RuntimeError), ParquetOutput(tmp_path / "failed.parquet") as out:
+    with pytest.raises(RuntimeError), ParquetWriter(tmp_path / "failed.parquet") as out:
         out.add(preds[0])
         raise RuntimeError("the job died")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_library_predict_dataset_streams_rows(cluster, image_set, model):
-    from cifarkit.engines.local import prediction_schema
     from cifarkit.engines.ray import predict_dataset
+    from cifarkit.engines.rows import prediction_schema
 
     ds = predict_dataset([str(image_set)], model, batch_size=8, concurrency=2)
     assert isinstance(ds, ray.data.Dataset)

@@ -128,9 +128,10 @@ def describe(metadata: dict[str, str], in_dims: Sequence[int | None], n_out: int
     )
 
 
-def read_onnx(path: Path) -> ModelInfo:
+def read_onnx(path: Path, *, uint8_only: bool = True) -> ModelInfo:
     """The ``ModelInfo`` of an ONNX file whose input is the contract's uint8 NHWC (what
-    backends other than onnxruntime take), read with ``onnx`` without running it."""
+    backends other than onnxruntime take), read with ``onnx`` without running it.
+    ``uint8_only=False`` also takes the float inputs onnxruntime's ``Classifier`` scales."""
     import onnx
 
     try:
@@ -144,7 +145,9 @@ def read_onnx(path: Path) -> ModelInfo:
         raise ModelError(f"{path.name}: expected one input (images), found {len(inputs)}")
     t = inputs[0].type.tensor_type
     dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-    if t.elem_type != onnx.TensorProto.UINT8:
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    uint8 = t.elem_type == onnx.TensorProto.UINT8
+    if not uint8 and (uint8_only or t.elem_type not in floats):
         kind = onnx.TensorProto.DataType.Name(t.elem_type)
         raise ModelError(f"{path.name}: input {inputs[0].name!r} is {kind} {dims}; this "
                          "backend runs models with the contract's uint8 [batch, S, S, 3] input "
@@ -153,7 +156,7 @@ def read_onnx(path: Path) -> ModelInfo:
     n_out = None
     if out and len(out[0].type.tensor_type.shape.dim) == 2:
         n_out = out[0].type.tensor_type.shape.dim[1].dim_value or None
-    return describe(metadata, dims, n_out, True, path.name)
+    return describe(metadata, dims, n_out, uint8, path.name)
 
 
 def check_images(images: Any, size: int) -> np.ndarray:
