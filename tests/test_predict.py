@@ -657,6 +657,11 @@ def test_engine_seam_runs_a_request_and_strict_stops(tmp_path, model):
                                 rows.append)
     with pytest.raises(UsageError, match="N or MIN-MAX"):
         PredictRequest(sources=("x",), model=model, concurrency="two")
+    # The Ray driver reads the classes through the contract, float-input models included.
+    from cifarkit.engines.base import model_classes
+
+    floats = F.color_model(tmp_path / "float.onnx", input_kind="float01")
+    assert model_classes(PredictRequest(sources=("x",), model=floats)) == F.CLASSES
 
 
 def test_double_star_globs_match_any_depth_without_recursion(tmp_path):

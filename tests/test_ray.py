@@ -229,6 +229,48 @@ def test_cluster_rows_and_parquet_round_trip_for_both_engines(cluster, image_set
     assert len(df) == 33 and "true_label" not in df.columns
 
 
+def test_a_non_utf8_name_on_ray_gives_the_local_engines_rows(cluster, model, tmp_path):
+    """issue 26: with such a name, ``--engine ray -f jsonl`` failed the run and wrote nothing.
+    Now both engines write the same rows: the name escaped in ``path``, its bytes in
+    ``path_bytes``; the actors run any backend (``--backend openvino``)."""
+    import base64
+
+    import pandas as pd
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    raw = os.fsencode(folder) + b"/non\xffutf8.png"
+    Path(os.fsdecode(raw)).write_bytes(_png(COLORS[0]))
+    (folder / "ok.png").write_bytes(_png(COLORS[2]))
+    (folder / "empty.jpg").write_bytes(b"")
+    shown = os.fsencode(folder).decode() + "/non\\xffutf8.png"
+    ray_args = ["--engine", "ray", "--address", cluster.address]
+    for fmt, read in (("jsonl", lambda p: pd.read_json(p, lines=True)),
+                      ("parquet", pd.read_parquet)):
+        frames = {}
+        for engine, extra in (("local", []), ("ray", ray_args)):
+            out = tmp_path / f"{engine}.{fmt}"
+            r = run_cli(str(folder), "-m", str(model), "-f", fmt, "-o", str(out), *extra,
+                        cwd=tmp_path)
+            assert r.returncode == 1, r.stderr  # empty.jpg failed, the rest is there
+            assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".{engine}")]
+            if fmt == "jsonl":
+                out.read_bytes().decode("utf-8")  # strict
+            frames[engine] = read(out).sort_values("path").reset_index(drop=True)
+        a, b = frames["local"], frames["ray"]
+        pd.testing.assert_frame_equal(a, b)
+        row = a.set_index("path").loc[shown]
+        assert row["label"] == "airplane" and base64.b64decode(row["path_bytes"]) == raw
+        assert (row["backend"], row["provider"]) == ("onnxruntime", "cpu")
+    r = run_cli(str(folder), "-m", str(model), "-f", "jsonl", "--backend", "openvino", *ray_args,
+                cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    rows = {x["path"]: x for x in _jsonl_rows(r.stdout)}
+    assert rows[shown]["label"] == "airplane" and rows[shown]["backend"] == "openvino"
+    assert rows[str(folder / "ok.png")]["label"] == F.expected_label(COLORS[2])
+    assert "on openvino in" in r.stderr
+
+
 def test_parquet_folder_parts_and_a_failed_run_leaves_nothing(tmp_path):
     import pandas as pd
 

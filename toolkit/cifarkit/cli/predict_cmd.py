@@ -298,17 +298,19 @@ def predict(
                           console.color_system if to_terminal else None)
     with _stdout_stream(wrap=output is None and not to_terminal) as stream:
         stats = _run(runner, request, fmt, output, stream, render)
-    per_class_console = console if (fmt == "table" and output is None) else err_console
-    _summary(stats, per_class_console)
+    _summary(stats, console if (fmt == "table" and output is None) else err_console)
     if output is not None:
         err_console.print(f"wrote {escape(os.fspath(output))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(_exit_code(stats))
+
+
+def _exit_code(stats: Any) -> int:
+    """0 when every input was classified; 1 (said why) when any failed or none was found."""
     if stats.stopped_early:
         err_console.print("[red]stopped at the first failure (--strict)[/]")
     if stats.images == 0:
         err_console.print("[red]error:[/] no images found in the inputs")
-        raise typer.Exit(1)
-    if stats.failed:
-        raise typer.Exit(1)
+    return 1 if stats.failed or stats.images == 0 else 0
 
 
 def _run(runner: Any, request: Any, fmt: str, output: Path | None, stream: Any,

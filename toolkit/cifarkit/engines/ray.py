@@ -45,7 +45,7 @@ import itertools
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -413,7 +413,8 @@ class RayEngine:
                              "--gpus-per-actor > 0")
 
     def run(self, request: PredictRequest, on_row: OnRow, on_progress: Progress | None = None,
-            *, on_start: Any = None, on_warning: Any = None,
+            *, on_start: Callable[[tuple[str, ...]], None] | None = None,
+            on_warning: Callable[[str], None] | None = None,
             stdin: TextIO | None = None) -> PredictStats:
         import contextlib
 

@@ -121,7 +121,9 @@ class RaySession:
 
 def quiet_ray() -> None:
     """No Ray progress bars or execution banners (the CLI draws the one progress display) and
-    Ray's own loggers at errors only. For applications (the CLI); the library leaves them."""
+    Ray's own loggers at errors only. For applications (the CLI); the library leaves them.
+    Without Ray: the ``UsageError`` of ``ray_module``."""
+    ray_module()
     # Ray's C++ core logs to stderr directly (e.g. a warning on every actor whose arguments
     # sit in the object store, which Ray Data's always do); read when Ray starts.
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
