@@ -624,7 +624,7 @@ def test_cli_backend_openvino_gives_onnxruntimes_labels(small_set, model, tmp_pa
     assert [[t["label"] for t in r["top_k"]] for r in ov] == [
         [t["label"] for t in r["top_k"]] for r in ort]
     assert np.allclose([r["confidence"] for r in ov], [r["confidence"] for r in ort], atol=1e-4)
-    assert {(r["backend"], r["provider"]) for r in ov} == {("openvino", None)}
+    assert {(r["backend"], r["provider"]) for r in ov} == {("openvino", "cpu")}
     assert {(r["backend"], r["provider"]) for r in ort} == {("onnxruntime", "cpu")}
     # onnxruntime's provider options belong to onnxruntime: refused, not ignored.
     r = run_cli(str(small_set), "-m", str(model), "--backend", "openvino", "-p", "cuda",
@@ -632,6 +632,9 @@ def test_cli_backend_openvino_gives_onnxruntimes_labels(small_set, model, tmp_pa
     assert r.returncode == 2 and "--provider" in r.stderr
     r = run_cli(str(small_set), "-m", str(model), "--backend", "tensorflow", cwd=tmp_path)
     assert r.returncode == 2 and "openvino" in r.stderr
+    r = run_cli(str(small_set), "-m", str(model), "--backend", "onnxruntime:cuda", "-p",
+                "tensorrt", cwd=tmp_path)
+    assert r.returncode == 2 and "disagree" in r.stderr
 
 
 def test_engine_seam_runs_a_request_and_strict_stops(tmp_path, model):
@@ -657,6 +660,8 @@ def test_engine_seam_runs_a_request_and_strict_stops(tmp_path, model):
                                 rows.append)
     with pytest.raises(UsageError, match="N or MIN-MAX"):
         PredictRequest(sources=("x",), model=model, concurrency="two")
+    spelled = PredictRequest(sources=("x",), model=model, backend="onnxruntime:openvino")
+    assert (spelled.backend, spelled.provider) == ("onnxruntime", "openvino")
     # The Ray driver reads the classes through the contract, float-input models included.
     from cifarkit.engines.base import model_classes
 

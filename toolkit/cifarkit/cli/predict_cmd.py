@@ -192,9 +192,9 @@ def predict(
         "model named in exported/default.",
     ),
     backend: str = typer.Option(
-        "onnxruntime", "--backend", help="The runtime that runs the model: onnxruntime | openvino "
-        "| opencv | tract | litert (litert opens the .tflite beside the .onnx). Fails unless "
-        "installed and able to run the model; rows name it.",
+        "onnxruntime", "--backend", help="The runtime that runs the model: onnxruntime[:PROVIDER] "
+        "| openvino | opencv | tract | litert (litert opens the .tflite beside the .onnx). Fails "
+        "unless installed and able to run the model; rows name it.",
     ),
     provider: str = typer.Option(
         "cpu", "--provider", "-p", help="onnxruntime's execution provider: cpu | cuda | tensorrt "

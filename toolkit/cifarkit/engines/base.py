@@ -56,8 +56,8 @@ class PredictRequest:
 
     sources: tuple[str, ...]
     model: Path
-    backend: str = "onnxruntime"
-    provider: str = "cpu"
+    backend: str = "onnxruntime"  # a runtime, or onnxruntime:PROVIDER (backends.parse_backend)
+    provider: str = "cpu"  # onnxruntime's execution provider
     provider_options: dict[str, str] = field(default_factory=dict)
     top_k: int = 3
     batch_size: int = DEFAULT_BATCH
@@ -75,7 +75,7 @@ class PredictRequest:
     gpus_per_actor: float | None = None  # None: 1 with a GPU provider, else 0
 
     def __post_init__(self) -> None:
-        from cifarkit.backends import RUNTIMES
+        from cifarkit.backends import parse_backend
         from cifarkit.backends.providers import PROVIDERS
 
         put = object.__setattr__  # frozen: normalise once, here
@@ -85,9 +85,12 @@ class PredictRequest:
         put(self, "concurrency", parse_concurrency(self.concurrency))
         if self.sources.count("-") > 1:
             raise UsageError("- (stdin) can be given once")
-        if self.backend not in RUNTIMES:
-            raise UsageError(f"unknown backend {self.backend!r}; choose from "
-                             f"{', '.join(RUNTIMES)}")
+        name, provider = parse_backend(self.backend)  # NAME or onnxruntime:PROVIDER
+        if provider is not None and self.provider not in ("cpu", provider):
+            raise UsageError(f"--backend {self.backend} and --provider {self.provider} "
+                             "disagree; give the provider once")
+        put(self, "backend", name)
+        put(self, "provider", provider or self.provider)
         if self.provider not in PROVIDERS:
             raise UsageError(f"unknown provider {self.provider!r}; choose one of: "
                              f"{', '.join(PROVIDERS)}")
@@ -247,7 +250,7 @@ def backend_of(model: Any) -> tuple[str | None, str | None]:
     if isinstance(model, Classifier):
         return "onnxruntime", model.provider
     if isinstance(model, RuntimeModel):
-        return model.name, getattr(model, "provider", None)
+        return model.name, model.provider  # the other runtimes run on the CPU: "cpu"
     return None, None
 
 

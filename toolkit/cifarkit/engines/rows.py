@@ -12,8 +12,8 @@ fields), in this order:
                 of ``{label, confidence}``)
     error       why the input has no prediction; empty when it has one
     backend     the backend that ran the model (``onnxruntime``, ``openvino``, …); empty on error
-    provider    onnxruntime's execution provider that ran it (``cpu``, ``cuda``, …); empty for
-                other backends and on error
+    provider    where it ran: onnxruntime's execution provider (``cpu``, ``cuda``, …), ``cpu``
+                for the other backends (they run on the CPU); empty on error
     path_bytes  the exact bytes of the name, base64 (RFC 4648), only when they are not valid
                 UTF-8, i.e. only when ``path`` is not the name itself; empty otherwise (JSONL
                 leaves the key out)
