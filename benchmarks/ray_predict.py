@@ -96,10 +96,12 @@ def child(engine: str, source: str, batch_size: int) -> dict:
         seconds = time.perf_counter() - t0
         out.update(workers=workers, seconds=seconds, images_per_second=n / seconds)
     else:
-        from cifarkit.engines.ray import RayPrediction
+        from cifarkit.engines import PredictRequest
+        from cifarkit.engines.ray import RayPrediction, quiet_ray
 
-        job = RayPrediction([source], model, quiet=True, batch_size=batch_size,
-                            labels_from_folders=True)
+        quiet_ray()
+        job = RayPrediction(PredictRequest(sources=(source,), model=model, batch_size=batch_size,
+                                           labels_from_folders=True))
         sampler = _StoreSampler()
         t0 = time.perf_counter()
         first = None

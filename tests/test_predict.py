@@ -5,6 +5,7 @@ colour model of tests/onnx_fixtures.py (a solid image of a class's colour is tha
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -403,7 +404,10 @@ def test_cli_csv_and_jsonl_round_trip_awkward_paths(tmp_path, model):
     assert float(rows[0]["confidence"]) > 0.9 and rows[0]["index"] == "1"
     records = [json.loads(line) for line in out_jsonl.read_text(encoding="utf-8").splitlines()]
     assert [rec["path"] for rec in records] == want
-    assert set(records[0]) == {"path", "label", "index", "confidence", "top_k", "error"}
+    # Every row names what computed it (issue 29); path_bytes only for non-UTF-8 names.
+    assert set(records[0]) == {"path", "label", "index", "confidence", "top_k", "error",
+                               "backend", "provider"}
+    assert (records[0]["backend"], records[0]["provider"]) == ("onnxruntime", "cpu")
     assert records[0]["top_k"][0] == {"label": "automobile",
                                       "confidence": records[0]["confidence"]}
     assert len(records[0]["top_k"]) == 2
@@ -547,3 +551,149 @@ def test_cli_parquet_local_engine_and_engine_option_mistakes(small_set, model, t
     r = run_cli(str(small_set), "-m", str(model), "--engine", "ray", "--workers", "2",
                 cwd=tmp_path)
     assert r.returncode == 2 and "--workers" in r.stderr
+
+
+# --- names that are not UTF-8, backends, messages (issues 26 and 29) -------------------------
+
+
+def _non_utf8_set(root: Path) -> tuple[Path, bytes]:
+    """A folder with a red image whose name is not UTF-8, a blue one and a bad file."""
+    root.mkdir(parents=True, exist_ok=True)
+    raw = os.fsencode(root) + b"/non\xffutf8.png"
+    _save(_rgb(RED), Path(os.fsdecode(raw)))
+    _save(_rgb(BLUE), root / "ok.png")
+    (root / "bad.png").write_text("not an image")
+    return root, raw
+
+
+def test_cli_a_non_utf8_name_loses_nothing_in_any_format(tmp_path, model):
+    """issue 26: one such name made parquet (and ray jsonl) fail the whole run, and JSONL/CSV
+    hold a raw 0xFF byte that pandas and strict UTF-8 readers refuse. Every format now writes
+    valid UTF-8 with the name escaped in ``path`` and its exact bytes in ``path_bytes``."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    folder, raw = _non_utf8_set(tmp_path / "odd")
+    shown = os.fsencode(folder).decode() + "/non\\xffutf8.png"
+    frames = {}
+    for fmt in ("csv", "jsonl", "parquet", "table"):
+        out = tmp_path / f"out.{fmt}"
+        r = run_cli(str(folder), "-m", str(model), "-f", fmt, "-o", str(out), cwd=tmp_path)
+        assert r.returncode == 1, r.stderr  # bad.png failed; the run went on
+        assert f"warning: {folder}/bad.png" in r.stderr
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+        if fmt != "parquet":
+            text = out.read_bytes().decode("utf-8")  # strict: valid UTF-8 throughout
+            # (JSON doubles the backslash; the table shows paths relative to the folder.)
+            assert {"csv": shown, "jsonl": json.dumps(shown),
+                    "table": "odd/non\\xffutf8.png"}[fmt] in text
+        if fmt == "table":
+            assert "airplane" in text and "bird" in text
+            continue
+        frames[fmt] = {
+            "csv": lambda p: pd.read_csv(p, keep_default_na=False),
+            "jsonl": lambda p: pd.read_json(p, lines=True),
+            "parquet": pd.read_parquet,
+        }[fmt](out).set_index("path")
+    for fmt, df in frames.items():
+        assert sorted(df.index) == sorted([str(folder / "bad.png"), str(folder / "ok.png"),
+                                           shown]), fmt
+        assert df.loc[shown, "label"] == "airplane" and df.loc[str(folder / "ok.png"), "label"] \
+            == "bird"
+        assert base64.b64decode(df.loc[shown, "path_bytes"]) == raw, fmt
+        assert os.path.exists(os.fsdecode(base64.b64decode(df.loc[shown, "path_bytes"])))
+        assert (df.loc[shown, "backend"], df.loc[shown, "provider"]) == ("onnxruntime", "cpu")
+    # To a pipe: the same bytes as to a file; jq-style readers get one JSON object per line.
+    r = run_cli(str(folder), "-m", str(model), "-f", "jsonl", cwd=tmp_path)
+    assert r.stdout == (tmp_path / "out.jsonl").read_text(encoding="utf-8")
+    assert [json.loads(line)["path"] for line in r.stdout.splitlines()][1] == shown
+
+
+def test_cli_backend_openvino_gives_onnxruntimes_labels(small_set, model, tmp_path):
+    pytest.importorskip("openvino")
+    _save(_rgb((255, 64, 0)), small_set / "reddish.png")  # between two classes
+    rows = {}
+    for backend in ("onnxruntime", "openvino"):
+        r = run_cli(str(small_set), "-m", str(model), "-f", "jsonl", "--backend", backend,
+                    "-k", "3", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        rows[backend] = [json.loads(line) for line in r.stdout.splitlines()]
+        assert f"on {backend}" in r.stderr  # the summary's model line names the backend
+    ort, ov = rows["onnxruntime"], rows["openvino"]
+    assert [r["label"] for r in ov] == [r["label"] for r in ort] == [
+        "bird", "automobile", "airplane", "airplane"]
+    assert [[t["label"] for t in r["top_k"]] for r in ov] == [
+        [t["label"] for t in r["top_k"]] for r in ort]
+    assert np.allclose([r["confidence"] for r in ov], [r["confidence"] for r in ort], atol=1e-4)
+    assert {(r["backend"], r["provider"]) for r in ov} == {("openvino", "cpu")}
+    assert {(r["backend"], r["provider"]) for r in ort} == {("onnxruntime", "cpu")}
+    # onnxruntime's provider options belong to onnxruntime: refused, not ignored.
+    r = run_cli(str(small_set), "-m", str(model), "--backend", "openvino", "-p", "cuda",
+                cwd=tmp_path)
+    assert r.returncode == 2 and "--provider" in r.stderr
+    r = run_cli(str(small_set), "-m", str(model), "--backend", "tensorflow", cwd=tmp_path)
+    assert r.returncode == 2 and "openvino" in r.stderr
+    r = run_cli(str(small_set), "-m", str(model), "--backend", "onnxruntime:cuda", "-p",
+                "tensorrt", cwd=tmp_path)
+    assert r.returncode == 2 and "disagree" in r.stderr
+
+
+def test_engine_seam_runs_a_request_and_strict_stops(tmp_path, model):
+    from cifarkit.engines import PredictRequest, get_engine
+
+    folder, _ = _non_utf8_set(tmp_path / "s")
+    rows: list = []
+    started: list = []
+    request = PredictRequest(sources=(str(folder),), model=model, workers=0, top_k=2)
+    stats = get_engine("local").run(request, rows.append, on_start=started.append)
+    assert started == [F.CLASSES] and stats.classes == F.CLASSES
+    assert [Path(p.path).name for p in rows] == ["bad.png", "non\udcffutf8.png", "ok.png"]
+    assert (stats.images, stats.failed, stats.stopped_early) == (3, 1, False)
+    assert "onnxruntime cpu" in stats.ran_on and "0 decoder processes" in stats.ran_on
+    rows.clear()
+    stats = get_engine("local").run(PredictRequest(sources=(str(folder),), model=model,
+                                                   workers=0, strict=True), rows.append)
+    assert len(rows) == 1 and not rows[0].ok and stats.stopped_early
+    from cifarkit.errors import UsageError
+
+    with pytest.raises(UsageError, match="--concurrency"):
+        get_engine("local").run(PredictRequest(sources=("x",), model=model, concurrency="2"),
+                                rows.append)
+    with pytest.raises(UsageError, match="N or MIN-MAX"):
+        PredictRequest(sources=("x",), model=model, concurrency="two")
+    spelled = PredictRequest(sources=("x",), model=model, backend="onnxruntime:openvino")
+    assert (spelled.backend, spelled.provider) == ("onnxruntime", "openvino")
+    # The Ray driver reads the classes through the contract, float-input models included.
+    from cifarkit.engines.base import model_classes
+
+    floats = F.color_model(tmp_path / "float.onnx", input_kind="float01")
+    assert model_classes(PredictRequest(sources=("x",), model=floats)) == F.CLASSES
+
+
+def test_double_star_globs_match_any_depth_without_recursion(tmp_path):
+    """issue 26, item 10: ``--no-recursive`` made ``**/*.png`` match one level only."""
+    for name in ("top.png", "a/one.png", "a/b/two.png"):
+        _save(_rgb(RED), tmp_path / "g" / name)
+    pattern = str(tmp_path / "g" / "**" / "*.png")
+    for recursive in (True, False):
+        got = [os.path.relpath(i.path, tmp_path / "g")
+               for i in iter_inputs([pattern], recursive=recursive)]
+        assert got == ["a/b/two.png", "a/one.png", "top.png"], recursive
+    # A folder argument is still walked one level only.
+    assert [Path(i.path).name for i in iter_inputs([str(tmp_path / "g")], recursive=False)] == [
+        "top.png"]
+
+
+def test_cli_messages_for_a_missing_path_and_long_warnings(tmp_path, model):
+    """issue 26, item 10: a missing path's summary said "1 image … 487 img/s"; warning lines
+    were wrapped at 80 columns in a file."""
+    missing = tmp_path / "nothing-here.png"
+    r = run_cli(str(missing), "-m", str(model), cwd=tmp_path, env={"COLUMNS": "80"})
+    assert r.returncode == 1
+    assert "1 input (0 classified, 1 failed)" in r.stderr and "img/s" not in r.stderr
+    long_dir = tmp_path / ("a-rather-long-folder-name-" * 4)
+    long_dir.mkdir()
+    (long_dir / "broken.png").write_text("x")
+    r = run_cli(str(long_dir), "-m", str(model), "-f", "csv", cwd=tmp_path,
+                env={"COLUMNS": "80"})
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+    assert lines == [f"warning: {long_dir}/broken.png: not an image Pillow can read"]

@@ -209,8 +209,10 @@ def test_cluster_rows_and_parquet_round_trip_for_both_engines(cluster, image_set
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".{engine}.parquet")]
         frames[engine] = pd.read_parquet(out).sort_values("path").reset_index(drop=True)
     a, b = frames["local"], frames["ray"]
+    # The row schema (engines/rows.py): backend/provider name what ran; path_bytes is set only
+    # for names that are not UTF-8.
     assert list(a.columns) == ["path", "label", "index", "confidence", "top_k", "error",
-                               "true_label", "correct"]
+                               "backend", "provider", "path_bytes", "true_label", "correct"]
     pd.testing.assert_frame_equal(a, b)
     assert len(a) == 33 and a["path"].is_unique and a["error"].notna().sum() == 3
     good = a[a["error"].isna()]
@@ -227,29 +229,72 @@ def test_cluster_rows_and_parquet_round_trip_for_both_engines(cluster, image_set
     assert len(df) == 33 and "true_label" not in df.columns
 
 
+def test_a_non_utf8_name_on_ray_gives_the_local_engines_rows(cluster, model, tmp_path):
+    """issue 26: with such a name, ``--engine ray -f jsonl`` failed the run and wrote nothing.
+    Now both engines write the same rows: the name escaped in ``path``, its bytes in
+    ``path_bytes``; the actors run any backend (``--backend openvino``)."""
+    import base64
+
+    import pandas as pd
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    raw = os.fsencode(folder) + b"/non\xffutf8.png"
+    Path(os.fsdecode(raw)).write_bytes(_png(COLORS[0]))
+    (folder / "ok.png").write_bytes(_png(COLORS[2]))
+    (folder / "empty.jpg").write_bytes(b"")
+    shown = os.fsencode(folder).decode() + "/non\\xffutf8.png"
+    ray_args = ["--engine", "ray", "--address", cluster.address]
+    for fmt, read in (("jsonl", lambda p: pd.read_json(p, lines=True)),
+                      ("parquet", pd.read_parquet)):
+        frames = {}
+        for engine, extra in (("local", []), ("ray", ray_args)):
+            out = tmp_path / f"{engine}.{fmt}"
+            r = run_cli(str(folder), "-m", str(model), "-f", fmt, "-o", str(out), *extra,
+                        cwd=tmp_path)
+            assert r.returncode == 1, r.stderr  # empty.jpg failed, the rest is there
+            assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".{engine}")]
+            if fmt == "jsonl":
+                out.read_bytes().decode("utf-8")  # strict
+            frames[engine] = read(out).sort_values("path").reset_index(drop=True)
+        a, b = frames["local"], frames["ray"]
+        pd.testing.assert_frame_equal(a, b)
+        row = a.set_index("path").loc[shown]
+        assert row["label"] == "airplane" and base64.b64decode(row["path_bytes"]) == raw
+        assert (row["backend"], row["provider"]) == ("onnxruntime", "cpu")
+    r = run_cli(str(folder), "-m", str(model), "-f", "jsonl", "--backend", "openvino", *ray_args,
+                cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    rows = {x["path"]: x for x in _jsonl_rows(r.stdout)}
+    assert rows[shown]["label"] == "airplane" and rows[shown]["backend"] == "openvino"
+    assert rows[str(folder / "ok.png")]["label"] == F.expected_label(COLORS[2])
+    assert "on openvino in" in r.stderr
+
+
 def test_parquet_folder_parts_and_a_failed_run_leaves_nothing(tmp_path):
     import pandas as pd
 
-    from cifarkit.engines.local import ParquetOutput, Prediction
+    from cifarkit.engines.rows import Prediction
+    from cifarkit.engines.writers import ParquetWriter
 
     preds = [Prediction(f"img/{i:03d}.png", index=i % 10, label="cat", confidence=0.5,
                         top_k=[("cat", 0.5)]) for i in range(25)] + [Prediction("x", error="bad")]
-    with ParquetOutput(tmp_path / "out", part_rows=10, row_group=4) as out:
+    with ParquetWriter(tmp_path / "out", part_rows=10, row_group=4) as out:
         for p in preds:
             out.add(p)
     parts = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert parts == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     df = pd.read_parquet(tmp_path / "out").sort_values("path")
     assert len(df) == 26 and df["error"].notna().sum() == 1
-    with pytest.raises(RuntimeError), ParquetOutput(tmp_path / "failed.parquet") as out:
+    with pytest.raises(RuntimeError), ParquetWriter(tmp_path / "failed.parquet") as out:
         out.add(preds[0])
         raise RuntimeError("the job died")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_library_predict_dataset_streams_rows(cluster, image_set, model):
-    from cifarkit.engines.local import prediction_schema
     from cifarkit.engines.ray import predict_dataset
+    from cifarkit.engines.rows import prediction_schema
 
     ds = predict_dataset([str(image_set)], model, batch_size=8, concurrency=2)
     assert isinstance(ds, ray.data.Dataset)

@@ -150,18 +150,21 @@ def _onnx_interface(path: Path) -> tuple[Any, dict[str, str], list[int | None], 
     return t, metadata, dims, n_out
 
 
-def read_onnx(path: Path) -> ModelInfo:
+def read_onnx(path: Path, *, uint8_only: bool = True) -> ModelInfo:
     """The ``ModelInfo`` of an ONNX file whose input is the contract's uint8 NHWC (what
-    backends other than onnxruntime take), read with ``onnx`` without running it."""
+    backends other than onnxruntime take), read with ``onnx`` without running it.
+    ``uint8_only=False`` also takes the float inputs onnxruntime's ``Classifier`` scales."""
     import onnx
 
     t, metadata, dims, n_out = _onnx_interface(path)
-    if t.elem_type != onnx.TensorProto.UINT8:
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    uint8 = t.elem_type == onnx.TensorProto.UINT8
+    if not uint8 and (uint8_only or t.elem_type not in floats):
         kind = onnx.TensorProto.DataType.Name(t.elem_type)
         raise ModelError(f"{path.name}: input is {kind} {dims}; this backend runs models with "
                          "the contract's uint8 [batch, S, S, 3] input (onnxruntime also takes "
                          "float inputs)")
-    return describe(metadata, dims, n_out, True, path.name)
+    return describe(metadata, dims, n_out, uint8, path.name)
 
 
 def onnx_image_size(path: Path) -> int:

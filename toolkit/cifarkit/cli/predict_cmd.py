@@ -1,29 +1,26 @@
 """``cifarkit predict PATH...``: classify image files, folders, globs or stdin with an ONNX model.
 
-Rows stream out as batches finish (a table, CSV or JSONL); bad files become rows with an
-error and a warning on stderr; a summary (images, failures, seconds, img/s, and accuracy
-with ``--labels-from-folders``) ends the run. Exit code 0 when every file was classified,
-1 when any failed (or no image was found); setup errors (model, provider, options) exit
-with their own codes (see ``cifarkit.errors``).
+Rows stream out as batches finish (a table, CSV, JSONL or Parquet: ``engines.writers``); bad
+files become rows with an error and a warning on stderr; a summary (images, failures, seconds,
+img/s, and accuracy with ``--labels-from-folders``) ends the run. Exit code 0 when every file
+was classified, 1 when any failed (or no image was found); setup errors (model, backend,
+provider, options) exit with their own codes (see ``cifarkit.errors``). This module parses,
+picks the engine by name (``engines.get_engine``) and renders; the library does the rest.
 """
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from cifarkit.cli._common import console, err_console
-
-FORMATS = ("table", "csv", "jsonl", "parquet")
-ENGINES = ("local", "ray")
-TABLE_BLOCK = 200  # rows per printed table block (the table streams in blocks)
 
 
 def _parse_options(items: list[str] | None) -> dict[str, str]:
@@ -36,111 +33,6 @@ def _parse_options(items: list[str] | None) -> dict[str, str]:
             raise UsageError(f"--provider-option wants KEY=VALUE, got {item!r}")
         out[key.strip()] = value.strip()
     return out
-
-
-class _Sink:
-    """Where CSV/JSONL text goes: a file, a pipe (UTF-8, non-UTF-8 path bytes kept through
-    surrogateescape), or a terminal (through ``sys.stdout`` at write time, so it prints above
-    the progress bar)."""
-
-    def __init__(self, stream: Any | None) -> None:
-        self.stream = stream
-
-    def write(self, text: str) -> int:
-        if self.stream is not None:
-            return self.stream.write(text)
-        return sys.stdout.write(text)
-
-    def flush(self) -> None:
-        (self.stream or sys.stdout).flush()
-
-
-class _Writer:
-    """Streams predictions as a rich table (in blocks), CSV, or JSONL."""
-
-    def __init__(self, fmt: str, sink: _Sink, table_console: Any, top_k: int, labels: bool,
-                 classes: tuple[str, ...], parquet: Any = None) -> None:
-        self.fmt, self.sink, self.table_console = fmt, sink, table_console
-        self.parquet = parquet  # a runtime.predict.ParquetOutput for --format parquet
-        self.top_k, self.labels = top_k, labels
-        self.block: list[Any] = []
-        self.first_block = True
-        self.name_width = max(len(c) for c in classes)
-        if fmt == "csv":
-            self.csv = csv.writer(sink, lineterminator="\n")
-            header = ["path", "label", "index", "confidence", "top_k", "error"]
-            self.csv.writerow(header + (["true_label", "correct"] if labels else []))
-
-    def add(self, pred: Any) -> None:
-        if self.fmt == "parquet":
-            self.parquet.add(pred)
-        elif self.fmt == "jsonl":
-            self.sink.write(json.dumps(pred.as_dict(), ensure_ascii=False) + "\n")
-        elif self.fmt == "csv":
-            top = ";".join(f"{label}:{p:.6f}" for label, p in pred.top_k)
-            row = [
-                pred.path, pred.label or "", "" if pred.index is None else pred.index,
-                "" if pred.confidence is None else f"{pred.confidence:.6f}", top,
-                pred.error or "",
-            ]
-            if self.labels:
-                correct = pred.correct
-                row += [pred.true_label or "", "" if correct is None else str(correct).lower()]
-            self.csv.writerow(row)
-        else:
-            self.block.append(pred)
-            if len(self.block) >= TABLE_BLOCK:
-                self.flush()
-
-    def flush(self) -> None:
-        if self.fmt == "table" and self.block:
-            self._print_table()
-        if self.fmt in ("csv", "jsonl"):
-            self.sink.flush()
-
-    def _print_table(self) -> None:
-        from rich import box
-        from rich.markup import escape
-        from rich.table import Table
-
-        # Fixed widths for everything but the path, so successive blocks line up.
-        table = Table(box=box.SIMPLE_HEAD if self.first_block else box.SIMPLE,
-                      show_header=self.first_block, expand=True, pad_edge=False)
-        # Widths come from the console width and ratios only, never from the rows.
-        # Paths are shortened (relative, then cut in the middle), never wrapped mid-name;
-        # --format csv/jsonl keep them whole.
-        fixed = 6 + self.name_width * (2 if self.labels else 1)
-        n_cols = 3 + bool(self.labels) + (self.top_k > 1)
-        room = self.table_console.width - fixed - 2 * (n_cols - 1)
-        path_width = max(16, room * 3 // 5 if self.top_k > 1 else room)
-        table.add_column("path", no_wrap=True, width=path_width)
-        table.add_column("label", style="bold cyan", width=self.name_width, no_wrap=True)
-        table.add_column("conf", justify="right", width=6, no_wrap=True)
-        if self.labels:
-            table.add_column("truth", width=self.name_width, no_wrap=True)
-        if self.top_k > 1:
-            table.add_column(f"top-{self.top_k}", ratio=2, min_width=12, overflow="fold")
-        for pred in self.block:
-            if pred.ok:
-                row = [escape(short_path(pred.path, path_width)), pred.label,
-                       f"{pred.confidence:.3f}"]
-                if self.labels:
-                    mark = {True: "[green]", False: "[red]", None: "[dim]"}[pred.correct]
-                    row.append(f"{mark}{escape(pred.true_label or '-')}")
-                if self.top_k > 1:
-                    row.append(" ".join(f"{escape(lab)} {p:.2f}" for lab, p in pred.top_k))
-            else:
-                row = [escape(short_path(pred.path, path_width)), "[red]error", ""]
-                if self.labels:
-                    row.append(escape(pred.true_label or "-"))
-                if self.top_k > 1:
-                    row.append(f"[red]{escape(pred.error or '')}")
-                else:
-                    row[1] = f"[red]{escape(pred.error or 'error')}"
-            table.add_row(*row)
-        self.table_console.print(table)
-        self.first_block = False
-        self.block = []
 
 
 def short_path(path: str, width: int) -> str:
@@ -156,6 +48,58 @@ def short_path(path: str, width: int) -> str:
         return path
     head = (width - 1) // 3
     return path[:head] + "…" + path[len(path) - (width - 1 - head):]
+
+
+class _TableRender:
+    """Draws a block of rows as a rich table, as text. Widths come from the width and the
+    class names only, never from the rows, so successive blocks line up; paths are shortened
+    (relative, then cut in the middle), never wrapped mid-name (csv/jsonl keep them whole)."""
+
+    def __init__(self, top_k: int, labels: bool, width: int, colors: str | None) -> None:
+        self.top_k, self.labels, self.width, self.colors = top_k, labels, width, colors
+        self.classes: tuple[str, ...] = ()
+
+    def __call__(self, rows: list[Any], first: bool) -> str:
+        from rich import box
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.table import Table
+
+        name_width = max((len(c) for c in self.classes), default=8)
+        k = min(self.top_k, len(self.classes) or self.top_k)
+        table = Table(box=box.SIMPLE_HEAD if first else box.SIMPLE, show_header=first,
+                      expand=True, pad_edge=False)
+        fixed = 6 + name_width * (2 if self.labels else 1)
+        n_cols = 3 + bool(self.labels) + (k > 1)
+        room = self.width - fixed - 2 * (n_cols - 1)
+        path_width = max(16, room * 3 // 5 if k > 1 else room)
+        table.add_column("path", no_wrap=True, width=path_width)
+        table.add_column("label", style="bold cyan", width=name_width, no_wrap=True)
+        table.add_column("conf", justify="right", width=6, no_wrap=True)
+        if self.labels:
+            table.add_column("truth", width=name_width, no_wrap=True)
+        if k > 1:
+            table.add_column(f"top-{k}", ratio=2, min_width=12, overflow="fold")
+        for pred in rows:
+            cell = pred.table_cells()
+            row = [escape(short_path(cell["path"], path_width))]
+            if cell["ok"]:
+                row += [cell["label"], cell["confidence"]]
+                mark = {True: "[green]", False: "[red]", None: "[dim]"}[cell["correct"]]
+            else:
+                row += ["[red]error" if k > 1 else f"[red]{escape(cell['error'] or 'error')}", ""]
+                mark = ""
+            if self.labels:
+                row.append(f"{mark}{escape(cell['truth'])}")
+            if k > 1:
+                row.append(escape(cell["top_k"]) if cell["ok"] else f"[red]{escape(cell['error'])}")
+            table.add_row(*row)
+        buf = io.StringIO()
+        # Colours only for a terminal (the text then goes through sys.stdout, which rich's
+        # progress display decodes); files and pipes get plain text.
+        Console(file=buf, width=self.width, force_terminal=self.colors is not None,
+                color_system=self.colors, soft_wrap=False).print(table)  # type: ignore[arg-type]
+        return buf.getvalue()
 
 
 def _progress() -> Any:
@@ -190,8 +134,9 @@ def _progress() -> Any:
     )
 
 
-def _summary(stats: Any, model_line: str, per_class_console: Any) -> None:
+def _summary(stats: Any, per_class_console: Any) -> None:
     """The per-class table (with --labels-from-folders), then the one-line final summary."""
+    from rich.markup import escape
     from rich.table import Table
 
     accuracy = ""
@@ -200,22 +145,40 @@ def _summary(stats: Any, model_line: str, per_class_console: Any) -> None:
         outside = f", {stats.unlabelled:,} outside class folders" if stats.unlabelled else ""
         accuracy = f"; accuracy [bold]{stats.accuracy:.2%}[/] on {n:,} labelled images{outside}"
         table = Table(title="per class")
-        table.add_column("class", style="cyan")
-        table.add_column("images", justify="right")
-        table.add_column("correct", justify="right")
-        table.add_column("accuracy", justify="right")
-        table.add_column("predicted as", justify="right")
+        for name in ("class", "images", "correct", "accuracy", "predicted as"):
+            table.add_column(name, **({"style": "cyan"} if name == "class" else
+                                      {"justify": "right"}))
         for row in stats.per_class():
             table.add_row(row["class"], f"{row['images']:,}", f"{row['correct']:,}",
                           f"{row['accuracy']:.2%}", f"{row['predicted']:,}")
         per_class_console.print(table)
     failed = f"[red]{stats.failed:,} failed[/]" if stats.failed else "0 failed"
+    # Nothing classified (a missing path, only bad files): inputs, and no rate to speak of.
+    what = "image" if stats.succeeded else "input"
+    rate = (f": [bold green]{stats.images_per_second:,.0f} img/s[/]" if stats.succeeded
+            else "")
     err_console.print(
-        f"[bold]{stats.images:,}[/] image{'' if stats.images == 1 else 's'} "
-        f"({stats.succeeded:,} classified, {failed}) in "
-        f"{stats.seconds:.2f} s: [bold green]{stats.images_per_second:,.0f} img/s[/]{accuracy}\n"
-        f"  model {model_line}", highlight=False,
+        f"[bold]{stats.images:,}[/] {what}{'' if stats.images == 1 else 's'} "
+        f"({stats.succeeded:,} classified, {failed}) in {stats.seconds:.2f} s{rate}{accuracy}"
+        f"\n  model {escape(stats.ran_on)}", highlight=False, soft_wrap=True,
     )
+
+
+@contextmanager
+def _stdout_stream(wrap: bool) -> Iterator[Any]:
+    """Where rows go without --output: a terminal through ``sys.stdout`` at write time (the
+    progress display redirects it to print above itself: ``None``), a pipe or file (``wrap``)
+    as UTF-8 bytes whatever the locale."""
+    if not wrap:
+        yield None
+        return
+    stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="",
+                              write_through=False)
+    try:
+        yield stream
+    finally:
+        stream.flush()
+        stream.detach()
 
 
 def predict(
@@ -228,9 +191,14 @@ def predict(
         "exported/ (auto: int8 on CPUs when its card says int8 pays, else fp32). Default: the "
         "model named in exported/default.",
     ),
+    backend: str = typer.Option(
+        "onnxruntime", "--backend", help="The runtime that runs the model: onnxruntime[:PROVIDER] "
+        "| openvino | opencv | tract | litert (litert opens the .tflite beside the .onnx). Fails "
+        "unless installed and able to run the model; rows name it.",
+    ),
     provider: str = typer.Option(
-        "cpu", "--provider", "-p", help="cpu | cuda | tensorrt | openvino | auto. Fails unless "
-        "really active (no silent CPU fallback).",
+        "cpu", "--provider", "-p", help="onnxruntime's execution provider: cpu | cuda | tensorrt "
+        "| openvino | auto. Fails unless really active (no silent CPU fallback).",
     ),
     batch_size: int = typer.Option(
         256, "--batch-size", "-b", min=1, help="Images per decode task and inference request "
@@ -267,7 +235,8 @@ def predict(
         "or tensorrt, else 0; fractions share a GPU). --engine ray only.", show_default=False,
     ),
     recursive: bool = typer.Option(
-        True, "--recursive/--no-recursive", help="Walk subfolders of folder arguments.",
+        True, "--recursive/--no-recursive", help="Walk subfolders of folder arguments (a ** in "
+        "a glob pattern always matches any depth).",
     ),
     workers: int = typer.Option(
         None, "--workers", "-w", min=0, help="Decoder processes (default: physical cores; 0: "
@@ -279,7 +248,8 @@ def predict(
         "(…/cat/x.jpg) and report accuracy and a per-class summary.",
     ),
     threads: int = typer.Option(
-        None, "--threads", min=1, help="onnxruntime intra-op threads (default: physical cores).",
+        None, "--threads", min=1, help="Inference threads (onnxruntime's intra-op threads; "
+        "default: physical cores).",
     ),
     io_binding: bool = typer.Option(
         False, "--io-binding", help="Run through onnxruntime I/O binding (one copy per batch to "
@@ -296,10 +266,8 @@ def predict(
     inputs may also be s3:// and other pyarrow/fsspec URIs): see docs/scale-out.md."""
     from rich.markup import escape
 
-    from cifarkit._io import atomic_path
-    from cifarkit.backends import Classifier
-    from cifarkit.engines import PredictStats, predict_files
-    from cifarkit.engines.local import default_workers
+    from cifarkit.backends.catalog import choose_model
+    from cifarkit.engines import FORMATS, PredictRequest, get_engine
     from cifarkit.errors import UsageError
 
     fmt = fmt.lower()
@@ -308,175 +276,73 @@ def predict(
     if fmt == "parquet" and output is None:
         raise UsageError("--format parquet writes a file: give --output NAME.parquet (one file) "
                          "or --output FOLDER (part files)")
-    engine = engine.lower()
-    if engine not in ENGINES:
-        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    ray_engine = engine == "ray"
-    _check_engine_options(ray_engine, address=address, concurrency=concurrency,
-                          cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
-                          workers=workers, threads=threads, io_binding=io_binding)
-    if paths.count("-") > 1:
-        raise UsageError("- (stdin) can be given once")
-    options = _parse_options(provider_option)
-    from cifarkit.backends.catalog import choose_model
-
+    runner = get_engine(engine.lower())
     choice = choose_model(model, provider)
-    model_path = choice.path
+    request = PredictRequest(
+        sources=tuple(paths), model=choice.path, backend=backend.lower(), provider=provider,
+        provider_options=_parse_options(provider_option), top_k=top_k, batch_size=batch_size,
+        recursive=recursive, labels_from_folders=labels_from_folders, strict=strict,
+        workers=workers, threads=threads, io_binding=io_binding, address=address,
+        concurrency=concurrency, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
+    )
+    runner.check(request)
+    if runner.name == "ray":
+        from cifarkit.engines.ray import quiet_ray
+
+        quiet_ray()  # Ray missing: says how to install it; else one progress display, no logs
     if choice.reason:  # the file depended on exported/default or :auto: say which one runs
-        err_console.print(f"model: {escape(os.fspath(model_path))} ({escape(choice.reason)})",
-                          highlight=False)
-    n_workers = default_workers() if workers is None else workers
-    if ray_engine:
-        from cifarkit.engines.ray import parse_concurrency, ray_module
-
-        ray_module()  # Ray missing: say how to install it before anything else
-        parse_concurrency(concurrency)
-        # The actors run the model; here a CPU session only checks the contract and reads the
-        # class names (the provider is checked in every actor).
-        clf = Classifier(model_path, "cpu", threads=1)
-    else:
-        clf = Classifier(
-            model_path, provider, threads=threads, provider_options=options,
-            io_binding=io_binding,
-            # Busy-waiting inference threads would steal the cores the decoders need.
-            allow_spinning=n_workers == 0,
-        )
-    job: Any = None
-    stats = PredictStats(classes=tuple(clf.classes))
-    stopped_early = False
-
-    def run(writer: _Writer) -> None:
-        nonlocal stopped_early
-        with _progress() as bar:
-            task = bar.add_task("classify", total=None, failed=0)
-
-            def on_progress(done: int, failed: int, total: int | None) -> None:
-                bar.update(task, completed=done, total=total, failed=failed)
-
-            nonlocal job
-            if ray_engine:
-                from cifarkit.engines.ray import RayPrediction
-
-                job = RayPrediction(
-                    paths, model_path, address=address, progress=on_progress, quiet=True,
-                    provider=provider, top_k=top_k, batch_size=batch_size,
-                    labels_from_folders=labels_from_folders, recursive=recursive,
-                    concurrency=concurrency, cpus_per_actor=cpus_per_actor,
-                    gpus_per_actor=gpus_per_actor, provider_options=options,
-                )
-                results = iter(job)
-            else:
-                results = predict_files(
-                    clf, paths, recursive=recursive, top_k=top_k, batch_size=batch_size,
-                    workers=n_workers, labels_from_folders=labels_from_folders,
-                    progress=on_progress,
-                    on_warning=lambda msg: err_console.print(
-                        f"[yellow]warning:[/] {escape(msg)}", highlight=False
-                    ),
-                )
-            try:
-                for pred in results:
-                    stats.add(pred)
-                    writer.add(pred)
-                    if not pred.ok:
-                        err_console.print(
-                            f"[yellow]warning:[/] {escape(pred.path)}: {escape(pred.error or '')}",
-                            highlight=False,
-                        )
-                        if strict:
-                            stopped_early = True
-                            break
-                    if stats.images % batch_size == 0:
-                        writer.flush()
-            finally:
-                results.close()
-                writer.flush()
-        stats.finish()
-
-    k = min(top_k, len(clf.classes))
-    with clf:
-        if fmt == "parquet":
-            from cifarkit.engines.local import ParquetOutput
-
-            with ParquetOutput(output, labels_from_folders) as parquet:
-                run(_Writer(fmt, _Sink(None), console, k, labels_from_folders,
-                            tuple(clf.classes), parquet=parquet))
-        elif output is not None:
-            with atomic_path(output) as tmp, open(
-                tmp, "w", encoding="utf-8", errors="surrogateescape", newline=""
-            ) as fh:
-                from rich.console import Console
-
-                file_console = Console(file=fh, width=160, color_system=None, soft_wrap=False)
-                run(_Writer(fmt, _Sink(fh), file_console, k, labels_from_folders,
-                            tuple(clf.classes)))
-        elif fmt != "table" and not sys.stdout.isatty():
-            stream = io.TextIOWrapper(
-                sys.stdout.buffer, encoding="utf-8", errors="surrogateescape", newline="",
-                write_through=False,
-            )
-            try:
-                run(_Writer(fmt, _Sink(stream), console, k, labels_from_folders,
-                            tuple(clf.classes)))
-            finally:
-                stream.flush()
-                stream.detach()
-        else:
-            run(_Writer(fmt, _Sink(None), console, k, labels_from_folders, tuple(clf.classes)))
-
-    tuned = " (tuned)" if clf.chunk_timings and not clf.tuning else ""
-    if ray_engine and job is not None:
-        model_line = _ray_line(job, model_path, provider, cpus_per_actor, gpus_per_actor)
-    else:
-        model_line = (
-            f"{model_path} on {clf.provider} ({', '.join(clf.active_providers)}; {clf.threads} "
-            f"threads, chunks of {clf.batch_size}{tuned}), up to {n_workers} decoder processes"
-        )
-    per_class_console = console if (fmt == "table" and output is None) else err_console
-    _summary(stats, model_line, per_class_console)
+        err_console.print(f"model: {escape(os.fspath(choice.path))} ({escape(choice.reason)})",
+                          highlight=False, soft_wrap=True)
+    to_terminal = output is None and sys.stdout.isatty()
+    render = _TableRender(top_k, labels_from_folders, 160 if output else console.width,
+                          console.color_system if to_terminal else None)
+    with _stdout_stream(wrap=output is None and not to_terminal) as stream:
+        stats = _run(runner, request, fmt, output, stream, render)
+    _summary(stats, console if (fmt == "table" and output is None) else err_console)
     if output is not None:
-        err_console.print(f"wrote {escape(os.fspath(output))}", highlight=False)
-    if stopped_early:
+        err_console.print(f"wrote {escape(os.fspath(output))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(_exit_code(stats))
+
+
+def _exit_code(stats: Any) -> int:
+    """0 when every input was classified; 1 (said why) when any failed or none was found."""
+    if stats.stopped_early:
         err_console.print("[red]stopped at the first failure (--strict)[/]")
     if stats.images == 0:
         err_console.print("[red]error:[/] no images found in the inputs")
-        raise typer.Exit(1)
-    if stats.failed:
-        raise typer.Exit(1)
+    return 1 if stats.failed or stats.images == 0 else 0
 
 
-def _check_engine_options(ray_engine: bool, **given: Any) -> None:
-    """Options of one engine given to the other are mistakes, not silently ignored."""
-    from cifarkit.errors import UsageError
+def _run(runner: Any, request: Any, fmt: str, output: Path | None, stream: Any,
+         render: _TableRender) -> Any:
+    """The engine's run into the writer for ``fmt``, with a progress bar and a warning per
+    failed input; the writer commits only a run that ends without an exception."""
+    from rich.markup import escape
 
-    ray_only = {"address": "--address", "concurrency": "--concurrency",
-                "gpus_per_actor": "--gpus-per-actor"}
-    local_only = {"workers": "--workers", "threads": "--threads", "io_binding": "--io-binding"}
-    if not ray_engine:
-        bad = [flag for key, flag in ray_only.items() if given[key] not in (None, False)]
-        if given["cpus_per_actor"] != 1:
-            bad.append("--cpus-per-actor")
-        if bad:
-            raise UsageError(f"{', '.join(bad)}: only with --engine ray")
-    else:
-        bad = [flag for key, flag in local_only.items() if given[key] not in (None, False)]
-        if bad:
-            raise UsageError(
-                f"{', '.join(bad)}: not used by --engine ray (each actor decodes its own batches "
-                "and runs --cpus-per-actor onnxruntime threads)"
-            )
+    from cifarkit.engines import open_writer
+    from cifarkit.engines.rows import safe_text
 
+    def warn(message: str) -> None:
+        err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False,
+                          soft_wrap=True)
 
-def _ray_line(job: Any, model_path: Path, provider: str, cpus: int, gpus: float | None) -> str:
-    conc = job.concurrency
-    actors = f"{conc[0]}–{conc[1]}" if isinstance(conc, tuple) else f"{conc}"
-    gpu = f", {gpus:g} GPU" if gpus else ""
-    dup = f"; {job.duplicates:,} retried rows dropped as duplicates" if job.duplicates else ""
-    return (
-        f"{model_path} on {provider} in {actors} Ray actors ({cpus} CPU{gpu} and {cpus} "
-        f"onnxruntime thread{'s' if cpus != 1 else ''} each) on {job.address}; Ray start-up "
-        f"{job.startup_seconds:.1f} s{dup}"
-    )
+    with open_writer(fmt, target=output, stream=stream, labels=request.labels_from_folders,
+                     render=render) as writer, _progress() as bar:
+        task = bar.add_task("classify", total=None, failed=0)
+
+        def on_row(pred: Any) -> None:
+            writer.add(pred)
+            if not pred.ok:
+                warn(f"{pred.display_path}: {safe_text(pred.error or '')}")
+
+        def on_progress(done: int, failed: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total, failed=failed)
+            writer.flush()
+
+        def on_start(classes: tuple[str, ...]) -> None:
+            render.classes = classes
+
+        return runner.run(request, on_row, on_progress, on_start=on_start, on_warning=warn)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,33 +1,50 @@
-"""Predict engines: inputs (paths, globs, URIs) → one ``Prediction`` row per input.
+"""Predict engines: inputs (paths, globs, URIs) → one ``Prediction`` row per input → writers.
 
-    from cifarkit.backends import Classifier, resolve_model
-    from cifarkit.engines import predict_files
-    with Classifier(resolve_model("fastnet-relu:auto")) as clf:
-        for pred in predict_files(clf, ["photos/"]):
-            print(pred.path, pred.label, pred.confidence)
+    from cifarkit.backends import resolve_model
+    from cifarkit.engines import PredictRequest, get_engine, open_writer
+    request = PredictRequest(sources=("photos/",), model=resolve_model("fastnet-relu:auto"))
+    with open_writer("jsonl", target="preds.jsonl") as out:
+        stats = get_engine("local").run(request, out.add)     # or get_engine("ray")
 
-``local`` (decoder processes + one ``Classifier``) and ``ray`` (Ray Data) share the input
-rules (``inputs``), the row schema and the writers.
+- ``base``: the seam — ``PredictRequest`` (every option, checked once), ``get_engine``,
+  ``PredictStats``, and the model through ``cifarkit.backends`` (``open_model``);
+- ``inputs``: the rules that turn arguments into a stream of inputs;
+- ``rows``: the one ``Prediction`` row and its encodings (CSV, JSONL, Arrow/Parquet, table
+  cells), including the convention for names that are not UTF-8;
+- ``writers``: table/CSV/JSONL/Parquet writers, atomic;
+- ``local``: decoder processes + one model in this process (``predict_files``);
+- ``ray``, ``ray_cluster``: the same on Ray Data (a local Ray or a cluster).
 """
 
-from cifarkit.engines.inputs import InputItem, count_inputs, iter_inputs
-from cifarkit.engines.local import (
+from cifarkit.engines.base import (
     DEFAULT_BATCH,
-    Prediction,
+    ENGINES,
+    Engine,
+    PredictRequest,
     PredictStats,
-    default_workers,
-    folder_label,
-    predict_files,
+    get_engine,
+    open_model,
 )
+from cifarkit.engines.inputs import InputItem, count_inputs, iter_inputs
+from cifarkit.engines.local import default_workers, predict_files
+from cifarkit.engines.rows import Prediction, folder_label
+from cifarkit.engines.writers import FORMATS, open_writer
 
 __all__ = [
     "DEFAULT_BATCH",
+    "ENGINES",
+    "FORMATS",
+    "Engine",
     "InputItem",
+    "PredictRequest",
     "PredictStats",
     "Prediction",
     "count_inputs",
     "default_workers",
     "folder_label",
+    "get_engine",
     "iter_inputs",
+    "open_model",
+    "open_writer",
     "predict_files",
 ]

@@ -10,9 +10,10 @@ Each argument is, in the order given:
   symlinked folders are followed, but a folder already visited (same device and inode) is not
   entered again, so symlink cycles cannot loop and a linked folder is not listed twice;
 - an existing file: taken as is, whatever its extension (the decoder reports non-images);
-- a glob pattern (``*``, ``?``, ``[``; ``**`` with recursive matching): its matches in sorted
-  order, folders walked, files filtered by image extension. A pattern that matches nothing
-  is reported as one failed input;
+- a glob pattern (``*``, ``?``, ``[``): its matches in sorted order, folders walked (as
+  folder arguments: recursively unless ``recursive=False``), files filtered by image
+  extension. ``**`` always matches any depth, ``recursive`` or not: whoever writes it asks
+  for that. A pattern that matches nothing is reported as one failed input;
 - anything else: passed on, and reported by the decoder as missing.
 
 The stream is lazy: a folder is listed when the walk reaches it, so memory does not grow
@@ -92,7 +93,7 @@ def _expand(arg: str, recursive: bool, seen: set[tuple[int, int]], literal: bool
     elif os.path.lexists(arg) or literal or not (GLOB_CHARS & set(arg)):
         yield InputItem(arg)
     else:
-        matches = sorted(glob.glob(arg, recursive=recursive))
+        matches = sorted(glob.glob(arg, recursive=True))
         if not matches:
             yield InputItem(arg, f"{arg}: no file matches this pattern")
         for match in matches:
