@@ -84,8 +84,9 @@ def main() -> None:
     p.add_argument("--archs", default="fastnet-relu,cnn-batchnorm")
     args = p.parse_args()
 
-    from cifarkit.measure.machine import collect_environment
     from tests.conftest import write_digits
+
+    from cifarkit.measure.machine import collect_environment
 
     args.work.mkdir(parents=True, exist_ok=True)
     datasets = {"digits": write_digits(args.work / "data-digits"),
