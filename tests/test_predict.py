@@ -696,4 +696,5 @@ def test_cli_messages_for_a_missing_path_and_long_warnings(tmp_path, model):
     r = run_cli(str(long_dir), "-m", str(model), "-f", "csv", cwd=tmp_path,
                 env={"COLUMNS": "80"})
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
-    assert lines == [f"warning: {long_dir}/broken.png: not an image Pillow can read"]
+    assert lines == [f"warning: {long_dir}/broken.png: not an image Pillow can read: no image "
+                     "format Pillow knows matches its contents"]

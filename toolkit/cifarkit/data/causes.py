@@ -88,6 +88,8 @@ def unidentified(name: object, possible: list[str]) -> ImageError:
         fmt, _, why = text.partition(" opening failed. ")
         if not why or Image.OPEN.get(fmt, (None, None))[1] is None:
             continue  # plugins without a signature check try every file: no evidence
+        if "buffer of at least" in why:  # the signature check itself ran out of bytes
+            continue
         if fmt == "TIFF" and why.isdigit():  # Pillow's KeyError on an unknown compression
             return image_error(name, "unsupported", f"TIFF compression {why} is not one "
                                "Pillow can decode")
