@@ -62,7 +62,7 @@ def calibration_before_after(
             "val_before": cal.evaluate(p_val, y_val).to_dict()}
 
 
-def test_halves(p_test: np.ndarray, y_test: np.ndarray, seed: int) -> dict[str, Any]:
+def halves_yardstick(p_test: np.ndarray, y_test: np.ndarray, seed: int) -> dict[str, Any]:
     """T fitted on one half of the test split, ECE/NLL on the other; both ways round."""
     from cifarkit.data import stratified_split
     from cifarkit.measure import calibration as cal
@@ -175,7 +175,7 @@ def main() -> int:
         "data": {"source": args.data, "test_images": len(data["y_test"]),
                  "val_images_from_train": len(data["y_val"]), "seed": args.seed},
         "calibration": calib,
-        "diagnostic_test_halves": test_halves(p_test, data["y_test"], args.seed),
+        "diagnostic_test_halves": halves_yardstick(p_test, data["y_test"], args.seed),
         "corruptions": table,
     }
     write_json(args.out, results)

@@ -20,7 +20,8 @@ So, the documented shim: preset ``"cifar-10-c"`` applies CIFAR-10-C's published 
 ``plasma_fractal``, ``clipped_zoom``, its ImageMagick-free ``_motion_blur``, the frost
 textures); the rest of each corruption is a few lines of numpy, scikit-image or Pillow below.
 Preset ``"imagenet-c"`` is the library's ``corrupt`` unchanged. By default the preset whose
-image size is nearer (in scale) is used: CIFAR-10-C up to 85 px (√(32·224)), ImageNet-C above.
+image size is nearer (in scale) is used: CIFAR-10-C up to 84 px (√(32·224) ≈ 84.7),
+ImageNet-C above (its glass blur is compiled by numba on first use: about 15 s).
 Known differences from the published CIFAR-10-C files: motion blur is the library's port of
 ImageMagick's, and frost draws from all six textures (the original's ``randint(5)`` never
 picked the sixth).
@@ -334,7 +335,7 @@ def _imagenet_c(img: np.ndarray, name: str, severity: int, seed: int) -> np.ndar
 
 
 def preset_for(image_size: int) -> str:
-    """The severity table for images of this size: ``cifar-10-c`` up to 85 px, else
+    """The severity table for images of this size: ``cifar-10-c`` up to 84 px, else
     ``imagenet-c`` (the nearer of 32 and 224 px on a log scale)."""
     return "cifar-10-c" if image_size <= _SWITCH_PX else "imagenet-c"
 
