@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps "imagecorruptions-imaug>=1.1.5,<1.2"
 	touch $(STAMP)
 
 # Main job: benchmark the shipped models (exported/) on the CIFAR-10 test split: accuracy,

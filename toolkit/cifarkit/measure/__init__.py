@@ -1,3 +1,5 @@
 """Measurement below export and bench: accuracy and per-class metrics (``metrics``), latency
-(``latency``), MAC counts and CPU peaks (``flops``), and the machine a figure came from
-(``machine``). Imports nothing heavier than numpy at module level."""
+(``latency``), MAC counts and CPU peaks (``flops``), the machine a figure came from
+(``machine``), calibration and temperature scaling (``calibration``) and the "unknown"
+scores, thresholds and their separation (``ood``). Imports nothing heavier than numpy at
+module level."""
