@@ -163,3 +163,16 @@ def test_an_all_correct_set_reports_the_bound():
     assert fit.at_bound and fit.temperature == pytest.approx(0.1, rel=1e-3)
     with pytest.raises(UsageError, match="bounds"):
         fit_temperature(z, y, bounds=(2.0, 1.0))
+
+
+def test_accuracy_reports_carry_the_calibration_figures():
+    from cifarkit.measure import calibration, metrics
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(400, 4)) * 3
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 4, 400)
+    report = metrics.evaluate(probs, labels, ("a", "b", "c", "d"))
+    assert report.ece == pytest.approx(calibration.ece(probs, labels))
+    assert report.summary()["nll"] == pytest.approx(calibration.nll(probs, labels))
+    assert 0 < report.brier < 2

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from cifarkit.errors import UsageError
+from cifarkit.measure import calibration
 
 
 def _check(y_true: np.ndarray, n_classes: int, what: str = "labels") -> np.ndarray:
@@ -135,12 +136,16 @@ class AccuracyReport:
     confusion: np.ndarray  # int64 counts, rows true, columns predicted
     confusion_normalized: np.ndarray  # row-normalised
     top_confusions: list[dict[str, Any]] = field(default_factory=list)
+    #: Confidence: expected calibration error (15 bins, top label), NLL and Brier score.
+    ece: float | None = None
+    nll: float | None = None
+    brier: float | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
             "n_images": self.n_images, "top1": self.top1, "top3": self.top3,
             "macro_precision": self.macro_precision, "macro_recall": self.macro_recall,
-            "macro_f1": self.macro_f1,
+            "macro_f1": self.macro_f1, "ece": self.ece, "nll": self.nll, "brier": self.brier,
         }
 
 
@@ -156,6 +161,7 @@ def evaluate(
         )
     y = _check(y_true, len(classes))
     pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
+    conf = calibration.evaluate(probs, y) if len(y) else None
     cm = confusion_matrix(y, pred, len(classes))
     rows = per_class_metrics(cm, classes)
     return AccuracyReport(
@@ -170,4 +176,7 @@ def evaluate(
         confusion=cm,
         confusion_normalized=row_normalize(cm),
         top_confusions=top_confusions(cm, classes, n_confusions),
+        ece=None if conf is None else conf.ece,
+        nll=None if conf is None else conf.nll,
+        brier=None if conf is None else conf.brier,
     )

@@ -27,7 +27,8 @@ shares and accuracies as fractions 0–1.
   ``size_bytes``, ``macs_per_image``, ``flops_per_image``, ``macs_conv``, ``macs_matmul``,
   ``macs_uncounted_nodes``}].
 - ``accuracy``: [{``model``, ``precision``, ``provider``, ``n_images``, ``top1``, ``top3``,
-  ``macro_precision``, ``macro_recall``, ``macro_f1``, ``seconds``}].
+  ``macro_precision``, ``macro_recall``, ``macro_f1``, ``ece``, ``nll``, ``brier``,
+  ``seconds``}].
 - ``per_class``: [{``model``, ``precision``, ``provider``, ``label``, ``class``,
   ``class_precision``, ``class_recall``, ``class_f1``, ``support``, ``predicted``}].
 - ``confusion``: [{``model``, ``precision``, ``provider``, ``true_label``, ``true``,

@@ -179,11 +179,18 @@ def _accuracy(data: dict[str, Any], multi: bool) -> list[str]:
     rows = [[a["model"], a["precision"], a["provider"], *([a["runtime"]] if multi else []),
              f"{a['n_images']:,}", pct(a["top1"], 2),
              pct(a["top3"], 2), pct(a["macro_precision"]), pct(a["macro_recall"]),
-             pct(a["macro_f1"])] for a in data["accuracy"]]
+             pct(a["macro_f1"]), _num(a.get("ece")), _num(a.get("nll"))]
+            for a in data["accuracy"]]
     return ["## Accuracy", "", *_table(
         ["model", "precision", "provider", *(["runtime"] if multi else []), "images",
-         "top-1", "top-3", "macro precision", "macro recall", "macro F1"], rows,
-        "lll" + "l" * multi + "rrrrrr"), ""]
+         "top-1", "top-3", "macro precision", "macro recall", "macro F1", "ECE", "NLL"], rows,
+        "lll" + "l" * multi + "rrrrrrrr"), "",
+        "ECE: expected calibration error (15 equal-width confidence bins, top label; 0 is "
+        "perfectly calibrated); NLL: mean negative log-likelihood of the true class.", ""]
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else f"{x:.3f}"
 
 
 _LATENCY_INTRO = (
