@@ -254,8 +254,8 @@ def _colour_images(per_class: int = 3) -> tuple[np.ndarray, np.ndarray]:
 FLAT = (str, int, float, bool, type(None))
 TABLE_KEYS = {
     "accuracy": {"model", "precision", "provider", "runtime", "n_images", "top1", "top3",
-                 "macro_precision", "macro_recall", "macro_f1", "seconds", "agreement_top1",
-                 "max_abs_diff"},
+                 "macro_precision", "macro_recall", "macro_f1", "ece", "nll", "brier",
+                 "seconds", "agreement_top1", "max_abs_diff"},
     "per_class": {"model", "precision", "provider", "runtime", "label", "class",
                   "class_precision", "class_recall", "class_f1", "support", "predicted"},
     "confusion": {"model", "precision", "provider", "runtime", "true_label", "true",
@@ -587,3 +587,17 @@ def test_real_data_subset(real_data, tmp_path):
     assert lat[32]["macs_per_image"] == CNN_MACS and lat[32]["peak_share"] > 0
     assert lat[32]["p50_ms"] > lat[1]["p50_ms"]  # 32 images take longer than one
     assert result.images.shape == (300, 32, 32, 3) and result.images.dtype == np.uint8
+
+
+def test_corruption_table_is_deterministic_and_reported(exported):
+    x, y = _colour_images()
+    cfg = BenchConfig(models=["cnn"], exported=exported, batch_sizes=[4], warmup=1,
+                      iterations=2, corruptions=20, precisions=["fp32"])
+    first = run_bench(cfg, images=x, labels=y, classes=CLASSES)
+    again = run_bench(cfg, images=x, labels=y, classes=CLASSES)
+    rows = to_dict(first)["corruptions"]
+    assert rows == to_dict(again)["corruptions"]
+    (row,) = rows
+    assert len(row["accuracy"]) == 15 and all(len(v) == 5 for v in row["accuracy"].values())
+    assert row["drop"] == pytest.approx(row["clean"] - row["mean"])
+    assert "## Accuracy under corruption" in to_markdown(first)

@@ -62,6 +62,8 @@ class BenchConfig:
     argv: list[str] | None = None  # the command line recorded in the report
     #: the lighter sweep of QUICK_*: the default model in full, the others lighter
     quick: bool = False
+    #: accuracy under the CIFAR-10-C corruptions on this many images (None: not measured)
+    corruptions: int | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,7 @@ class BenchResult:
     cpu_peaks: dict[tuple[int, str, str], CpuPeak | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # warnings about this run's numbers
     data_notes: list[str] = field(default_factory=list)  # what the data loader said
+    corruptions: list[Any] = field(default_factory=list)  # bench.robustness.CorruptionRow
     seconds: float = 0.0
 
     @property

@@ -132,6 +132,10 @@ def run_bench(
             sweep.run(mf, backend)
     if sources:
         result.keras = run_keras(result, sources, batch_sizes, iterations, duration, progress)
+    if config.corruptions:
+        from cifarkit.bench.robustness import run_corruptions
+
+        result.corruptions = run_corruptions(result, config.corruptions, config.seed, progress)
     environment["load_average_after"] = load_average()
     result.seconds = time.perf_counter() - start
     return result

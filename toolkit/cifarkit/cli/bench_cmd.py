@@ -117,6 +117,11 @@ def bench(
         "(exported/default), every precision, gets the whole sweep; every other model a "
         "stratified 2,000 images, batch sizes 1 and 32, 0.5 s of timed runs each.",
     ),
+    corruptions: int = typer.Option(
+        None, "--corruptions", min=10, metavar="N",
+        help="Also measure accuracy under CIFAR-10-C's 15 corruptions x 5 severities on N "
+             "stratified images (seeded; onnxruntime, CPU).",
+    ),
 ) -> None:
     """Accuracy, per-class errors and latency of exported ONNX models on real images."""
     from rich.markup import escape
@@ -147,6 +152,7 @@ def bench(
         n_confusions=confusions,
         argv=["cifarkit", *sys.argv[1:]],
         quick=quick,
+        corruptions=corruptions,
     )
     with _progress() as bar:
         task = bar.add_task("benchmark", total=None)

@@ -29,6 +29,8 @@ shares and accuracies as fractions 0–1.
 - ``accuracy``: [{``model``, ``precision``, ``provider``, ``n_images``, ``top1``, ``top3``,
   ``macro_precision``, ``macro_recall``, ``macro_f1``, ``ece``, ``nll``, ``brier``,
   ``seconds``}].
+- ``corruptions`` (``--corruptions N``): [{``model``, ``precision``, ``clean``, ``mean``,
+  ``drop``, ``mean_by_severity`` [5], ``accuracy`` {corruption: [5 severities]}}].
 - ``per_class``: [{``model``, ``precision``, ``provider``, ``label``, ``class``,
   ``class_precision``, ``class_recall``, ``class_f1``, ``support``, ``predicted``}].
 - ``confusion``: [{``model``, ``precision``, ``provider``, ``true_label``, ``true``,
@@ -111,6 +113,7 @@ def to_dict(result: BenchResult) -> dict[str, Any]:
              "reason": f.reason} for f in result.failures
         ],
         "runtime_matrix": [],
+        "corruptions": [row.to_dict() for row in result.corruptions],
         "notes": list(result.notes),
     }
     _add_accuracy(result, out)

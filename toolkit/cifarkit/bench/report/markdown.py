@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cifarkit.bench.config import BenchResult
 from cifarkit.bench.report._format import (
     fmt_count,
@@ -38,7 +40,7 @@ def to_markdown(
     if multi:
         L += _runtimes(data)
     L += _accuracy(data, multi) + _latency(data, multi) + _keras(result, data)
-    L += _per_class(result)
+    L += _per_class(result) + _corruptions(data)
     if figures:
         L += ["## Figures", ""]
         for name, path in figures.items():
@@ -187,6 +189,24 @@ def _accuracy(data: dict[str, Any], multi: bool) -> list[str]:
         "lll" + "l" * multi + "rrrrrrrr"), "",
         "ECE: expected calibration error (15 equal-width confidence bins, top label; 0 is "
         "perfectly calibrated); NLL: mean negative log-likelihood of the true class.", ""]
+
+
+def _corruptions(data: dict[str, Any]) -> list[str]:
+    rows = data["corruptions"]
+    if not rows:
+        return []
+    names = list(rows[0]["accuracy"])
+    body = [[f"{r['model']} {r['precision']}", pct(r["clean"]), pct(r["mean"]),
+             pct(r["drop"]), *(pct(a) for a in r["mean_by_severity"])] for r in rows]
+    per = [[name, *(pct(float(np.mean(r["accuracy"][name]))) for r in rows)] for name in names]
+    return ["## Accuracy under corruption", "",
+            "CIFAR-10-C's 15 corruptions at severities 1–5 (`cifarkit.data.corruptions`, "
+            "seeded: the same images for every model).", "",
+            *_table(["model", "clean", "mean", "drop", "s1", "s2", "s3", "s4", "s5"], body,
+                    "lrrrrrrrr"), "",
+            *_table(["corruption (mean of 5 severities)",
+                     *(f"{r['model']} {r['precision']}" for r in rows)], per,
+                    "l" + "r" * len(rows)), ""]
 
 
 def _num(x: float | None) -> str:

@@ -41,10 +41,25 @@ def rich_report(result: BenchResult) -> list[Any]:
     if data["keras"]:
         out.append(_keras(data))
         out += [Text(keras_summary(kr)) for kr in result.keras]
+    if data["corruptions"]:
+        out.append(_corruptions(data))
     out += [Text(f"{peak_title(peak)}: {peak['derivation']}", style="dim")
             for peak in data["cpu_peak"]]
     out += [Text(f"note: {note}", style="yellow") for note in result.notes]
     return out
+
+
+def _corruptions(data: dict[str, Any]) -> Any:
+    t = _table(f"accuracy % under {len(data['corruptions'][0]['accuracy'])} corruptions "
+               "(CIFAR-10-C; s1–s5: severities)")
+    for col in ("model", "clean", "mean", "drop", "s1", "s2", "s3", "s4", "s5"):
+        t.add_column(col, justify="left" if col == "model" else "right", no_wrap=True,
+                     style="cyan" if col == "model" else None)
+    for r in data["corruptions"]:
+        t.add_row(f"{r['model']}:{r['precision']}",
+                  *(f"{100 * v:.1f}" for v in (r["clean"], r["mean"], r["drop"],
+                                               *r["mean_by_severity"])))
+    return t
 
 
 def _table(title: str, **kwargs: Any) -> Any:
