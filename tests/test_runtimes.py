@@ -155,14 +155,22 @@ def portable_model(path: Path, fit_x: np.ndarray, fit_y: np.ndarray, *, seed: in
 @pytest.fixture(scope="module")
 def portable(tmp_path_factory, images) -> Path:
     """A folder with the portable model.fp32.onnx and its int8 (QDQ, S8S8, per channel:
-    ``cifarkit.export.quantize.quantize_int8``, as the shipped int8 files are made)."""
+    ``cifarkit.export.quantize.quantize_int8``, as the shipped int8 files are made).
+
+    ``reduce_range=True`` (7-bit weights, as the shipped default is exported), not the
+    exporter's per-machine default, so the file is the same on every CPU: with 8-bit weights
+    onnxruntime's (and OpenVINO's) ``vpmaddubsw`` kernels saturate on CPUs without VNNI
+    (real images, AMD EPYC Zen 3: 0.79 top-1 agreement with fp32, tract's exact int32
+    arithmetic 0.95 on the same file), and every runtime would be compared with a
+    saturated reference."""
     from cifarkit.export.quantize import quantize_int8
 
     x, y = images
     half = N_IMAGES // 2
     root = tmp_path_factory.mktemp("portable")
     fp32 = portable_model(root / "model.fp32.onnx", x[:half], y[:half])
-    q, _ = quantize_int8(onnx.load(fp32), x[:half])
+    q, info = quantize_int8(onnx.load(fp32), x[:half], reduce_range=True)
+    assert info.reduce_range
     q.ir_version = 8
     del q.metadata_props[:]
     _metadata(q, default_metadata("int8", architecture="portable-test"))
@@ -229,7 +237,17 @@ def test_runtime_agrees_with_onnxruntime(portable, images, name, precision):
     else:
         # QDQ: every runtime quantizes the same scales, but rounds/fuses in its own way
         assert agree >= 0.95 and diff < 0.1, (name, agree, diff)
-        assert agreement(probs, _reference(portable / "model.fp32.onnx", x))[0] >= 0.9
+        # Against fp32: the head is a least-squares fit that interpolates its 120 images, so
+        # held-out logits are large cancelling sums that 7-bit weights move (real images:
+        # 0.86 agreement, every flip where fp32's top-2 margin is under 0.23; synthetic:
+        # 1.0). A saturating kernel flips confident images too (8-bit weights in
+        # onnxruntime without VNNI: 0.79, margins up to 0.54).
+        fp32 = _reference(portable / "model.fp32.onnx", x)
+        assert agreement(probs, fp32)[0] >= 0.8, (name, agreement(probs, fp32))
+        top2 = np.sort(fp32, axis=1)[:, -2:]
+        sure = top2[:, 1] - top2[:, 0] > 0.25
+        assert sure.mean() > 0.4
+        assert agreement(probs[sure], fp32[sure])[0] == 1.0, name
 
 
 @pytest.mark.parametrize("name", ["opencv", "tract"])
