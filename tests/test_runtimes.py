@@ -154,14 +154,22 @@ def portable_model(path: Path, fit_x: np.ndarray, fit_y: np.ndarray, *, seed: in
 @pytest.fixture(scope="module")
 def portable(tmp_path_factory, images) -> Path:
     """A folder with the portable model.fp32.onnx and its int8 (QDQ, S8S8, per channel:
-    ``cifarkit.export.quantize.quantize_int8``, as the shipped int8 files are made)."""
+    ``cifarkit.export.quantize.quantize_int8``, as the shipped int8 files are made).
+
+    ``reduce_range=True`` (7-bit weights, as the shipped default is exported), not the
+    exporter's per-machine default, so the file is the same on every CPU: with 8-bit weights
+    onnxruntime's (and OpenVINO's) ``vpmaddubsw`` kernels saturate on CPUs without VNNI
+    (real images, AMD EPYC Zen 3: 0.79 top-1 agreement with fp32, tract's exact int32
+    arithmetic 0.95 on the same file), and every runtime would be compared with a
+    saturated reference."""
     from cifarkit.export.quantize import quantize_int8
 
     x, y = images
     half = N_IMAGES // 2
     root = tmp_path_factory.mktemp("portable")
     fp32 = portable_model(root / "model.fp32.onnx", x[:half], y[:half])
-    q, _ = quantize_int8(onnx.load(fp32), x[:half])
+    q, info = quantize_int8(onnx.load(fp32), x[:half], reduce_range=True)
+    assert info.reduce_range
     q.ir_version = 8
     del q.metadata_props[:]
     _metadata(q, default_metadata("int8", architecture="portable-test"))
@@ -252,7 +260,17 @@ def test_runtime_agrees_with_onnxruntime(portable, images, name, precision):
     else:
         # QDQ: every runtime quantizes the same scales, but rounds/fuses in its own way
         assert agree >= 0.95 and diff < 0.1, (name, agree, diff)
-        assert agreement(probs, _reference(portable / "model.fp32.onnx", x))[0] >= 0.9
+        # Against fp32: the head is a least-squares fit that interpolates its 120 images, so
+        # held-out logits are large cancelling sums that 7-bit weights move (real images:
+        # 0.86 agreement, every flip where fp32's top-2 margin is under 0.23; synthetic:
+        # 1.0). A saturating kernel flips confident images too (8-bit weights in
+        # onnxruntime without VNNI: 0.79, margins up to 0.54).
+        fp32 = _reference(portable / "model.fp32.onnx", x)
+        assert agreement(probs, fp32)[0] >= 0.8, (name, agreement(probs, fp32))
+        top2 = np.sort(fp32, axis=1)[:, -2:]
+        sure = top2[:, 1] - top2[:, 0] > 0.25
+        assert sure.mean() > 0.4
+        assert agreement(probs[sure], fp32[sure])[0] == 1.0, name
 
 
 @pytest.mark.parametrize("name", ["opencv", "tract"])
@@ -363,8 +381,10 @@ def _keras_tflite(tmp_path_factory, images):
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     (root / "model.fp32.tflite").write_bytes(conv.convert())
 
+    # Every training image, as cifarkit's own exporter calibrates (every 10th was one
+    # class of the synthetic images, whose labels are i % 10).
     def representative():
-        for i in range(0, half, 10):
+        for i in range(half):
             yield [x[i:i + 1].astype(np.float32)]
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -391,7 +411,12 @@ def test_litert_runs_tflite_files_like_keras(keras_tflite, images, precision):
     if precision == "fp32":
         assert agree == 1.0 and diff < 1e-4, (agree, diff)
     else:  # dequantized uint8 output (scale 1/256), int8 weights and activations
-        assert agree >= 0.8 and diff < 0.1, (agree, diff)
+        # Mean, not max, |Δp|: the max over 1,200 outputs is the one worst image (0.008 to
+        # 0.23 over 8 training seeds of this model on real images, each file keeping every
+        # sure image); the mean is 0.0012–0.0035 over 8 seeds of real and of synthetic
+        # images, under one output step (1/256), and 0.051 for a file calibrated on one class.
+        mean_diff = float(np.abs(probs - keras_probs).mean())
+        assert agree >= 0.9 and mean_diff < 0.01, (agree, diff, mean_diff)
         # flips only where Keras itself hesitates (top-2 margin under 0.05)
         top2 = np.sort(keras_probs, axis=1)[:, -2:]
         sure = top2[:, 1] - top2[:, 0] > 0.05
