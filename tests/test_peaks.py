@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from cifarkit.bench import BenchConfig, run_bench, to_dict
+from cifarkit.data import CLASSES
 from cifarkit.measure.flops import (
     count_macs,
     cpu_fp32_peak,
@@ -15,7 +16,6 @@ from cifarkit.measure.flops import (
     row_peak,
     runtime_int8_share,
 )
-from cifarkit.data import CLASSES
 from tests.conftest import synthetic_images
 
 REPO = Path(__file__).resolve().parents[1]
