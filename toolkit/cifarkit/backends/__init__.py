@@ -14,6 +14,8 @@ providers as ``--provider``), ``openvino``, ``opencv`` (OpenCV DNN), ``tract``, 
 Each imports its package only when a model is opened; a missing package is reported with
 the pip command (``Runtime.problem``), never skipped silently (``pip install
 'cifarkit[runtimes]'``). ``catalog`` turns model names (``fastnet-relu:auto``) into files.
+``onnxruntime.cpu_session`` is the one bare onnxruntime CPU session (bytes or a file, ONNX or
+ORT format), for export's checks of graphs still in memory.
 """
 
 from __future__ import annotations
