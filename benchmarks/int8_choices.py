@@ -113,10 +113,10 @@ def main() -> int:
     import onnxruntime as ort
 
     from cifarkit._io import write_json
+    from cifarkit.backends.onnxruntime import cpu_session
+    from cifarkit.backends.onnxruntime import session_proba as predict_onnx
     from cifarkit.data import load_dataset, stratified_subset
-    from cifarkit.export.check import cpu_session
     from cifarkit.export.measure import throughput
-    from cifarkit.export.parity import predict_onnx
     from cifarkit.measure.machine import cpu_flags, cpu_name
 
     names = args.only.split(",") if args.only else list(VARIANTS)

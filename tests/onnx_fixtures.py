@@ -93,8 +93,10 @@ def color_model(
     input_name: str = "images",
     output_name: str = "probabilities",
     softmax: bool = True,
+    image_size: int = 32,
 ) -> Path:
-    """Write the colour classifier. ``input_kind``: ``uint8`` (contract) or ``float01``."""
+    """Write the colour classifier. ``input_kind``: ``uint8`` (contract) or ``float01``;
+    ``image_size``: S of its ``[batch, S, S, 3]`` input (it averages the pixels)."""
     protos = np.array([PROTOTYPES[c] for c in CLASSES], dtype=np.float32) / 255.0  # [10,3]
     protos = np.resize(protos, (n_classes, 3))
     weight = (2 * TEMPERATURE * protos.T).astype(np.float32)  # [3, n]
@@ -126,7 +128,8 @@ def color_model(
         nodes.append(helper.make_node("Softmax", ["logits"], [output_name], axis=-1))
     graph = helper.make_graph(
         nodes, "color_model",
-        [helper.make_tensor_value_info(input_name, in_type, ["batch", 32, 32, 3])],
+        [helper.make_tensor_value_info(input_name, in_type,
+                                       ["batch", image_size, image_size, 3])],
         [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", n_classes])],
         initializer=inits,
     )

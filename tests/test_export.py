@@ -353,6 +353,112 @@ def test_metadata_round_trip(full_export, cnn_run):
         assert json.loads(custom["class_names"]) == list(CLASSES)
 
 
+def test_metadata_says_image_size_and_preprocessing(full_export):
+    """A bare .onnx file is self-describing: ``cifarkit.contract`` reads S and the
+    preprocessing policy from it, and they agree with the graph."""
+    from cifarkit.contract import DEFAULT_PREPROCESS, read_onnx
+
+    for precision in ("fp32", "fp16", "int8"):
+        path = full_export.out_dir / f"model.{precision}.onnx"
+        meta = read_metadata(path)
+        assert meta["image_size"] == "32" and meta["preprocess"] == DEFAULT_PREPROCESS
+        info = read_onnx(path)
+        assert (info.image_size, info.preprocess, info.classes) == (32, DEFAULT_PREPROCESS,
+                                                                    tuple(CLASSES))
+
+
+def test_reproduce_command_is_rendered_from_the_options():
+    from cifarkit.export import ExportOptions, reproduce_command
+
+    opts = ExportOptions(precisions=["int8", "fp32"], formats="tflite", limit=500,
+                         reduce_range=False, check=False, bench_threads=0,
+                         runtimes=["all"], data="/data/my images", seed=3).validated()
+    assert reproduce_command(Path("runs/x"), Path("out"), opts) == (
+        "cifarkit export runs/x --out out --precision fp32,int8 --opset 17 "
+        "--data '/data/my images' --limit 500 --calibration-images 500 "
+        "--calibration-method minmax --no-reduce-range --format onnx,tflite --no-check "
+        "--bench-threads 0 --runs-in all")
+    assert opts.unreproducible() == ["seed"]
+    plain = ExportOptions(precisions=["fp32"], benchmark=False, latency_seconds=1.0)
+    assert reproduce_command("m.keras", Path("o"), plain.validated()) == (
+        "cifarkit export m.keras --out o --precision fp32 --opset 17 --parity-images 1000 "
+        "--no-bench --runs-in none")
+    assert plain.validated().unreproducible() == []  # latency timing without benchmarking
+    with pytest.raises(UsageError, match="unknown runtime"):
+        ExportOptions(runtimes=["tensorflow"]).validated()
+
+
+def _colour_proto(tmp_path, name="m.onnx", **kwargs):
+    from tests import onnx_fixtures as F
+
+    return onnx.load(os.fspath(F.color_model(tmp_path / name, **kwargs)))
+
+
+def test_check_contract_takes_any_size_and_classes_the_metadata_names(tmp_path):
+    from cifarkit.contract import DEFAULT_PREPROCESS
+    from cifarkit.export import check_contract
+
+    names = json.dumps(["cat", "dog", "fox", "owl", "yak"])
+    info = check_contract(_colour_proto(tmp_path, n_classes=5, image_size=48,
+                                        metadata={"class_names": names, "image_size": "48"}))
+    assert (info.classes, info.image_size, info.preprocess) == (
+        ("cat", "dog", "fox", "owl", "yak"), 48, DEFAULT_PREPROCESS)
+    assert check_contract(_colour_proto(tmp_path)).classes == tuple(CLASSES)  # 10: CIFAR-10
+    unnamed = _colour_proto(tmp_path, n_classes=5, metadata={})
+    with pytest.raises(ExportError, match="5 outputs and no class_names"):
+        check_contract(unnamed)
+    assert check_contract(unnamed, classes=list("abcde")).n_classes == 5
+    for metadata, message in (
+        ({"class_names": json.dumps(["a", "b", "c", "d"])}, "class_names lists 4"),
+        ({"class_names": names, "image_size": "32"}, "image_size 32 but the input is 48"),
+    ):
+        proto = _colour_proto(tmp_path, n_classes=5, image_size=48, metadata=metadata)
+        with pytest.raises(ExportError, match=f"breaks the ONNX contract: .*{message}"):
+            check_contract(proto, "x.onnx")
+    with pytest.raises(ExportError, match=r"expected \['batch', n_classes ≥ 2\]"):
+        check_contract(_colour_proto(tmp_path, n_classes=1, metadata={}))
+    with pytest.raises(ExportError, match="outside 16–512"):
+        check_contract(_colour_proto(tmp_path, image_size=8))
+
+
+def test_onnx_source_with_its_own_classes_and_size(tmp_path):
+    """An fp32 ONNX source with 5 named classes and 48×48 input, on data of that shape: every
+    file names the classes and S, backends run the ORT files, the card lists the classes."""
+    from cifarkit.backends import Classifier
+    from cifarkit.contract import read_onnx
+    from cifarkit.errors import DataError
+    from tests import onnx_fixtures as F
+
+    names = ["cat", "dog", "fox", "owl", "yak"]
+    src = F.color_model(tmp_path / "src" / "model.fp32.onnx", n_classes=5, image_size=48,
+                        metadata={"class_names": json.dumps(names), "architecture": "colour"})
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (120, 48, 48, 3), dtype=np.uint8)
+    y = np.arange(120) % 5
+    ds = Dataset(x, y, x[:60], y[:60], source="fixture", kind="fixture", classes=tuple(names),
+                 image_size=48)
+    result = export_model(src, tmp_path / "out", precisions=["fp32", "int8"],
+                          formats=["onnx", "ort"], data=ds, calibration_images=40,
+                          parity_images=30, benchmark=False)
+    assert result.parity.top1_agreement == 1.0 and result.test_images == 60
+    assert result.card["classes"] == names and "[batch, 48, 48, 3]" in \
+        result.card["contract"]["input"]
+    for f in result.files:
+        assert f.parity.images == 30 and f.accuracy is not None
+        if f.format == "onnx":
+            info = read_onnx(f.path)
+            assert info.classes == tuple(names) and info.image_size == 48
+        with Classifier(f.path) as clf:
+            assert tuple(clf.classes) == tuple(names) and clf.image_size == 48
+            assert clf.predict_proba(x[:4]).shape == (4, 5)
+    assert "its 5 classes: cat, dog" in result.readme_path.read_text()
+    small = Dataset(x[:, :32, :32], y, x[:60, :32, :32], y[:60], source="small",
+                    kind="fixture", classes=tuple(names))
+    with pytest.raises(DataError, match="32×32 but the model takes 48×48"):
+        export_model(src, tmp_path / "bad", data=small, benchmark=False)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_card_json_matches_the_files_on_disk(full_export):
     out = full_export.out_dir
     card = json.loads((out / "card.json").read_text())

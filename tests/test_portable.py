@@ -210,7 +210,7 @@ def test_tflite_fp32_and_full_integer_int8(edge_export, tiny, images):
 
 
 def test_ort_format_loads_and_matches(edge_export, images):
-    from cifarkit.export.ortformat import ort_session
+    from cifarkit.backends.onnxruntime import cpu_session as ort_session
 
     for p in ("fp32", "fp16", "int8"):
         path = edge_export.out_dir / f"model.{p}.ort"

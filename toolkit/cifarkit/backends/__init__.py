@@ -17,6 +17,8 @@ runtime, with onnxruntime's execution provider after a colon: ``onnxruntime:cuda
 Each imports its package only when a model is opened; a missing package is reported with
 the pip command (``Runtime.problem``), never skipped silently (``pip install
 'cifarkit[runtimes]'``). ``catalog`` turns model names (``fastnet-relu:auto``) into files.
+``onnxruntime.cpu_session`` is the one bare onnxruntime CPU session (bytes or a file, ONNX or
+ORT format), for export's checks of graphs still in memory.
 """
 
 from __future__ import annotations

@@ -476,6 +476,60 @@ class _ChunkTuner:
         return {s: 1 / statistics.median(t) for s, t in self.times.items() if t}
 
 
+# --- bare CPU sessions: export's checks on graphs held in memory --------------------------
+
+
+def ort_levels() -> dict[str, Any]:
+    """onnxruntime's graph optimization levels by name, lowest first."""
+    import onnxruntime as ort
+
+    g = ort.GraphOptimizationLevel
+    return {
+        "disable_all": g.ORT_DISABLE_ALL,
+        "basic": g.ORT_ENABLE_BASIC,
+        "extended": g.ORT_ENABLE_EXTENDED,
+        "all": g.ORT_ENABLE_ALL,
+    }
+
+
+def _is_ort_format(model: bytes | str | os.PathLike[str]) -> bool:
+    if isinstance(model, bytes):
+        return model[4:8] == b"ORTM"  # the ORT flatbuffer's file identifier
+    return Path(model).suffix.lower() == ".ort"
+
+
+def cpu_session(model: bytes | str | os.PathLike[str], level: Any = None,
+                threads: int = 0) -> Any:
+    """A bare onnxruntime CPU session on serialized bytes or a file, ONNX or ORT format: the
+    one way cifarkit opens one. ``Classifier`` is the checked, batched way to *use* a model;
+    this is for export, which checks graphs still in memory at chosen optimization levels
+    (``level``: a value of ``ort_levels()``; None: onnxruntime's default) and times them with
+    ``threads`` intra-op threads (0: onnxruntime's default). onnxruntime's own errors
+    propagate: the caller says what was being checked."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if level is not None:
+        opts.graph_optimization_level = level
+    if threads:
+        opts.intra_op_num_threads = threads
+    if _is_ort_format(model):
+        opts.add_session_config_entry("session.load_model_format", "ORT")
+    source = model if isinstance(model, bytes) else os.fspath(model)
+    return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def session_proba(session: Any, images: np.ndarray, batch_size: int = 250) -> np.ndarray:
+    """Float32 probabilities of a ``cpu_session`` for uint8 images, ``batch_size`` at a time."""
+    out = [session.run([contract.OUTPUT_NAME], {contract.INPUT_NAME: images[s:s + batch_size]})[0]
+           for s in range(0, len(images), batch_size)]
+    if out:
+        return np.concatenate(out).astype(np.float32)
+    width = session.get_outputs()[0].shape[-1]
+    return np.zeros((0, width if isinstance(width, int) else 0), np.float32)
+
+
 # --- the backend seam: onnxruntime as one of the registered backends ----------------------
 
 

@@ -169,26 +169,31 @@ def export(
 ) -> None:
     """Export Keras models to portable ONNX (fp32, fp16, int8) and optionally LiteRT / ORT
     format, check them, and write a model card."""
+    from dataclasses import replace
+
     from cifarkit.errors import CifarkitError, UsageError
     from cifarkit.export import (
         MIN_OPSET,
+        ExportOptions,
         check_opset,
-        export_model,
         find_stale_runs,
         resolve_data,
         resolve_source,
-        validate_formats,
-        validate_options,
+        run_export,
     )
 
-    precisions = validate_options(parse_csv(precision, "--precision"), calibration_images,
-                                  calibration_method, parity_images, limit)
-    format_list = validate_formats(parse_csv(formats, "--format"))
-    from cifarkit.backends import resolve_runtimes
-
-    # checked now, resolved by the exporter (so the card's reproduce command says "all")
-    runtime_list = None if runtimes.strip() == "none" else parse_csv(runtimes, "--runs-in")
-    resolve_runtimes(runtime_list)
+    # checked now (before TensorFlow is imported); runs-in names are resolved by the exporter
+    # (so the card's reproduce command says "all")
+    options = ExportOptions(
+        precisions=parse_csv(precision, "--precision"),
+        formats=parse_csv(formats, "--format"), opset=opset,
+        calibration_images=calibration_images, calibration_method=calibration_method,
+        reduce_range=reduce_range, tta=tta, limit=limit, check=not no_check,
+        parity_images=parity_images, benchmark=not no_bench, bench_threads=bench_threads,
+        runtimes=None if runtimes.strip() == "none" else parse_csv(runtimes, "--runs-in"),
+        exported_dir=exported_dir,
+        command=" ".join(["cifarkit", *sys.argv[1:]]) if sys.argv else None,
+    ).validated()
     if opset < MIN_OPSET:  # the upper bound needs tf2onnx (TensorFlow): checked below
         check_opset(opset)
     if out is not None and len(sources or []) != 1:
@@ -221,21 +226,12 @@ def export(
     else:
         console.print(f"data: {ds.source}: {len(ds.x_test):,} test, {len(ds.x_train):,} train")
 
-    command = " ".join(["cifarkit", *sys.argv[1:]]) if sys.argv else None
+    options = replace(options, data=ds)
     failures: list[tuple[Path, CifarkitError]] = []
     for src in sources:
         try:
             with progress_bar() as update:
-                result = export_model(
-                    src, out, precisions=precisions, formats=format_list, opset=opset,
-                    data=ds, limit=limit,
-                    calibration_images=calibration_images,
-                    calibration_method=calibration_method, reduce_range=reduce_range,
-                    tta=tta, check=not no_check,
-                    parity_images=parity_images, benchmark=not no_bench,
-                    bench_threads=bench_threads, runtimes=runtime_list,
-                    exported_dir=exported_dir, command=command, progress=update,
-                )
+                result = run_export(src, out, options, progress=update)
         except CifarkitError as exc:
             if len(sources) == 1:
                 raise

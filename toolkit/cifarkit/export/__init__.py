@@ -1,10 +1,12 @@
 """Keras → ONNX export: conversion, portability, checks, parity, fp16, int8, LiteRT, ORT
-format, metadata, model card.
+format, metadata, model card; ``ExportOptions`` holds the settings, ``run_export`` runs the
+steps (``pipeline``), ``export_model`` is the same with keywords.
 
 TensorFlow, tf2onnx and onnxruntime are imported inside the functions that need them, so
 importing this package is cheap. ``read_metadata`` needs only ``onnx``.
 """
 
+from cifarkit.backends.onnxruntime import session_proba as predict_onnx  # the old name
 from cifarkit.export.check import check_contract, check_onnx, check_runtime
 from cifarkit.export.convert import (
     DEFAULT_OPSET,
@@ -15,28 +17,25 @@ from cifarkit.export.convert import (
     keras_to_onnx,
     max_opset,
 )
+from cifarkit.export.data import resolve_data, synthetic_dataset
 from cifarkit.export.measure import Throughput, throughput
 from cifarkit.export.metadata import read_metadata
+from cifarkit.export.options import (
+    FORMATS,
+    PRECISIONS,
+    ExportOptions,
+    reproduce_command,
+    validate_formats,
+    validate_options,
+)
 from cifarkit.export.parity import (
     DEFAULT_PARITY_IMAGES,
     FP32_MAX_ABS_DIFF,
     ParityReport,
     compare,
     predict_keras,
-    predict_onnx,
 )
-from cifarkit.export.pipeline import (
-    FORMATS,
-    PRECISIONS,
-    ExportedFile,
-    ExportResult,
-    export_model,
-    model_filename,
-    resolve_data,
-    synthetic_dataset,
-    validate_formats,
-    validate_options,
-)
+from cifarkit.export.pipeline import export_model, run_export
 from cifarkit.export.portable import PortabilityReport, check_portable, make_portable
 from cifarkit.export.quantize import (
     CALIBRATION_METHODS,
@@ -46,6 +45,7 @@ from cifarkit.export.quantize import (
     quantize_int8,
     to_float16,
 )
+from cifarkit.export.result import ExportedFile, ExportResult, model_filename
 from cifarkit.export.source import (
     ExportSource,
     check_keras_contract,
@@ -65,6 +65,7 @@ __all__ = [
     "MIN_OPSET",
     "OUTPUT_NAME",
     "PRECISIONS",
+    "ExportOptions",
     "ExportResult",
     "ExportSource",
     "ExportedFile",
@@ -91,8 +92,10 @@ __all__ = [
     "predict_onnx",
     "quantize_int8",
     "read_metadata",
+    "reproduce_command",
     "resolve_data",
     "resolve_source",
+    "run_export",
     "synthetic_dataset",
     "throughput",
     "to_float16",

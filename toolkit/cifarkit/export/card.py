@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from cifarkit.contract import CIFAR10_CLASSES, DEFAULT_IMAGE_SIZE
 
 #: 2: per-file evaluation and latency, params, MACs, the equivalent command (`reproduce`).
 #: 3: file formats (onnx/tflite/ort), portability, parity reference, ONNX sources.
@@ -209,6 +212,12 @@ def _runs_in_lines(card: dict[str, Any]) -> list[str]:
     return lines[:-1]
 
 
+def _image_size(card: dict[str, Any]) -> int:
+    """S, from the contract's input description ("images: uint8 [batch, S, S, 3], …")."""
+    found = re.search(r"\[batch, (\d+),", (card.get("contract") or {}).get("input", ""))
+    return int(found.group(1)) if found else DEFAULT_IMAGE_SIZE
+
+
 def render_readme(card: dict[str, Any]) -> str:
     """A human model card from ``card.json``'s content."""
     name, arch = card["name"], card["architecture"]
@@ -216,7 +225,9 @@ def render_readme(card: dict[str, Any]) -> str:
     training = card.get("training") or {}
     kinds = "ONNX" + "".join(f", {k}" for k, fmt in (("LiteRT", "tflite"), ("ORT", "ort"))
                              if fmt in (card.get("formats") or []))
-    lines = [f"# {name} — CIFAR-10 classifier ({kinds})", ""]
+    cifar = tuple(card["classes"]) == CIFAR10_CLASSES
+    size = _image_size(card)
+    lines = [f"# {name} — {'CIFAR-10 ' if cifar else 'image '}classifier ({kinds})", ""]
     desc = card.get("description")
     lines += [
         f"**Architecture:** `{arch}`" + (f" — {desc}" if desc else ""),
@@ -227,7 +238,8 @@ def render_readme(card: dict[str, Any]) -> str:
         "",
         "## What it does",
         "",
-        "Classifies a 32×32 RGB image into one of the ten CIFAR-10 classes: "
+        f"Classifies a {size}×{size} RGB image into one of "
+        + ("the ten CIFAR-10 classes: " if cifar else f"its {len(card['classes'])} classes: ")
         + ", ".join(card["classes"]) + ".",
         "",
         f"- input {card['contract']['input']}",
@@ -374,7 +386,8 @@ def render_readme(card: dict[str, Any]) -> str:
         "",
         f'session = ort.InferenceSession("{first}", providers=["CPUExecutionProvider"])',
         "classes = json.loads(session.get_modelmeta().custom_metadata_map['class_names'])",
-        'image = np.asarray(Image.open("cat.png").convert("RGB").resize((32, 32)), np.uint8)',
+        'image = np.asarray(Image.open("cat.png").convert("RGB").resize('
+        f'({size}, {size})), np.uint8)',
         'probs = session.run(["probabilities"], {"images": image[None]})[0][0]',
         "print(classes[int(probs.argmax())], float(probs.max()))",
         "```",

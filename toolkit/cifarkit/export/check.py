@@ -2,19 +2,24 @@
 
 1. ``onnx.checker`` with ``full_check`` (includes strict shape inference) and
    ``onnx.shape_inference`` with type checking;
-2. the contract: one input ``images`` uint8 ``[batch,32,32,3]``, one output
-   ``probabilities`` float32 ``[batch,10]``, ``batch`` symbolic, standard ops only;
+2. the contract: one input ``images`` uint8 ``[batch, S, S, 3]``, one output
+   ``probabilities`` float32 ``[batch, n_classes]``, ``batch`` symbolic, S and the classes
+   as the metadata says (``cifarkit.contract``), standard ops only;
 3. onnxruntime loads it at every graph optimization level and runs a batch of 1 and of 3
-   there, returning float32 ``[n,10]`` rows of probabilities.
+   there, returning float32 ``[n, n_classes]`` rows of probabilities.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from cifarkit.errors import ExportError
+from cifarkit import contract
+from cifarkit.backends.onnxruntime import cpu_session, ort_levels
+from cifarkit.errors import ExportError, ModelError
 
 #: Ops that make a graph non-deterministic or training-only; none may be in an export.
 TRAINING_OPS = frozenset({"Dropout", "RandomUniform", "RandomUniformLike", "RandomNormal",
@@ -23,47 +28,43 @@ TRAINING_OPS = frozenset({"Dropout", "RandomUniform", "RandomUniformLike", "Rand
 STANDARD_DOMAINS = frozenset({"", "ai.onnx"})
 
 
-def ort_levels() -> dict[str, Any]:
-    import onnxruntime as ort
-
-    g = ort.GraphOptimizationLevel
-    return {
-        "disable_all": g.ORT_DISABLE_ALL,
-        "basic": g.ORT_ENABLE_BASIC,
-        "extended": g.ORT_ENABLE_EXTENDED,
-        "all": g.ORT_ENABLE_ALL,
-    }
-
-
-def cpu_session(model: bytes, level: Any = None, threads: int = 0) -> Any:
-    """An onnxruntime CPU session for serialized model bytes."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if level is not None:
-        opts.graph_optimization_level = level
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
-
-
 def _dims(value: Any) -> list[Any]:
     return [d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value")
             else None) for d in value.type.tensor_type.shape.dim]
 
 
-def check_contract(proto: Any, where: str = "model") -> None:
-    """Raise ``ExportError`` unless the graph's interface is exactly the cifarkit contract."""
+def _shape_problems(in_dims: list[Any], out_dims: list[Any]) -> list[str]:
+    problems = []
+    if len(in_dims) != 4 or in_dims[3] != 3 or not isinstance(in_dims[0], str) or not all(
+            isinstance(d, int) and d > 0 for d in in_dims[1:3]):
+        problems.append(f"input shape is {in_dims}, expected ['batch', S, S, 3]")
+    elif not contract.MIN_IMAGE_SIZE <= in_dims[1] <= contract.MAX_IMAGE_SIZE:
+        problems.append(f"input size {in_dims[1]} is outside {contract.MIN_IMAGE_SIZE}–"
+                        f"{contract.MAX_IMAGE_SIZE}")
+    if len(out_dims) != 2 or not isinstance(out_dims[0], str) or not (
+            isinstance(out_dims[1], int) and out_dims[1] >= 2):
+        problems.append(f"output shape is {out_dims}, expected ['batch', n_classes ≥ 2]")
+    return problems
+
+
+def check_contract(proto: Any, where: str = "model",
+                   classes: Sequence[str] | None = None) -> contract.ModelInfo:
+    """Raise ``ExportError`` unless the graph's interface is exactly the cifarkit contract;
+    return what it says about itself (classes, image size, preprocessing).
+
+    Any S and any number of classes ≥ 2, consistent with the metadata (``class_names``,
+    ``image_size``); ``classes`` stands in for metadata the graph does not carry yet.
+    """
     from onnx import TensorProto
 
     graph = proto.graph
     initializers = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]
     problems = []
-    if [i.name for i in inputs] != ["images"]:
+    info = None
+    if [i.name for i in inputs] != [contract.INPUT_NAME]:
         problems.append(f"inputs are {[i.name for i in inputs]}, expected ['images']")
-    if [o.name for o in graph.output] != ["probabilities"]:
+    if [o.name for o in graph.output] != [contract.OUTPUT_NAME]:
         problems.append(f"outputs are {[o.name for o in graph.output]}, expected ['probabilities']")
     if not problems:
         inp, out = inputs[0], graph.output[0]
@@ -78,21 +79,30 @@ def check_contract(proto: Any, where: str = "model") -> None:
                 "expected FLOAT"
             )
         in_dims, out_dims = _dims(inp), _dims(out)
-        if len(in_dims) != 4 or in_dims[1:] != [32, 32, 3] or not isinstance(in_dims[0], str):
-            problems.append(f"input shape is {in_dims}, expected ['batch', 32, 32, 3]")
-        if len(out_dims) != 2 or out_dims[1] != 10 or not isinstance(out_dims[0], str):
-            problems.append(f"output shape is {out_dims}, expected ['batch', 10]")
+        shape_problems = _shape_problems(in_dims, out_dims)
+        problems += shape_problems
+        if not shape_problems:
+            metadata = {p.key: p.value for p in proto.metadata_props}
+            if classes is not None:
+                metadata["class_names"] = json.dumps(list(classes))
+            try:
+                info = contract.describe(metadata, [None, *in_dims[1:]], out_dims[1], True,
+                                         where)
+            except ModelError as exc:
+                problems.append(str(exc).removeprefix(f"{where}: "))
     ops = {(n.domain, n.op_type) for n in graph.node}
     if bad := sorted(op for dom, op in ops if op in TRAINING_OPS):
         problems.append(f"training-only/random ops in the graph: {bad}")
     if bad := sorted(f"{dom}:{op}" for dom, op in ops if dom not in STANDARD_DOMAINS):
         problems.append(f"non-standard ops in the graph: {bad}")
-    if problems:
+    if problems or info is None:
         raise ExportError(f"{where} breaks the ONNX contract: " + "; ".join(problems))
+    return info
 
 
-def check_onnx(proto: Any, where: str = "model") -> None:
-    """onnx.checker (full) + shape inference + the contract."""
+def check_onnx(proto: Any, where: str = "model",
+               classes: Sequence[str] | None = None) -> contract.ModelInfo:
+    """onnx.checker (full) + shape inference + the contract (``check_contract``)."""
     import onnx
 
     try:
@@ -100,7 +110,7 @@ def check_onnx(proto: Any, where: str = "model") -> None:
         onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise ExportError(f"{where} fails onnx.checker / shape inference: {exc}") from None
-    check_contract(proto, where)
+    return check_contract(proto, where, classes)
 
 
 def check_runtime(model: bytes, where: str = "model") -> list[str]:
@@ -108,23 +118,24 @@ def check_runtime(model: bytes, where: str = "model") -> list[str]:
 
     Returns the level names checked.
     """
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
     checked = []
     for name, level in ort_levels().items():
         try:
             sess = cpu_session(model, level)
-            outs = [sess.run(["probabilities"], {"images": x[:n]})[0] for n in (1, 3)]
+            size, width = sess.get_inputs()[0].shape[1], sess.get_outputs()[0].shape[-1]
+            x = np.random.default_rng(0).integers(0, 256, (3, size, size, 3), dtype=np.uint8)
+            outs = [sess.run([contract.OUTPUT_NAME], {contract.INPUT_NAME: x[:n]})[0]
+                    for n in (1, 3)]
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ExportError(
                 f"{where}: onnxruntime fails at optimization level {name!r}: "
                 f"{type(exc).__name__}: {exc}"
             ) from None
         for n, out in zip((1, 3), outs, strict=True):
-            if out.dtype != np.float32 or out.shape != (n, 10):
+            if out.dtype != np.float32 or out.shape != (n, width):
                 raise ExportError(
                     f"{where}: at level {name!r} a batch of {n} gave {out.dtype} {out.shape}, "
-                    f"expected float32 ({n}, 10)"
+                    f"expected float32 ({n}, {width})"
                 )
             sums = out.sum(axis=1)
             if not np.all(np.isfinite(out)) or np.abs(sums - 1).max() > 1e-2 or out.min() < 0:

@@ -12,7 +12,7 @@ Before onnx2tf the graph's erf-based GELU subgraphs become ONNX ``Gelu`` ops (ch
 numerically): onnx2tf would otherwise emit ``tf.math.erf``, which LiteRT has only as a Flex
 (TensorFlow) op, while ``tf.nn.gelu`` becomes LiteRT's builtin ``GELU``.
 
-fp32 keeps the ONNX contract's uint8 ``[batch,32,32,3]`` input (cast inside). int8 is
+fp32 keeps the ONNX contract's uint8 ``[batch, S, S, 3]`` input (cast inside). int8 is
 full-integer quantization (int8 weights and activations, builtin int8 kernels only)
 calibrated on training images, with ``inference_input_type=uint8``: the calibrated input
 range is the raw pixel range 0–255, which gives the input scale 1 / zero point 0 (checked),
@@ -203,13 +203,22 @@ def _float_fn_from_onnx(proto: Any, workdir: str) -> Any:
     serving = loaded.signatures["serving_default"]
     out_key = next(iter(serving.structured_outputs))
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32,
+    size = _image_size(proto)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32,
                                                  name=INPUT_NAME)])
     def fn(images: Any) -> Any:
         return {OUTPUT_NAME: serving(**{INPUT_NAME: images})[out_key]}
 
     fn._cifarkit_keep = loaded  # type: ignore[attr-defined]  # the variables must outlive us
+    fn._cifarkit_size = size  # type: ignore[attr-defined]
     return fn
+
+
+def _image_size(proto: Any) -> int:
+    """S of the contract graph's ``images`` input ``[batch, S, S, 3]``."""
+    image = next(i for i in proto.graph.input if i.name == INPUT_NAME)
+    return int(image.type.tensor_type.shape.dim[1].dim_value)
 
 
 # --- conversion -------------------------------------------------------------------------------
@@ -231,7 +240,9 @@ def _convert(tf: Any, fn: Any, model: Any, int8: bool, calibration: np.ndarray |
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.float32
     else:
-        @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.uint8,
+        size = fn._cifarkit_size
+
+        @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8,
                                                      name=INPUT_NAME)])
         def uint8_fn(images: Any) -> Any:
             return fn(tf.cast(images, tf.float32))
@@ -293,20 +304,19 @@ def check_uint8_input(blob: bytes) -> None:
 
 def predict_tflite(blob: bytes, x: np.ndarray, batch_size: int = 250,
                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Probabilities from a .tflite file for uint8 images (input resized per batch)."""
-    it = interpreter(blob)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    shape = None
-    results = []
-    for s in range(0, len(x), batch_size):
-        chunk = np.ascontiguousarray(x[s:s + batch_size], dtype=inp["dtype"])
-        if shape != chunk.shape:
-            it.resize_tensor_input(inp["index"], list(chunk.shape), strict=True)
-            it.allocate_tensors()
-            shape = chunk.shape
-        it.set_tensor(inp["index"], chunk)
-        it.invoke()
-        results.append(np.array(it.get_tensor(out["index"]), dtype=np.float32))
-        if progress:
-            progress(min(s + batch_size, len(x)), len(x))
-    return np.concatenate(results) if results else np.zeros((0, 10), np.float32)
+    """Probabilities from .tflite bytes for uint8 images, run by ``cifarkit.backends``' litert
+    runtime as every other model is. A bare file names no classes: 10 outputs are taken as
+    CIFAR-10's (export runs its files beside their ONNX siblings, which name them)."""
+    from cifarkit.backends import get_runtime
+
+    with tempfile.TemporaryDirectory(prefix="cifarkit-tflite-") as tmp:
+        path = os.path.join(tmp, "model.tflite")
+        with open(path, "wb") as f:
+            f.write(blob)
+        with get_runtime("litert").open(path) as model:
+            out = np.empty((len(x), model.n_classes), np.float32)
+            for s in range(0, len(x), batch_size):
+                out[s:s + batch_size] = model.predict_proba(x[s:s + batch_size])
+                if progress:
+                    progress(min(s + batch_size, len(x)), len(x))
+    return out

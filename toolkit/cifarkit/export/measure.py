@@ -1,5 +1,5 @@
-"""Accuracy, per-class errors, CPU throughput and latency of the exported files, measured
-here and now.
+"""Accuracy, per-class errors, CPU throughput, latency, MACs and the "runs in" table of the
+exported files, measured here and now (through ``cifarkit.backends`` and ``cifarkit.measure``).
 
 Throughput is a *ratio* against fp32, measured in one run on the same inputs: every round
 times each precision once for a short while, in a rotated order; each round gives a ratio of
@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from cifarkit.export.check import cpu_session
-from cifarkit.export.parity import predict_onnx
+from cifarkit.backends.onnxruntime import cpu_session, session_proba
+from cifarkit.measure.flops import MacCount
 
 BENCH_BATCH = 32
 LATENCY_BATCH_SIZES = (1, 8, 32, 128, 512)
@@ -62,7 +62,7 @@ class Throughput:
 
 def accuracy(session: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """Top-1 accuracy and the probabilities (batched)."""
-    probs = predict_onnx(session, x)
+    probs = session_proba(session, x)
     return float(np.mean(probs.argmax(axis=1) == y)), probs
 
 
@@ -248,3 +248,55 @@ def latencies(
         load_average_before=load,
     )
     return out, setup
+
+
+def macs(proto: Any, notes: list[str]) -> MacCount | None:
+    """MACs per input image of the fp32 graph (``measure.flops.count_macs``), or None.
+
+    ``count_macs`` fixes the batch dimension to 1 before shape inference, so work the graph
+    does on a batch it builds itself (flip TTA concatenates the mirrored images: 2 rows per
+    input image) is counted per *input* image, as it costs.
+    """
+    from cifarkit.errors import ModelError
+    from cifarkit.measure.flops import count_macs
+
+    try:
+        counted = count_macs(proto)
+    except ModelError as exc:
+        notes.append(f"MACs not counted: {exc}")
+        return None
+    if counted.uncounted:
+        notes.append(f"MACs per image is a lower bound: shapes unknown for "
+                     f"{', '.join(counted.uncounted)}")
+    return counted
+
+
+def runs_in(
+    folder: Path, files: Sequence[str], runtimes: Sequence[str], x: np.ndarray, y: np.ndarray,
+    threads: int, notes: list[str], images: str = "test images",
+) -> tuple[dict[str, list[dict[str, Any]]], str]:
+    """{precision: ``cifarkit.backends.matrix`` rows} for each ONNX file among ``files`` in
+    ``folder`` (the export's files before they are committed; litert finds the .tflite
+    siblings there), and the sentence that says how it was measured. ``images`` names the
+    images in that sentence."""
+    from cifarkit.backends import matrix, resolve_runtimes
+    from cifarkit.measure.machine import cpu_name
+
+    names = resolve_runtimes(list(runtimes))
+    if "litert" in names and not any(name.endswith(".tflite") for name in files):
+        names.remove("litert")
+        notes.append("runs in: litert runs .tflite files; export with --format onnx,tflite for "
+                     "its row")
+    table: dict[str, list[dict[str, Any]]] = {}
+    hide = os.fspath(folder) + os.sep  # a reason names the file, not the temp folder
+    for name in (n for n in files if n.endswith(".onnx")):
+        rows = matrix(folder / name, x, y, names, threads=threads or None)
+        table[name.split(".")[1]] = [
+            {**r.to_dict(), "file": Path(r.file).name if r.file else None,
+             "reason": r.reason.replace(hide, "") if r.reason else None} for r in rows]
+    threads_text = "each runtime's default threads" if not threads else (
+        f"{threads} thread{'s' if threads != 1 else ''}")
+    setup = (f"{len(y):,} {images}, {threads_text}, {cpu_name()} "
+             f"({os.cpu_count()} logical CPUs); agreement is top-1 agreement with onnxruntime "
+             "(CPU) on the same images, latency the p50 of batch-1 calls.")
+    return table, setup

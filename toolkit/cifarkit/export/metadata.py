@@ -1,9 +1,12 @@
 """The ONNX ``metadata_props`` that make a bare ``.onnx`` file self-describing.
 
-Keys (all values are strings; JSON where noted). ``cifarkit.contract`` reads ``class_names``
-and ``input_description``:
+Keys (all values are strings; JSON where noted). ``cifarkit.contract`` reads ``class_names``,
+``image_size``, ``preprocess`` and ``input_description``:
 
-- ``class_names``        JSON list of the 10 class names, index = output column
+- ``class_names``        JSON list of the class names, index = output column
+- ``image_size``         S of the input ``[batch, S, S, 3]``
+- ``preprocess``         how an image file becomes S×S (``cifarkit.contract.DEFAULT_PREPROCESS``
+                         unless the source said otherwise)
 - ``architecture``       registry name (``cnn-batchnorm``) or the Keras model's name
 - ``precision``          ``fp32`` | ``fp16`` | ``int8``
 - ``input_description``  / ``output_description``: the contract in words
@@ -32,11 +35,21 @@ import json
 import os
 from typing import Any
 
-INPUT_DESCRIPTION = (
-    "images: uint8 [batch, 32, 32, 3], RGB, raw pixels 0-255, channels last; all "
-    "preprocessing (scaling, mean subtraction, channel order) is inside the graph"
-)
-OUTPUT_DESCRIPTION = "probabilities: float32 [batch, 10], softmax over class_names (rows sum to 1)"
+
+def input_description(image_size: int = 32) -> str:
+    return (f"images: uint8 [batch, {image_size}, {image_size}, 3], RGB, raw pixels 0-255, "
+            "channels last; all preprocessing (scaling, mean subtraction, channel order) is "
+            "inside the graph")
+
+
+def output_description(n_classes: int = 10) -> str:
+    return (f"probabilities: float32 [batch, {n_classes}], softmax over class_names (rows sum "
+            "to 1)")
+
+
+#: CIFAR-10's (32×32 images, 10 classes).
+INPUT_DESCRIPTION = input_description()
+OUTPUT_DESCRIPTION = output_description()
 #: Keys whose values are JSON documents (decoded by :func:`read_metadata`).
 JSON_KEYS = frozenset({"class_names", "versions", "training", "parity", "quantization",
                        "portability", "derived_from"})
@@ -64,6 +77,16 @@ def tool_versions() -> dict[str, str]:
             continue
         versions[module.replace("_", "-")] = str(getattr(mod, "__version__", "unknown"))
     return versions
+
+
+def dist_version(dist: str) -> str:
+    """The installed version of a distribution ("unknown" when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def training_summary(run_info: dict[str, Any]) -> dict[str, Any]:

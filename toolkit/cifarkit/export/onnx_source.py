@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from cifarkit.errors import ModelError
+from cifarkit.contract import ModelInfo
+from cifarkit.errors import ModelError, UsageError
 from cifarkit.export.source import CARD_FILE, sha256_file
 
 
@@ -26,6 +27,8 @@ class OnnxSource:
     sha256: str
     opset: int
     metadata: dict[str, Any]
+    #: Classes, image size and preprocessing, as the file's metadata and graph say.
+    info: ModelInfo
     #: The card beside the file, when it describes this very file (else empty).
     card: dict[str, Any] = field(default_factory=dict)
 
@@ -60,7 +63,7 @@ def load_onnx_source(path: str | Path) -> OnnxSource:
         raise ModelError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {exc})"
                          ) from None
     try:
-        check_contract(proto, str(path))
+        info = check_contract(proto, str(path))
     except ExportError as exc:
         raise ModelError(str(exc)) from None
     meta = read_metadata(proto)
@@ -87,4 +90,20 @@ def load_onnx_source(path: str | Path) -> OnnxSource:
         if any(f.get("sha256") == sha for f in files or [] if isinstance(f, dict)):
             card = candidate
     return OnnxSource(proto=proto, blob=blob, sha256=sha, opset=int(opset), metadata=meta,
-                      card=card)
+                      info=info, card=card)
+
+
+def at_opset(proto: Any, have: int, want: int, notes: list[str]) -> Any:
+    """An ONNX source at the export's opset (onnx's version converter when they differ)."""
+    import onnx
+
+    copy = onnx.ModelProto.FromString(proto.SerializeToString())
+    if have == want:
+        return copy
+    try:
+        converted = onnx.version_converter.convert_version(copy, want)
+    except Exception as exc:
+        raise UsageError(f"the source is opset {have} and onnx cannot convert it to --opset "
+                         f"{want} ({type(exc).__name__}: {exc}); pass --opset {have}") from None
+    notes.append(f"the source ONNX file is opset {have}: converted to opset {want}")
+    return converted

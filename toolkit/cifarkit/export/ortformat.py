@@ -3,7 +3,8 @@
 Converted with onnxruntime's own tool (``onnxruntime.tools.convert_onnx_models_to_ort``),
 "fixed" optimization style: the graph optimizations are applied once at conversion, without
 the x86-only NCHWc layout (the tool leaves it out unless the target is amd64), so the file
-runs on ARM phones as well. onnxruntime loads the result to check it.
+runs on ARM phones as well. The export checks the result through ``cifarkit.backends``'
+onnxruntime runtime (``backends.onnxruntime.cpu_session`` opens ORT-format bytes too).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import contextlib
 import io
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from cifarkit.errors import ExportError
 from cifarkit.export.convert import require
@@ -47,19 +47,3 @@ def to_ort_format(onnx_blob: bytes, precision: str) -> bytes:
         if not found:
             raise ExportError(f"{ort_filename(precision)}: the converter wrote no .ort file")
         return found[0].read_bytes()
-
-
-def ort_session(blob: bytes, threads: int = 0) -> Any:
-    """An onnxruntime CPU session for ORT-format bytes."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.add_session_config_entry("session.load_model_format", "ORT")
-    if threads:
-        opts.intra_op_num_threads = threads
-    try:
-        return ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ExportError(f"onnxruntime cannot load the ORT-format file: "
-                          f"{type(exc).__name__}: {exc}") from None

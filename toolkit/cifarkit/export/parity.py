@@ -1,5 +1,6 @@
 """Parity: the same images through the reference (the Keras model, or the source ONNX file)
-and an exported file; max |Δprob| and top-1 agreement."""
+and an exported file; max |Δprob| and top-1 agreement (``cifarkit.backends.agreement``, as
+every "runs in" row), and the fp32 gate."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from cifarkit.backends.matrix import agreement
 from cifarkit.errors import ExportError
 
 #: The fp32 gate (issue 3): an export that misses either is refused.
@@ -45,13 +47,9 @@ def predict_keras(model: Any, x: np.ndarray, batch_size: int = 250,
         out.append(np.asarray(model(batch, training=False), dtype=np.float32))
         if progress:
             progress(min(start + batch_size, len(x)), len(x))
-    return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
-
-
-def predict_onnx(session: Any, x: np.ndarray, batch_size: int = 250) -> np.ndarray:
-    out = [session.run(["probabilities"], {"images": x[s:s + batch_size]})[0]
-           for s in range(0, len(x), batch_size)]
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 10), np.float32)
+    if out:
+        return np.concatenate(out)
+    return np.zeros((0, int(model.outputs[0].shape[-1])), np.float32)
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, synthetic: bool) -> ParityReport:
@@ -59,12 +57,12 @@ def compare(reference: np.ndarray, candidate: np.ndarray, synthetic: bool) -> Pa
         raise ExportError(
             f"parity: Keras gave {reference.shape}, ONNX gave {candidate.shape}"
         )
-    diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
-    agree = float(np.mean(reference.argmax(axis=1) == candidate.argmax(axis=1)))
+    agree, max_diff = agreement(candidate, reference)
+    mean_diff = np.abs(reference.astype(np.float64) - candidate).mean() if len(reference) else 0
     return ParityReport(
         images=int(len(reference)),
-        max_abs_diff=float(diff.max()) if diff.size else 0.0,
-        mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
+        max_abs_diff=max_diff,
+        mean_abs_diff=float(mean_diff),
         top1_agreement=agree,
         synthetic=synthetic,
     )

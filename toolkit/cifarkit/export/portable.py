@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from cifarkit.backends.onnxruntime import cpu_session
 from cifarkit.errors import ExportError
 from cifarkit.export.convert import INPUT_NAME, OUTPUT_NAME, require
 
@@ -64,18 +65,17 @@ def _probe(proto: Any, tensors: list[str]) -> dict[int, dict[str, np.ndarray]]:
     """The values of ``tensors`` for random uint8 batches of each ``PROBE_BATCHES`` size."""
     import onnx
 
-    from cifarkit.export.check import cpu_session
-
     probe = _copy(proto)
     known = {o.name for o in probe.graph.output}
     for name in tensors:
         if name not in known:
             probe.graph.output.append(onnx.ValueInfoProto(name=name))
     sess = cpu_session(probe.SerializeToString())
+    size = sess.get_inputs()[0].shape[1]
     rng = np.random.default_rng(0)
     out = {}
     for n in PROBE_BATCHES:
-        x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        x = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
         values = sess.run(tensors, {INPUT_NAME: x})
         out[n] = dict(zip(tensors, values, strict=True))
     return out

@@ -49,6 +49,8 @@ from typing import Any
 
 import numpy as np
 
+from cifarkit.backends.matrix import agreement
+from cifarkit.backends.onnxruntime import cpu_session, session_proba
 from cifarkit.errors import ExportError, UsageError
 from cifarkit.export.convert import INPUT_NAME, OUTPUT_NAME, require
 from cifarkit.export.fold import fold_post_activation_affine
@@ -187,11 +189,9 @@ def _reader(images: np.ndarray, batch: int, progress: Callable[[int, int], None]
 
 def _check_same(reference: Any, candidate: Any, images: np.ndarray) -> None:
     """The folded graph must compute what the original did (fp32 rounding aside)."""
-    from cifarkit.export.check import cpu_session
-
-    a = cpu_session(reference.SerializeToString()).run([OUTPUT_NAME], {INPUT_NAME: images})[0]
-    b = cpu_session(candidate.SerializeToString()).run([OUTPUT_NAME], {INPUT_NAME: images})[0]
-    diff = float(np.abs(a - b).max())
+    a, b = (session_proba(cpu_session(g.SerializeToString()), images)
+            for g in (reference, candidate))
+    _, diff = agreement(b, a)
     if diff > 1e-4:
         raise ExportError(
             f"int8: folding batch norm into the next layer changed the fp32 outputs by {diff:.2e}"
@@ -238,7 +238,7 @@ def quantize_int8(
 ) -> tuple[Any, QuantizationInfo]:
     """Static INT8 (QDQ, S8S8, per-channel) of an fp32 contract model.
 
-    ``calibration_images``: uint8 ``[n,32,32,3]`` *training* images. ``reduce_range``
+    ``calibration_images``: uint8 ``[n, S, S, 3]`` *training* images. ``reduce_range``
     defaults to ``not cpu_has_vnni()``. The other settings default to the measured winners
     (module docstring) and exist so ``benchmarks/int8_choices.py`` measures the exporter's own
     code path: ``activation_type``/``weight_type`` ``QInt8``|``QUInt8``, ``quant_format``
@@ -261,10 +261,11 @@ def quantize_int8(
         # fp32 (fastnet-relu, batch 32, 1 thread, EPYC with VNNI) against 3.4x for QDQ.
         raise UsageError("QOperator int8 needs QUInt8 activations (S8S8 QOperator runs at "
                          "about 0.13x fp32 on x86); use QDQ")
-    if calibration_images.ndim != 4 or calibration_images.shape[1:] != (32, 32, 3):
-        raise ExportError(
-            f"calibration images must be [n, 32, 32, 3], got {list(calibration_images.shape)}"
-        )
+    image = next((i for i in proto.graph.input if i.name == INPUT_NAME), None)
+    size = image.type.tensor_type.shape.dim[1].dim_value if image is not None else 0
+    if calibration_images.ndim != 4 or calibration_images.shape[1:] != (size, size, 3):
+        raise ExportError(f"calibration images must be [n, {size}, {size}, 3] (the model's "
+                          f"input), got {list(calibration_images.shape)}")
     if len(calibration_images) == 0:
         raise UsageError("--calibration-images must be at least 1")
     calibration_images = np.ascontiguousarray(calibration_images, dtype=np.uint8)

@@ -236,6 +236,21 @@ def as_float32(model: Any) -> Any:
     return clone
 
 
+def tta_card(model: Any) -> dict[str, Any] | None:
+    """The card's record of in-graph test-time augmentation (None for models without it)."""
+    from cifarkit.models.fastnet import tta_level
+    from cifarkit.models.layers import TTA_WEIGHTS
+
+    level = tta_level(model)
+    if not level:
+        return None
+    what = {1: "the image and its mirror, averaged",
+            2: "the image, its one-pixel translations up-left and down-right (reflection "
+               "padded) and the mirrors of all three; weights 1/4 for the image and its "
+               "mirror, 1/8 for each translated view"}
+    return {"level": level, "views": len(TTA_WEIGHTS[level]), "description": what[level]}
+
+
 def export_dir_for(name: str, exported_dir: str | os.PathLike[str] = "exported") -> Path:
     return Path(exported_dir) / name
 
