@@ -851,9 +851,9 @@ def _sequential(input_shape, outputs, *extra):
 
 
 @pytest.mark.parametrize(("shape", "classes", "message"), [
-    ((28, 28, 1), 10, r"input shape is \[None, 28, 28, 1\].*\[batch, 32, 32, 3\]"),
+    ((28, 28, 1), 10, r"input shape is \[None, 28, 28, 1\].*\[batch, S, S, 3\]"),
     ((3, 32, 32), 10, r"input shape is \[None, 3, 32, 32\]"),
-    ((32, 32, 3), 5, r"output shape is \[None, 5\].*\[batch, 10\]"),
+    ((32, 32, 3), 1, r"output shape is \[None, 1\].*at least 2"),
 ])
 def test_model_breaking_the_contract(shape, classes, message, tmp_path):
     _sequential(shape, classes).save(tmp_path / "m.keras")

@@ -82,14 +82,16 @@ def _erfc_handler(ctx: Any, node: Any, name: str, args: Any) -> None:
 def keras_to_onnx(model: Any, opset: int = DEFAULT_OPSET) -> Any:
     """Convert a Keras model (raw RGB 0–255 float input) to an ``onnx.ModelProto``.
 
-    The result has exactly one input ``images`` uint8 ``[batch,32,32,3]`` and one output
-    ``probabilities`` float32 ``[batch,10]``, ``batch`` a symbolic dimension.
+    The result has exactly one input ``images`` uint8 ``[batch, S, S, 3]`` (S: the model's
+    input size) and one output ``probabilities`` float32 ``[batch, n_classes]``, ``batch`` a
+    symbolic dimension.
     """
     check_opset(opset)
     tf = require("tensorflow", "tensorflow", "to trace the Keras model for conversion")
     tf2onnx = require("tf2onnx", "tf2onnx", "to convert Keras models to ONNX")
 
-    spec = tf.TensorSpec([None, 32, 32, 3], tf.uint8, name=INPUT_NAME)
+    size = int(model.inputs[0].shape[1])
+    spec = tf.TensorSpec([None, size, size, 3], tf.uint8, name=INPUT_NAME)
 
     @tf.function(input_signature=[spec])
     def serve(images: Any) -> Any:

@@ -46,18 +46,20 @@ def resolve_data(
     data: Dataset | str | os.PathLike[str] | None = None,
     *,
     progress: Callable[[int, int, str], None] | None = None,
+    image_size: int = 32,
 ) -> Dataset:
     """The data an export is measured on.
 
-    A ``Dataset`` is used as is; a path is loaded (errors are errors); ``None`` looks for
+    A ``Dataset`` is used as is; a path is loaded at the model's ``image_size`` (errors are
+    errors); ``None`` looks for
     ``$CIFARKIT_DATA`` and Keras's cache (never downloads) and falls back to synthetic pixels.
     """
     if isinstance(data, Dataset):
         return data
     if data is not None or os.environ.get("CIFARKIT_DATA"):
-        return load_dataset(data, progress=progress)
+        return load_dataset(data, progress=progress, image_size=image_size)
     try:
-        return load_dataset(None, download=False, progress=progress)
+        return load_dataset(None, download=False, progress=progress, image_size=image_size)
     except DataError:
         return synthetic_dataset()
 

@@ -84,7 +84,8 @@ def _load_source(st: ExportState) -> None:
         _load_onnx(st)
     else:
         _load_keras(st)
-    ds = resolve_data(st.opts.data)
+    size = st.info.image_size if st.info is not None else int(st.model.inputs[0].shape[1])
+    ds = resolve_data(st.opts.data, image_size=size)
     if st.info is None:  # a Keras model: its classes are the data's, unless run.json says
         st.info = _keras_info(st, ds.classes)
     o = st.opts

@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cifarkit.contract import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from cifarkit.errors import ModelError, UsageError
 
 MODEL_FILE = "model.keras"
 RUN_FILE = "run.json"
 #: Written last by every export; its mtime says when the export finished.
 CARD_FILE = "card.json"
-NUM_CLASSES = 10
-IMAGE_SHAPE = (32, 32, 3)
 
 
 @dataclass
@@ -161,7 +160,8 @@ def _shape(t: Any) -> tuple[Any, ...]:
 
 
 def check_keras_contract(model: Any, where: str = "model") -> None:
-    """Raise ``ModelError`` unless the model maps ``[batch,32,32,3]`` to ``[batch,10]``."""
+    """Raise ``ModelError`` unless the model maps square RGB images ``[batch, S, S, 3]``
+    (S in the contract's range) to ``[batch, n_classes]`` scores, n_classes ≥ 2."""
     try:
         inputs, outputs = list(model.inputs), list(model.outputs)
     except (AttributeError, ValueError):
@@ -176,15 +176,16 @@ def check_keras_contract(model: Any, where: str = "model") -> None:
     if len(outputs) != 1:
         raise ModelError(f"{where}: expected one output, the model has {len(outputs)}")
     in_shape, out_shape = _shape(inputs[0]), _shape(outputs[0])
-    if len(in_shape) != 4 or in_shape[1:] != IMAGE_SHAPE:
+    square = len(in_shape) == 4 and in_shape[1] == in_shape[2] and in_shape[3] == 3
+    if not square or not MIN_IMAGE_SIZE <= (in_shape[1] or 0) <= MAX_IMAGE_SIZE:
         raise ModelError(
             f"{where}: input shape is {list(in_shape)}; the contract needs "
-            f"[batch, 32, 32, 3] (RGB, channels last)"
+            f"[batch, S, S, 3] (RGB, channels last, S {MIN_IMAGE_SIZE}–{MAX_IMAGE_SIZE})"
         )
-    if len(out_shape) != 2 or out_shape[1] != NUM_CLASSES:
+    if len(out_shape) != 2 or (out_shape[1] or 0) < 2:
         raise ModelError(
-            f"{where}: output shape is {list(out_shape)}; the contract needs [batch, 10] "
-            "(one probability per CIFAR-10 class)"
+            f"{where}: output shape is {list(out_shape)}; the contract needs "
+            "[batch, n_classes] (one probability per class, at least 2)"
         )
 
 
