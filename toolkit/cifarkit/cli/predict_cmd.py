@@ -162,8 +162,8 @@ def _summary(stats: Any, per_class_console: Any, list_skipped: bool = False) -> 
     what = "image" if stats.succeeded else "input"
     rate = (f": [bold green]{stats.images_per_second:,.0f} img/s[/]" if stats.succeeded
             else "")
-    warned = (f", [yellow]{stats.warned:,} with warnings {WARNED}[/] (the rows' warnings "
-              "column)" if stats.warned else "")
+    warned = (f", [yellow]{stats.warned:,} with warnings {WARNED}[/] (the warnings column "
+              "of -f csv, jsonl, parquet)" if stats.warned else "")
     skipped = ""
     if stats.skipped.count:
         skipped = (f"\n  {escape(stats.skipped.describe())}"

@@ -98,10 +98,11 @@ def auth_help(address: str) -> str:
     """What to do when a cluster wants a token this process does not have."""
     return (
         f"the Ray cluster at {address} uses token authentication (Ray 2.60's `ray start "
-        "--head` turns it on) and this process has no valid token for it. Run with "
-        "RAY_AUTH_MODE=token and the cluster's token: RAY_AUTH_TOKEN=<token>, or the token "
-        "file in ~/.ray/auth_token or RAY_AUTH_TOKEN_PATH=<file> (on the head, `ray "
-        "get-auth-token` prints it); see docs/scale-out.md"
+        "--head` turns it on where the head has a token) and this process has no valid "
+        "token for it. Run with RAY_AUTH_MODE=token and the cluster's token: "
+        "RAY_AUTH_TOKEN=<token>, or the token file in ~/.ray/auth_token or "
+        "RAY_AUTH_TOKEN_PATH=<file> (on the head, `ray get-auth-token` prints it); see "
+        "docs/scale-out.md"
     )
 
 
