@@ -213,10 +213,11 @@ def test_cluster_rows_and_parquet_round_trip_for_both_engines(cluster, image_set
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".{engine}.parquet")]
         frames[engine] = pd.read_parquet(out).sort_values("path").reset_index(drop=True)
     a, b = frames["local"], frames["ray"]
-    # The row schema (engines/rows.py): backend/provider name what ran; path_bytes is set only
-    # for names that are not UTF-8.
+    # The row schema (engines/rows.py): reason/warnings of each file (issue 26); backend/
+    # provider name what ran; path_bytes is set only for names that are not UTF-8.
     assert list(a.columns) == ["path", "label", "index", "confidence", "top_k", "error",
-                               "backend", "provider", "path_bytes", "true_label", "correct"]
+                               "reason", "warnings", "backend", "provider", "path_bytes",
+                               "true_label", "correct"]
     pd.testing.assert_frame_equal(a, b)
     assert len(a) == 33 and a["path"].is_unique and a["error"].notna().sum() == 3
     good = a[a["error"].isna()]
