@@ -21,9 +21,11 @@ import pytest
 from PIL import Image
 
 from cifarkit.backends import Classifier
+from cifarkit.data.formats import SkippedFiles, image_extensions, undecodable_extensions
 from cifarkit.data.images import load_image
 from cifarkit.engines import iter_inputs, predict_files
 from tests import onnx_fixtures as F
+from tests.odd_files import SKIPPED, odd_corpus
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 REPO = Path(__file__).resolve().parents[1]
@@ -698,3 +700,125 @@ def test_cli_messages_for_a_missing_path_and_long_warnings(tmp_path, model):
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
     assert lines == [f"warning: {long_dir}/broken.png: not an image Pillow can read: no image "
                      "format Pillow knows matches its contents"]
+
+
+# --- every file gets its row: reasons, warnings, skipped files (issue 26) --------------------
+
+
+def _read_rows(fmt: str, path: Path) -> dict[str, dict]:
+    """The rows of an output file by file name, read by pandas, warnings as lists."""
+    pd = pytest.importorskip("pandas")
+    df = {"csv": lambda p: pd.read_csv(p, keep_default_na=False),
+          "jsonl": lambda p: pd.read_json(p, lines=True),
+          "parquet": pd.read_parquet}[fmt](path)
+    rows = {}
+    for rec in df.to_dict("records"):
+        warn = rec.get("warnings")
+        if fmt == "csv":
+            warn = warn.split("; ") if warn else []
+        elif not isinstance(warn, (list, np.ndarray)):  # JSONL: no key on a clean row
+            warn = []
+        rows[Path(rec["path"]).name] = {
+            "label": _text(rec["label"]), "reason": _text(rec.get("reason")),
+            "warnings": list(warn), "error": _text(rec["error"])}
+    return rows
+
+
+def _text(value) -> str | None:
+    """A text cell, None for what each reader makes of a missing one ("", None, NaN)."""
+    return value if isinstance(value, str) and value else None
+
+
+def test_cli_every_odd_file_gets_its_reason_and_warnings_in_every_format(tmp_path, model):
+    pytest.importorskip("pyarrow")
+    expected = odd_corpus(tmp_path / "odd")
+    found = {}
+    for fmt in ("csv", "jsonl", "parquet"):
+        out = tmp_path / f"out.{fmt}"
+        r = run_cli(str(tmp_path / "odd"), "-m", str(model), "-f", fmt, "-o", str(out),
+                    cwd=tmp_path)
+        assert r.returncode == 1, r.stderr  # some files failed; every one has its row
+        found[fmt] = _read_rows(fmt, out)
+        assert set(found[fmt]) == set(expected), fmt  # .txt/.csv skipped, nothing else
+        n_warned = sum(w is not None for _, w in expected.values())
+        assert f"{n_warned} with warnings" in r.stderr
+        assert "2 files skipped as non-images (.csv ×1; .txt ×1): --list-skipped" in r.stderr
+    for name, (reason, phrase) in expected.items():
+        for fmt, rows in found.items():
+            row = rows[name]
+            assert row["reason"] == reason, (fmt, name, row)
+            assert (row["label"] is None) == (reason is not None), (fmt, name, row)
+            if phrase is None:
+                assert row["warnings"] == [], (fmt, name, row)
+            else:
+                assert any(phrase in w for w in row["warnings"]), (fmt, name, row)
+        assert found["csv"][name] == found["jsonl"][name] == found["parquet"][name], name
+    # The table: a marker on the warned rows, the count in the summary; --list-skipped.
+    r = run_cli(str(tmp_path / "odd"), "-m", str(model), "--list-skipped", cwd=tmp_path)
+    marked = {ln.split()[0] for ln in r.stdout.splitlines() if "⚠" in ln}
+    assert marked == {f"odd/{n}" for n, (_, w) in expected.items() if w is not None}
+    listed = [ln for ln in r.stderr.splitlines() if ln.startswith("skipped: ")]
+    assert listed == [f"skipped: {tmp_path / 'odd' / n}" for n in SKIPPED]
+    assert "--list-skipped lists them" not in r.stderr
+
+
+def _writable_extensions(folder: Path) -> dict[str, str]:
+    """A red (or, 1-bit only, white) 16×16 file for each walkable extension that this Pillow
+    can write: name → the label it must get."""
+    Image.init()
+    registered = Image.registered_extensions()
+    folder.mkdir(parents=True, exist_ok=True)
+    made = {}
+    for ext in sorted(image_extensions()):
+        for mode, color in (("RGB", RED), ("1", (255, 255, 255))):
+            path = folder / f"x{ext.replace('.', '_')}{ext.upper() if ext == '.tga' else ext}"
+            try:
+                Image.new(mode, (16, 16), color if mode == "RGB" else 1).save(
+                    path, format=registered[ext])
+            except (OSError, ValueError, KeyError):
+                path.unlink(missing_ok=True)
+                continue
+            made[path.name] = F.expected_label(color)
+            break
+    return made
+
+
+def test_every_extension_pillow_opens_is_walked_and_classified(tmp_path, clf):
+    """issue 26, item 4: .tga, .pbm, .pnm, .qoi, .avif, .dds, .mpo … were skipped unseen."""
+    made = _writable_extensions(tmp_path / "all")
+    assert {".tga", ".pbm", ".pnm", ".qoi", ".dds", ".mpo", ".ico", ".jp2"} <= {
+        Path(n).suffix.lower() for n in made}
+    # Extensions Pillow names but cannot decode here: skipped, counted, and said why.
+    undecodable = undecodable_extensions()
+    for ext in undecodable:
+        (tmp_path / "all" / f"y{ext}").write_bytes(b"whatever")
+    skipped = SkippedFiles()
+    results = {Path(p.path).name: p for p in predict_files(
+        clf, [str(tmp_path / "all")], workers=0, on_skip=skipped.add)}
+    assert set(results) == set(made)
+    wrong = {n: (p.label, p.error) for n, p in results.items() if p.label != made[n]}
+    assert not wrong
+    assert skipped.count == len(undecodable)
+    if ".eps" in undecodable:  # Ghostscript missing: the reason is in the sentence
+        assert ".eps ×1: Pillow needs Ghostscript" in skipped.describe(limit=len(undecodable))
+
+
+def test_cli_no_images_found_says_why(tmp_path, model):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name in ("a.txt", "b.txt", "scan.eps"):
+        (folder / name).write_text("x")
+    r = run_cli(str(folder), "-m", str(model), cwd=tmp_path, env={"COLUMNS": "80"})
+    assert r.returncode == 1
+    line = next(ln for ln in r.stderr.splitlines() if ln.startswith("error:"))
+    assert line.startswith("error: no images found in the inputs: 3 files skipped as "
+                           "non-images (.txt ×2; .eps ×1")
+
+
+def test_cli_error_line_is_not_wrapped_when_stderr_is_a_file(tmp_path):
+    """issue 26, item 10: the top-level ``error:`` line was cut at 80 columns in a log."""
+    missing = tmp_path / ("a-long-folder-name-that-goes-on-" * 4) / "model.onnx"
+    r = run_cli(str(tmp_path), "-m", str(missing), cwd=tmp_path, env={"COLUMNS": "80"})
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and str(missing) in lines[0] and len(lines[0]) > 80, r.stderr

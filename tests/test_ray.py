@@ -13,9 +13,12 @@ import contextlib
 import io
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +27,7 @@ import pytest
 from PIL import Image
 
 from tests import onnx_fixtures as F
+from tests.odd_files import SKIPPED, odd_corpus
 
 ray = pytest.importorskip("ray")
 
@@ -209,10 +213,11 @@ def test_cluster_rows_and_parquet_round_trip_for_both_engines(cluster, image_set
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".{engine}.parquet")]
         frames[engine] = pd.read_parquet(out).sort_values("path").reset_index(drop=True)
     a, b = frames["local"], frames["ray"]
-    # The row schema (engines/rows.py): backend/provider name what ran; path_bytes is set only
-    # for names that are not UTF-8.
+    # The row schema (engines/rows.py): reason/warnings of each file (issue 26); backend/
+    # provider name what ran; path_bytes is set only for names that are not UTF-8.
     assert list(a.columns) == ["path", "label", "index", "confidence", "top_k", "error",
-                               "backend", "provider", "path_bytes", "true_label", "correct"]
+                               "reason", "warnings", "backend", "provider", "path_bytes",
+                               "true_label", "correct"]
     pd.testing.assert_frame_equal(a, b)
     assert len(a) == 33 and a["path"].is_unique and a["error"].notna().sum() == 3
     good = a[a["error"].isna()]
@@ -336,6 +341,142 @@ def test_s3_input_gives_the_same_predictions_as_disk(cluster, s3_env, image_set,
         assert (row["error"] is None) == (want[key]["error"] is None)
         if key.split("/")[0] != "bad":
             assert row["true_label"] == key.split("/")[0]
+
+
+# --- issue 26: every odd file gets the local engine's row; a stale cluster file is ignored ------
+
+
+@pytest.fixture()
+def ray_tmpdir():
+    """A short folder for ``RAY_TMPDIR`` (Ray's session sockets must fit AF_UNIX's 107
+    bytes, which pytest's tmp_path does not leave room for); removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="ck26-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_odd_files_same_rows_on_a_local_ray_despite_a_stale_cluster_file(model, tmp_path,
+                                                                          ray_tmpdir):
+    """Items 1 and 12: warnings and reasons are the local engine's, row for row; a
+    ``ray_current_cluster`` naming a dead head (as a killed ``ray start`` leaves it) neither
+    hangs nor joins the local case, and ``--address auto`` says what the file is."""
+    expected = odd_corpus(tmp_path / "odd")
+    stale = ray_tmpdir / "ray" / "ray_current_cluster"
+    stale.parent.mkdir()
+    dead = f"127.0.0.1:{_free_port()}"
+    stale.write_text(dead)
+    env = {"RAY_ADDRESS": "", "RAY_TMPDIR": str(ray_tmpdir)}
+    local = run_cli(str(tmp_path / "odd"), "-m", str(model), "-f", "jsonl", cwd=tmp_path,
+                    env=env)
+    t0 = time.monotonic()
+    dist = run_cli(str(tmp_path / "odd"), "-m", str(model), "-f", "jsonl", "--engine", "ray",
+                   cwd=tmp_path, env=env)
+    took = time.monotonic() - t0
+    assert dist.returncode == local.returncode == 1, dist.stderr  # bad files: exit 1
+    rows, want = _jsonl_rows(dist.stdout), _jsonl_rows(local.stdout)
+    assert rows == want and {Path(r["path"]).name for r in rows} == set(expected)
+    for row in rows:
+        reason, phrase = expected[Path(row["path"]).name]
+        assert row.get("reason") == reason, row
+        assert (phrase is None) == ("warnings" not in row), row
+        assert phrase is None or any(phrase in w for w in row["warnings"]), row
+    skipped = f"{len(SKIPPED)} files skipped as non-images"
+    assert skipped in dist.stderr and skipped in local.stderr
+    assert took < 120, f"local Ray run took {took:.0f} s"
+    t0 = time.monotonic()
+    auto = run_cli(str(tmp_path / "odd"), "-m", str(model), "--engine", "ray", "--address",
+                   "auto", cwd=tmp_path, env=env, timeout=60)
+    assert auto.returncode == 7 and str(stale) in auto.stderr and dead in auto.stderr
+    assert "ray stop" in auto.stderr and time.monotonic() - t0 < 30, auto.stderr
+
+
+# --- a cluster with token authentication (item 11) -------------------------------------------
+
+
+def _tree(marker: str) -> set[int]:
+    """PIDs of the processes whose command line names ``marker``, and their descendants."""
+    procs: dict[int, tuple[int, bytes]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        procs[int(entry)] = (ppid, cmd)
+    found = {pid for pid, (_, cmd) in procs.items() if marker.encode() in cmd}
+    while new := {pid for pid, (ppid, _) in procs.items() if ppid in found} - found:
+        found |= new
+    return found
+
+
+def _stop_head(temp_dir: Path) -> None:
+    """``ray stop`` for this head only: its processes are the ones that name its temp dir
+    (and their children); plain ``ray stop`` would stop every Ray on the machine."""
+    pids = _tree(str(temp_dir))
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and (pids := pids & _tree(str(temp_dir))):
+            time.sleep(0.2)
+        if not pids:
+            return
+
+
+@pytest.fixture()
+def token_head(ray_tmpdir):
+    """``ray start --head`` as Ray 2.60 does it by default where a token exists (any earlier
+    local ``ray.init()`` writes ~/.ray/auth_token): token authentication on. Its own home
+    (its token) and temp dir; always stopped, and only it."""
+    home, temp_dir = ray_tmpdir / "home", ray_tmpdir / "t"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home),
+           "PYTHONPATH": os.pathsep.join([str(REPO / "toolkit"), str(REPO)])}
+    for key in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        env.pop(key, None)
+    ray_cli = Path(sys.executable).with_name("ray")
+    subprocess.run([str(ray_cli), "get-auth-token", "--generate"], env=env, check=True,
+                   capture_output=True, timeout=60)
+    try:
+        started = subprocess.run(
+            [str(ray_cli), "start", "--head", "--port", str(_free_port()), "--num-cpus", "1",
+             "--node-ip-address", "127.0.0.1", "--temp-dir", str(temp_dir),
+             "--include-dashboard", "false", "--disable-usage-stats"],
+            env=env, capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0, started.stderr[-2000:]
+        assert "Token authentication is enabled" in started.stderr + started.stdout
+        address = (temp_dir / "ray_current_cluster").read_text().strip()
+        token = (home / ".ray" / "auth_token").read_text().strip()
+        yield address, token
+    finally:
+        _stop_head(temp_dir)
+
+
+def test_a_token_cluster_without_its_token_fails_once_saying_what_to_do(
+        token_head, image_set, model, tmp_path):
+    address, token = token_head
+    bare = tmp_path / "home"  # no ~/.ray/auth_token here
+    bare.mkdir()
+    t0 = time.monotonic()
+    r = run_cli(str(image_set), "-m", str(model), "--engine", "ray", "--address", address,
+                cwd=tmp_path, env={"HOME": str(bare)}, timeout=90)
+    assert r.returncode == 7, r.stderr
+    assert time.monotonic() - t0 < 45
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and address in errors[0], r.stderr
+    assert "RAY_AUTH_MODE=token" in errors[0] and "RAY_AUTH_TOKEN" in errors[0]
+    assert "Authentication token is missing" not in r.stderr  # Ray's own lines stay out
+    # The advice works: with the token the same command runs on that cluster.
+    r = run_cli(str(image_set), "-m", str(model), "--engine", "ray", "--address", address,
+                "-f", "jsonl", cwd=tmp_path, timeout=150,
+                env={"HOME": str(bare), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
+    assert r.returncode == 1, r.stderr[-2000:]  # the set's bad files
+    assert len(_jsonl_rows(r.stdout)) == 33
 
 
 # --- bad setups fail fast and clearly ------------------------------------------------------------

@@ -61,7 +61,9 @@ def main() -> None:
     except CifarkitError as exc:
         if state.debug:
             err_console.print_exception()
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        # soft_wrap: one line however long, so a log or `2> file` keeps the message whole.
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                          soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
@@ -87,7 +89,7 @@ def main() -> None:
         else:
             err_console.print(
                 f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
-                "run again with --debug for the traceback", highlight=False,
+                "run again with --debug for the traceback", highlight=False, soft_wrap=True,
             )
         sys.exit(70)
     sys.exit(rc if isinstance(rc, int) else 0)

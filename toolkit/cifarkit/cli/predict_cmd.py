@@ -22,6 +22,8 @@ import typer
 
 from cifarkit.cli._common import console, err_console
 
+WARNED = "⚠"  # the table's mark on a row whose file caused warnings (in its warnings column)
+
 
 def _parse_options(items: list[str] | None) -> dict[str, str]:
     from cifarkit.errors import UsageError
@@ -69,12 +71,13 @@ class _TableRender:
         k = min(self.top_k, len(self.classes) or self.top_k)
         table = Table(box=box.SIMPLE_HEAD if first else box.SIMPLE, show_header=first,
                       expand=True, pad_edge=False)
-        fixed = 6 + name_width * (2 if self.labels else 1)
+        label_width = name_width + 2  # room for the warnings marker
+        fixed = 6 + label_width + (name_width if self.labels else 0)
         n_cols = 3 + bool(self.labels) + (k > 1)
         room = self.width - fixed - 2 * (n_cols - 1)
         path_width = max(16, room * 3 // 5 if k > 1 else room)
         table.add_column("path", no_wrap=True, width=path_width)
-        table.add_column("label", style="bold cyan", width=name_width, no_wrap=True)
+        table.add_column("label", style="bold cyan", width=label_width, no_wrap=True)
         table.add_column("conf", justify="right", width=6, no_wrap=True)
         if self.labels:
             table.add_column("truth", width=name_width, no_wrap=True)
@@ -83,11 +86,13 @@ class _TableRender:
         for pred in rows:
             cell = pred.table_cells()
             row = [escape(short_path(cell["path"], path_width))]
+            marker = f" [yellow]{WARNED}[/]" if cell["warnings"] else ""
             if cell["ok"]:
-                row += [cell["label"], cell["confidence"]]
+                row += [escape(cell["label"]) + marker, cell["confidence"]]
                 mark = {True: "[green]", False: "[red]", None: "[dim]"}[cell["correct"]]
             else:
-                row += ["[red]error" if k > 1 else f"[red]{escape(cell['error'] or 'error')}", ""]
+                shown = "error" if k > 1 else escape(cell["error"] or "error")
+                row += [f"[red]{shown}[/]{marker}", ""]
                 mark = ""
             if self.labels:
                 row.append(f"{mark}{escape(cell['truth'])}")
@@ -134,7 +139,7 @@ def _progress() -> Any:
     )
 
 
-def _summary(stats: Any, per_class_console: Any) -> None:
+def _summary(stats: Any, per_class_console: Any, list_skipped: bool = False) -> None:
     """The per-class table (with --labels-from-folders), then the one-line final summary."""
     from rich.markup import escape
     from rich.table import Table
@@ -157,10 +162,16 @@ def _summary(stats: Any, per_class_console: Any) -> None:
     what = "image" if stats.succeeded else "input"
     rate = (f": [bold green]{stats.images_per_second:,.0f} img/s[/]" if stats.succeeded
             else "")
+    warned = (f", [yellow]{stats.warned:,} with warnings {WARNED}[/] (the warnings column "
+              "of -f csv, jsonl, parquet)" if stats.warned else "")
+    skipped = ""
+    if stats.skipped.count:
+        skipped = (f"\n  {escape(stats.skipped.describe())}"
+                   f"{'' if list_skipped else ': --list-skipped lists them'}")
     err_console.print(
         f"[bold]{stats.images:,}[/] {what}{'' if stats.images == 1 else 's'} "
-        f"({stats.succeeded:,} classified, {failed}) in {stats.seconds:.2f} s{rate}{accuracy}"
-        f"\n  model {escape(stats.ran_on)}", highlight=False, soft_wrap=True,
+        f"({stats.succeeded:,} classified, {failed}{warned}) in {stats.seconds:.2f} s{rate}"
+        f"{accuracy}\n  model {escape(stats.ran_on)}{skipped}", highlight=False, soft_wrap=True,
     )
 
 
@@ -259,6 +270,11 @@ def predict(
         None, "--provider-option", help="KEY=VALUE passed to the execution provider, e.g. "
         "cudnn_conv_algo_search=HEURISTIC (repeatable).",
     ),
+    list_skipped: bool = typer.Option(
+        False, "--list-skipped", help="List the files that folders and globs held but that were "
+        "skipped as non-images (their extension is none the installed Pillow opens; the "
+        "summary counts them).",
+    ),
 ) -> None:
     """Classify images with an ONNX model: streaming, batched, bad files reported and skipped.
 
@@ -268,6 +284,7 @@ def predict(
 
     from cifarkit.backends.catalog import choose_model
     from cifarkit.engines import FORMATS, PredictRequest, get_engine
+    from cifarkit.engines.rows import safe_text
     from cifarkit.errors import UsageError
 
     fmt = fmt.lower()
@@ -297,8 +314,13 @@ def predict(
     render = _TableRender(top_k, labels_from_folders, 160 if output else console.width,
                           console.color_system if to_terminal else None)
     with _stdout_stream(wrap=output is None and not to_terminal) as stream:
-        stats = _run(runner, request, fmt, output, stream, render)
-    _summary(stats, console if (fmt == "table" and output is None) else err_console)
+        skipped: list[str] | None = [] if list_skipped else None
+        stats = _run(runner, request, fmt, output, stream, render, skipped)
+    for path in skipped or ():
+        err_console.print(f"skipped: {escape(safe_text(path))}", highlight=False,
+                          soft_wrap=True)
+    _summary(stats, console if (fmt == "table" and output is None) else err_console,
+             list_skipped)
     if output is not None:
         err_console.print(f"wrote {escape(os.fspath(output))}", highlight=False, soft_wrap=True)
     raise typer.Exit(_exit_code(stats))
@@ -306,17 +328,23 @@ def predict(
 
 def _exit_code(stats: Any) -> int:
     """0 when every input was classified; 1 (said why) when any failed or none was found."""
+    from rich.markup import escape
+
     if stats.stopped_early:
         err_console.print("[red]stopped at the first failure (--strict)[/]")
     if stats.images == 0:
-        err_console.print("[red]error:[/] no images found in the inputs")
+        why = stats.skipped.describe()  # e.g. only .txt files, or EPS without Ghostscript
+        err_console.print(f"[red]error:[/] no images found in the inputs"
+                          f"{': ' + escape(why) if why else ''}", highlight=False,
+                          soft_wrap=True)
     return 1 if stats.failed or stats.images == 0 else 0
 
 
 def _run(runner: Any, request: Any, fmt: str, output: Path | None, stream: Any,
-         render: _TableRender) -> Any:
+         render: _TableRender, skipped: list[str] | None = None) -> Any:
     """The engine's run into the writer for ``fmt``, with a progress bar and a warning per
-    failed input; the writer commits only a run that ends without an exception."""
+    failed input (``skipped``: a list to collect the files skipped as non-images); the
+    writer commits only a run that ends without an exception."""
     from rich.markup import escape
 
     from cifarkit.engines import open_writer
@@ -342,7 +370,8 @@ def _run(runner: Any, request: Any, fmt: str, output: Path | None, stream: Any,
         def on_start(classes: tuple[str, ...]) -> None:
             render.classes = classes
 
-        return runner.run(request, on_row, on_progress, on_start=on_start, on_warning=warn)
+        return runner.run(request, on_row, on_progress, on_start=on_start, on_warning=warn,
+                          on_skip=None if skipped is None else skipped.append)
 
 
 def register(app: typer.Typer) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from cifarkit.data.formats import SkippedFiles
 from cifarkit.engines.rows import Prediction
 from cifarkit.errors import UsageError
 
@@ -32,6 +33,7 @@ DEFAULT_BATCH = 256
 ENGINES = {"local": ("cifarkit.engines.local", "LocalEngine"),
            "ray": ("cifarkit.engines.ray", "RayEngine")}
 OnRow = Callable[[Prediction], None]
+OnSkip = Callable[[str], None]  # a file the walk left out as a non-image
 Progress = Callable[[int, int, "int | None"], None]  # (done, failed, total or None)
 
 
@@ -132,7 +134,8 @@ def _default(f: Any) -> Any:
 class PredictStats:
     """Running totals for the final summary; per-class counts when true labels are known.
     ``ran_on`` says in one line what computed the rows (model, backend, provider, threads or
-    actors); ``stopped_early``: ``strict`` ended the run at a failed input."""
+    actors); ``stopped_early``: ``strict`` ended the run at a failed input; ``skipped``: the
+    files the walk left out as non-images; ``warned``: rows that carry warnings."""
 
     classes: tuple[str, ...] = ()
     images: int = 0
@@ -145,9 +148,12 @@ class PredictStats:
     unlabelled: int = 0
     ran_on: str = ""
     stopped_early: bool = False
+    skipped: SkippedFiles = field(default_factory=SkippedFiles)
+    warned: int = 0
 
     def add(self, pred: Prediction) -> None:
         self.images += 1
+        self.warned += bool(pred.warnings)
         if not pred.ok:
             self.failed += 1
             return
@@ -203,9 +209,11 @@ class Engine(Protocol):
     def run(self, request: PredictRequest, on_row: OnRow, on_progress: Progress | None = None,
             *, on_start: Callable[[tuple[str, ...]], None] | None = None,
             on_warning: Callable[[str], None] | None = None,
-            stdin: TextIO | None = None) -> PredictStats:
+            on_skip: OnSkip | None = None, stdin: TextIO | None = None) -> PredictStats:
         """Predict every input: ``on_start(classes)`` once the model is known, ``on_row`` per
-        input, ``on_progress`` per batch, ``on_warning`` for problems that are no input's."""
+        input, ``on_progress`` per batch, ``on_warning`` for problems that are no input's,
+        ``on_skip(path)`` per file skipped as a non-image (``PredictStats.skipped`` counts
+        them either way)."""
         ...
 
 
@@ -215,6 +223,17 @@ def get_engine(name: str) -> Engine:
         raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {name!r}")
     module, cls = ENGINES[name]
     return getattr(importlib.import_module(module), cls)()
+
+
+def skip_counter(stats: PredictStats, on_skip: OnSkip | None) -> OnSkip:
+    """``on_skip`` for the walk: counts into ``stats.skipped``, then tells the caller."""
+
+    def skip(path: str) -> None:
+        stats.skipped.add(path)
+        if on_skip is not None:
+            on_skip(path)
+
+    return skip
 
 
 def refuse(request: PredictRequest, options: dict[str, str], why: str) -> None:

@@ -6,14 +6,17 @@ Each argument is, in the order given:
   skipped; no glob expansion, so names with ``*`` or ``[`` are taken literally);
 - an existing folder: walked (recursively unless ``recursive=False``) in sorted order —
   entries of a folder sorted by name, a subfolder's images at its name's place; only
-  files with an image extension (any case) are taken; names starting with ``.`` are skipped;
+  files with an image extension (any case: every extension the installed Pillow opens,
+  ``data.formats.is_image_path``) are taken, the others are skipped as non-images and
+  reported to ``on_skip``; names starting with ``.`` are skipped unseen;
   symlinked folders are followed, but a folder already visited (same device and inode) is not
   entered again, so symlink cycles cannot loop and a linked folder is not listed twice;
 - an existing file: taken as is, whatever its extension (the decoder reports non-images);
 - a glob pattern (``*``, ``?``, ``[``): its matches in sorted order, folders walked (as
   folder arguments: recursively unless ``recursive=False``), files filtered by image
-  extension. ``**`` always matches any depth, ``recursive`` or not: whoever writes it asks
-  for that. A pattern that matches nothing is reported as one failed input;
+  extension (the others reported to ``on_skip``). ``**`` always matches any depth,
+  ``recursive`` or not: whoever writes it asks for that. A pattern that matches nothing is
+  reported as one failed input (reason ``no-match``);
 - anything else: passed on, and reported by the decoder as missing.
 
 The stream is lazy: a folder is listed when the walk reaches it, so memory does not grow
@@ -24,29 +27,33 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
-from cifarkit.data.images import IMAGE_EXTENSIONS
+from cifarkit.data.formats import is_image_path
+from cifarkit.engines.rows import NO_MATCH
 
 GLOB_CHARS = frozenset("*?[")
+OnSkip = Callable[[str], None]  # called with each file skipped as a non-image
 
 
-def is_image_path(name: str) -> bool:
-    """``data.images.is_image_path`` without pathlib (100× cheaper; walks call it per file)."""
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+def _ignore(path: str) -> None:
+    pass
 
 
 @dataclass(frozen=True)
 class InputItem:
-    """One input: a path to decode, or a problem found before decoding (``error``)."""
+    """One input: a path to decode, or a problem found before decoding (``error``, with its
+    category ``reason`` as rows have it)."""
 
     path: str
     error: str | None = None
+    reason: str | None = None
 
 
-def _walk(root: str, recursive: bool, seen: set[tuple[int, int]]) -> Iterator[InputItem]:
+def _walk(root: str, recursive: bool, seen: set[tuple[int, int]],
+          on_skip: OnSkip = _ignore) -> Iterator[InputItem]:
     """Depth-first, sorted, iterative (no recursion limit on deep trees)."""
     stack: list[Iterator[os.DirEntry[str]]] = []
 
@@ -60,7 +67,8 @@ def _walk(root: str, recursive: bool, seen: set[tuple[int, int]]) -> Iterator[In
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            return InputItem(folder, f"{folder}: cannot list folder: {exc.strerror or exc}")
+            return InputItem(folder, f"{folder}: cannot list folder: {exc.strerror or exc}",
+                             "unreadable")
         stack.append(iter(entries))
         return None
 
@@ -83,24 +91,27 @@ def _walk(root: str, recursive: bool, seen: set[tuple[int, int]]) -> Iterator[In
         elif is_image_path(entry.name):
             # Broken symlinks and unreadable files included: the decoder reports them.
             yield InputItem(entry.path)
+        else:
+            on_skip(entry.path)
 
 
-def _expand(arg: str, recursive: bool, seen: set[tuple[int, int]], literal: bool) -> Iterator[
-    InputItem
-]:
+def _expand(arg: str, recursive: bool, seen: set[tuple[int, int]], literal: bool,
+            on_skip: OnSkip) -> Iterator[InputItem]:
     if os.path.isdir(arg):
-        yield from _walk(arg, recursive, seen)
+        yield from _walk(arg, recursive, seen, on_skip)
     elif os.path.lexists(arg) or literal or not (GLOB_CHARS & set(arg)):
         yield InputItem(arg)
     else:
         matches = sorted(glob.glob(arg, recursive=True))
         if not matches:
-            yield InputItem(arg, f"{arg}: no file matches this pattern")
+            yield InputItem(arg, f"{arg}: no file matches this pattern", NO_MATCH)
         for match in matches:
             if os.path.isdir(match):
-                yield from _walk(match, recursive, seen)
+                yield from _walk(match, recursive, seen, on_skip)
             elif is_image_path(match):
                 yield InputItem(match)
+            else:
+                on_skip(match)
 
 
 def _stdin_lines(stream: TextIO) -> Iterator[str]:
@@ -111,9 +122,13 @@ def _stdin_lines(stream: TextIO) -> Iterator[str]:
 
 
 def iter_inputs(
-    sources: Iterable[str], *, recursive: bool = True, stdin: TextIO | None = None
+    sources: Iterable[str], *, recursive: bool = True, stdin: TextIO | None = None,
+    on_skip: OnSkip | None = None,
 ) -> Iterator[InputItem]:
-    """The image paths named by ``sources`` (see the module docstring), lazily."""
+    """The image paths named by ``sources`` (see the module docstring), lazily;
+    ``on_skip(path)`` hears of each file left out as a non-image (e.g.
+    ``data.formats.SkippedFiles().add``)."""
+    on_skip = on_skip or _ignore
     seen: set[tuple[int, int]] = set()
     for arg in sources:
         if arg == "-":
@@ -122,9 +137,9 @@ def iter_inputs(
 
                 stdin = sys.stdin
             for line in _stdin_lines(stdin):
-                yield from _expand(line, recursive, seen, literal=True)
+                yield from _expand(line, recursive, seen, True, on_skip)
         else:
-            yield from _expand(os.fspath(arg), recursive, seen, literal=False)
+            yield from _expand(os.fspath(arg), recursive, seen, False, on_skip)
 
 
 def count_inputs(sources: Iterable[str], *, recursive: bool = True) -> int:

@@ -3,7 +3,7 @@
 ``predict_files`` yields one ``Prediction`` per input, in input order, as soon as its batch
 is done. The pipeline:
 
-    iter_inputs ──► chunks of batch_size paths ──► decoder processes (load_image) ──►
+    iter_inputs ──► chunks of batch_size paths ──► decoder processes (data.images.decode) ──►
         in order ──► Classifier.predict_proba (chunks of its preferred size) ──► Predictions
 
 Decoding runs in ``workers`` processes (Pillow's per-image Python work holds the GIL, so
@@ -25,12 +25,13 @@ import itertools
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 import numpy as np
 
 from cifarkit.contract import DEFAULT_IMAGE_SIZE
-from cifarkit.data.images import load_image
+from cifarkit.data.images import Decoded
+from cifarkit.data.images import decode as decode_image
 from cifarkit.engines.base import (
     DEFAULT_BATCH,
     OnRow,
@@ -41,42 +42,56 @@ from cifarkit.engines.base import (
     describe_model,
     open_model,
     refuse,
+    skip_counter,
 )
 from cifarkit.engines.inputs import InputItem, count_inputs, iter_inputs
-from cifarkit.engines.rows import Prediction, folder_label, make_predictions
+from cifarkit.engines.rows import DECODER_CRASH, Prediction, folder_label, make_predictions
 from cifarkit.errors import ImageError, UsageError
 
 
+class FileResult(NamedTuple):
+    """What decoding one file gave besides its pixels: the error and its category
+    (``ImageError.reason``), or neither; and the warnings it caused either way."""
+
+    error: str | None = None
+    reason: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
 def decode_one(
-    decode: Callable[[Any], np.ndarray], source: Any, name: str
-) -> tuple[np.ndarray | None, str | None]:
-    """Decode one image (``source``: a path, or bytes for ``load_image_bytes``): the array, or
-    ``None`` and the error. Shared by both engines, so a bad file reads the same in each."""
+    decode: Callable[[Any], Decoded | np.ndarray], source: Any, name: str
+) -> tuple[np.ndarray | None, FileResult]:
+    """Decode one image (``source``: a path, or a file's bytes): the array or ``None``, and
+    its ``FileResult``. Shared by both engines, so a file reads the same in each."""
     try:
-        return decode(source), None
+        out = decode(source)
     except ImageError as exc:
-        return None, str(exc)
+        return None, FileResult(str(exc), exc.reason)
     except Exception as exc:  # a decoder bug must not end the run either
-        return None, f"{name}: cannot decode image: {type(exc).__name__}: {exc}"
+        return None, FileResult(f"{name}: cannot decode image: {type(exc).__name__}: {exc}",
+                                DECODER_CRASH)
+    if isinstance(out, Decoded):
+        return out.array, FileResult(warnings=tuple(out.warnings))
+    return out, FileResult()
 
 
 def _decode_chunk(
-    paths: list[str], decode: Callable[[str], np.ndarray] | None = None,
+    paths: list[str], decode: Callable[[str], Decoded | np.ndarray] | None = None,
     size: int = DEFAULT_IMAGE_SIZE,
-) -> tuple[np.ndarray, list[str | None]]:
-    """Decode ``paths`` to ``size``×``size``: the good images stacked, and per path ``None``
-    or its error."""
-    decode = decode or functools.partial(load_image, size=size)
+) -> tuple[np.ndarray, list[FileResult]]:
+    """Decode ``paths`` to ``size``×``size``: the good images stacked, and per path its
+    ``FileResult``."""
+    decode = decode or functools.partial(decode_image, size=size)
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
-    errors: list[str | None] = []
+    results: list[FileResult] = []
     n = 0
     for p in paths:
-        arr, error = decode_one(decode, p, p)
-        errors.append(error)
+        arr, result = decode_one(decode, p, p)
+        results.append(result)
         if arr is not None:
             out[n] = arr
             n += 1
-    return out[:n].copy() if n < len(paths) else out, errors
+    return out[:n].copy() if n < len(paths) else out, results
 
 
 def _chunks(items: Iterator[InputItem], size: int) -> Iterator[list[InputItem]]:
@@ -117,7 +132,7 @@ class _Decoder:
     """
 
     def __init__(
-        self, workers: int, decode: Callable[[str], np.ndarray] | None,
+        self, workers: int, decode: Callable[[str], Decoded | np.ndarray] | None,
         on_warning: Callable[[str], None] | None = None, size: int = DEFAULT_IMAGE_SIZE,
     ) -> None:
         self.workers = workers
@@ -166,7 +181,7 @@ class _Decoder:
             return _Deferred(paths)
         return self._pool.submit(_decode_chunk, paths, self.decode, self.size)
 
-    def result(self, pending: Any, paths: list[str]) -> tuple[np.ndarray, list[str | None]]:
+    def result(self, pending: Any, paths: list[str]) -> tuple[np.ndarray, list[FileResult]]:
         if isinstance(pending, _Deferred):
             return _decode_chunk(pending.paths, self.decode, self.size)
         from concurrent.futures.process import BrokenProcessPool
@@ -177,7 +192,7 @@ class _Decoder:
             # Either the processes never started, or one died on a file of some chunk.
             return self._isolate(paths)
 
-    def _isolate(self, paths: list[str]) -> tuple[np.ndarray, list[str | None]]:
+    def _isolate(self, paths: list[str]) -> tuple[np.ndarray, list[FileResult]]:
         """Retry each file alone in a fresh pool, so only a file that kills the decoder is
         reported as such."""
         from concurrent.futures.process import BrokenProcessPool
@@ -193,9 +208,9 @@ class _Decoder:
                                                    self.size).result()
                 except BrokenProcessPool:
                     self.reset()
-                    arr, errs = self.empty(), [
-                        f"{p}: the image decoder crashed on this file (process died)"
-                    ]
+                    arr, errs = self.empty(), [FileResult(
+                        f"{p}: the image decoder crashed on this file (process died)",
+                        DECODER_CRASH)]
             images.append(arr)
             errors += errs
         return np.concatenate(images), errors
@@ -240,7 +255,8 @@ def predict_files(
     progress: Progress | None = None,
     count_total: bool = True,
     on_warning: Callable[[str], None] | None = None,
-    _decode: Callable[[str], np.ndarray] | None = None,
+    on_skip: Callable[[str], None] | None = None,
+    _decode: Callable[[str], Decoded | np.ndarray] | None = None,
 ) -> Iterator[Prediction]:
     """Classify the images ``sources`` name (files, folders, globs, ``-``), in input order.
 
@@ -252,7 +268,8 @@ def predict_files(
     ``progress(done, failed, total)`` is called after each chunk; ``total`` is None until a
     background count of the inputs finishes (never, for stdin input or ``count_total=False``).
     ``on_warning(message)`` hears about problems that are not one file's (decoder processes
-    that cannot start, so decoding falls back to this process).
+    that cannot start, so decoding falls back to this process); ``on_skip(path)`` of each file
+    the walk leaves out as a non-image.
     Closing the generator early (``--strict``) stops the workers.
     """
     sources = list(sources)
@@ -273,7 +290,8 @@ def predict_files(
     counted = "-" not in sources and count_total
     total = _count_in_background(sources, recursive) if counted else [None]
 
-    chunks = _chunks(iter_inputs(sources, recursive=recursive, stdin=stdin), batch_size)
+    chunks = _chunks(iter_inputs(sources, recursive=recursive, stdin=stdin, on_skip=on_skip),
+                     batch_size)
     first = next(chunks, None)
     if first is None:
         return
@@ -306,10 +324,13 @@ def predict_files(
             probs = classifier.predict_proba(images) if len(images) else None
             truths = [folder_label(item.path, class_set) if labels_from_folders else None
                       for item in chunk]
-            err_iter = iter(errors)
-            merged = [item.error if item.error is not None else next(err_iter) for item in chunk]
-            for pred in make_predictions([item.path for item in chunk], merged, probs, classes,
-                                         k, truths, backend, provider):
+            found = iter(errors)
+            merged = [FileResult(item.error, item.reason) if item.error is not None
+                      else next(found) for item in chunk]
+            for pred in make_predictions([item.path for item in chunk],
+                                         [r.error for r in merged], probs, classes, k, truths,
+                                         backend, provider, reasons=[r.reason for r in merged],
+                                         warnings=[r.warnings for r in merged]):
                 failed += not pred.ok
                 yield pred
             done += len(chunk)
@@ -339,6 +360,7 @@ class LocalEngine:
     def run(self, request: PredictRequest, on_row: OnRow, on_progress: Progress | None = None,
             *, on_start: Callable[[tuple[str, ...]], None] | None = None,
             on_warning: Callable[[str], None] | None = None,
+            on_skip: Callable[[str], None] | None = None,
             stdin: TextIO | None = None) -> PredictStats:
         self.check(request)
         workers = default_workers() if request.workers is None else request.workers
@@ -351,7 +373,7 @@ class LocalEngine:
                 model, request.sources, recursive=request.recursive, top_k=request.top_k,
                 batch_size=request.batch_size, workers=workers, stdin=stdin,
                 labels_from_folders=request.labels_from_folders, progress=on_progress,
-                on_warning=on_warning,
+                on_warning=on_warning, on_skip=skip_counter(stats, on_skip),
             )
             with contextlib.closing(rows):
                 for pred in rows:
@@ -366,6 +388,7 @@ class LocalEngine:
 
 __all__ = [
     "DEFAULT_BATCH",
+    "FileResult",
     "LocalEngine",
     "decode_one",
     "default_workers",

@@ -12,7 +12,8 @@
   unreadable and vanished files into error rows.
   URIs (``s3://``, ``gs://``, ``hdfs://``, anything pyarrow or fsspec opens) are read as bytes
   by Ray Data's own reader (``read_binary_files(include_paths=True)``) on the workers and
-  decoded with ``data.images.load_image_bytes``: the same decoder, the same array.
+  decoded with ``data.images.decode``: the same decoder, the same array, the same warnings
+  and error reasons (``local.decode_one`` makes both engines' rows).
 - **Inference.** ``map_batches`` with a callable class that gets the ``PredictRequest``: one
   actor per ``concurrency`` slot, each holding the request's model on its backend
   (``base.open_model``: a ``Classifier`` with the provider, or another backend; threads =
@@ -57,6 +58,7 @@ from cifarkit.engines.base import (
     Progress,
     model_classes,
     refuse,
+    skip_counter,
 )
 from cifarkit.engines.ray_cluster import (
     RAY_EXTRA,
@@ -116,34 +118,36 @@ class _Predictor:
         self.class_set = frozenset(self.classes)
         self.k = min(request.top_k, len(self.classes))
 
-    def _decode(self, paths: list[str], pre: list[str | None], blobs: Any) -> tuple[Any, list]:
+    def _decode(self, paths: list[str], pre: list[Any], blobs: Any) -> tuple[Any, list]:
+        """The good images stacked, and a ``FileResult`` per path (``pre``: listing errors)."""
         import functools
 
         import numpy as np
 
-        from cifarkit.data.images import load_image, load_image_bytes
+        from cifarkit.data.images import decode
         from cifarkit.engines.local import decode_one
 
         size = int(self.model.image_size)
         images = np.empty((len(paths), size, size, 3), np.uint8)
-        errors: list[str | None] = []
+        results = []
         good = 0
         for i, path in enumerate(paths):
-            if pre[i] is not None:
-                errors.append(pre[i])
+            if pre[i].error is not None:
+                results.append(pre[i])
                 continue
             if blobs is not None:
-                decode = functools.partial(load_image_bytes, name=path, size=size)
-                arr, error = decode_one(decode, blobs[i].as_py(), path)
+                arr, result = decode_one(functools.partial(decode, name=path, size=size),
+                                         blobs[i].as_py(), path)
             else:
-                arr, error = decode_one(functools.partial(load_image, size=size), path, path)
-            errors.append(error)
+                arr, result = decode_one(functools.partial(decode, size=size), path, path)
+            results.append(result)
             if arr is not None:
                 images[good] = arr
                 good += 1
-        return images[:good], errors
+        return images[:good], results
 
     def __call__(self, batch: Any) -> Any:
+        from cifarkit.engines.local import FileResult
         from cifarkit.engines.rows import (
             decode_name,
             folder_label,
@@ -153,17 +157,22 @@ class _Predictor:
 
         names = set(batch.schema.names)
         n = batch.num_rows
-        shown = batch.column("path").to_pylist()
-        raw = batch.column("path_bytes").to_pylist() if "path_bytes" in names else [None] * n
-        paths = [decode_name(p, b) for p, b in zip(shown, raw, strict=True)]
-        pre = batch.column("error").to_pylist() if "error" in names else [None] * n
+
+        def column(name: str) -> list[Any]:
+            return batch.column(name).to_pylist() if name in names else [None] * n
+
+        raw = column("path_bytes")
+        paths = [decode_name(p, b) for p, b in zip(column("path"), raw, strict=True)]
+        pre = [FileResult(e, r) for e, r in zip(column("error"), column("reason"), strict=True)]
         blobs = batch.column("bytes") if "bytes" in names else None
-        images, errors = self._decode(paths, pre, blobs)
+        images, results = self._decode(paths, pre, blobs)
         probs = self.model.predict_proba(images) if len(images) else None
         labels = self.request.labels_from_folders
         truths = [folder_label(p, self.class_set) if labels else None for p in paths]
-        preds = make_predictions(paths, errors, probs, self.classes, self.k, truths,
-                                 self.backend, self.provider)
+        preds = make_predictions(paths, [r.error for r in results], probs, self.classes, self.k,
+                                 truths, self.backend, self.provider,
+                                 reasons=[r.reason for r in results],
+                                 warnings=[r.warnings for r in results])
         return predictions_to_table(list(preds), labels)
 
 
@@ -181,32 +190,35 @@ def _with_scheme(batch: Any, prefix: str) -> Any:
 
 
 def _local_blocks(sources: list[str], recursive: bool, stdin: TextIO | None,
-                  block_rows: int) -> Iterator[Any]:
+                  block_rows: int, on_skip: Callable[[str], None] | None) -> Iterator[Any]:
     """Arrow blocks of the local inputs (``inputs.iter_inputs``): names as valid text plus
-    their bytes when they are not UTF-8, and listing errors without the path prefix."""
+    their bytes when they are not UTF-8, and listing errors (without the path prefix) with
+    their reason."""
     import pyarrow as pa
 
     from cifarkit.engines.inputs import iter_inputs
     from cifarkit.engines.rows import encode_name, reason, safe_text
 
-    items = iter_inputs(sources, recursive=recursive, stdin=stdin)
+    items = iter_inputs(sources, recursive=recursive, stdin=stdin, on_skip=on_skip)
     while chunk := list(itertools.islice(items, block_rows)):
         names = [encode_name(it.path) for it in chunk]
         errors = [None if it.error is None else safe_text(reason(it.error, it.path))
                   for it in chunk]
         yield pa.table({"path": pa.array([n for n, _ in names], pa.string()),
                         "path_bytes": pa.array([b for _, b in names], pa.string()),
-                        "error": pa.array(errors, pa.string())})
+                        "error": pa.array(errors, pa.string()),
+                        "reason": pa.array([it.reason for it in chunk], pa.string())})
 
 
 def input_dataset(
     sources: Iterable[str], *, recursive: bool = True, stdin: TextIO | None = None,
-    block_rows: int = RAY_BATCH,
+    block_rows: int = RAY_BATCH, on_skip: Callable[[str], None] | None = None,
 ) -> tuple[Any, int | None]:
     """A Ray Dataset of inputs and its size when known (local inputs; None for URIs).
 
-    Local sources → blocks of ``path``, ``path_bytes`` (``rows.encode_name``) and ``error``
-    (problems found while listing); URIs → ``read_binary_files`` blocks of ``bytes`` +
+    Local sources → blocks of ``path``, ``path_bytes`` (``rows.encode_name``), ``error`` and
+    ``reason`` (problems found while listing; ``on_skip(path)`` hears of files left out as
+    non-images); URIs → ``read_binary_files`` blocks of ``bytes`` +
     ``path``. Local paths and URIs cannot be mixed in one run (they are read in different
     ways)."""
     ray = ray_module()
@@ -218,7 +230,7 @@ def input_dataset(
     if uris and local:
         raise UsageError("give either local paths or URIs (s3://…) in one run, not both")
     if local:
-        tables = list(_local_blocks(local, recursive, stdin, block_rows))
+        tables = list(_local_blocks(local, recursive, stdin, block_rows, on_skip))
         if not tables:
             return None, 0
         return ray.data.from_arrow(tables), sum(t.num_rows for t in tables)
@@ -325,8 +337,10 @@ class RayPrediction:
     """
 
     def __init__(self, request: PredictRequest, *, num_cpus: int | None = None,
-                 stdin: TextIO | None = None, progress: Progress | None = None) -> None:
+                 stdin: TextIO | None = None, progress: Progress | None = None,
+                 on_skip: Callable[[str], None] | None = None) -> None:
         self.request = request
+        self.on_skip = on_skip
         self.session = RaySession(request.address, num_cpus=num_cpus)
         self.stdin = stdin
         self.progress = progress
@@ -360,7 +374,8 @@ class RayPrediction:
         with self.session:
             self.resources = self.session.resources()
             ds, self.total = input_dataset(self.request.sources, recursive=self.request.recursive,
-                                           stdin=self.stdin, block_rows=self.request.batch_size)
+                                           stdin=self.stdin, block_rows=self.request.batch_size,
+                                           on_skip=self.on_skip)
             if ds is None:
                 return
             self.concurrency = _concurrency(self.request)
@@ -415,6 +430,7 @@ class RayEngine:
     def run(self, request: PredictRequest, on_row: OnRow, on_progress: Progress | None = None,
             *, on_start: Callable[[tuple[str, ...]], None] | None = None,
             on_warning: Callable[[str], None] | None = None,
+            on_skip: Callable[[str], None] | None = None,
             stdin: TextIO | None = None) -> PredictStats:
         import contextlib
 
@@ -424,7 +440,8 @@ class RayEngine:
         stats = PredictStats(classes=model_classes(request))
         if on_start is not None:
             on_start(stats.classes)
-        job = RayPrediction(request, stdin=stdin, progress=on_progress)
+        job = RayPrediction(request, stdin=stdin, progress=on_progress,
+                            on_skip=skip_counter(stats, on_skip))
         with contextlib.closing(iter(job)) as rows:
             for pred in rows:
                 stats.add(pred)

@@ -6,6 +6,7 @@ Ray is imported only inside these functions; importing this module costs nothing
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -19,6 +20,7 @@ from cifarkit.errors import CifarkitError, ClusterError, DataError, UsageError
 
 RAY_EXTRA = 'pip install "cifarkit[ray]"'
 CONNECT_TIMEOUT = 5.0  # seconds to reach a cluster's GCS port before giving up
+CONNECT_SECONDS = 5  # Ray's once-a-second tries of a reachable GCS (its default: 20)
 
 
 def ray_module() -> Any:
@@ -46,16 +48,40 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def current_cluster_file() -> str:
+    """Where ``ray start`` records the last head's address, which Ray reads for ``auto`` (and,
+    without ``address="local"``, for a plain ``ray.init()``): ``$RAY_TMPDIR/ray/`` (else
+    ``$TMPDIR/ray/``, else ``/tmp/ray/``) ``ray_current_cluster``, as Ray finds it."""
+    base = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    return os.path.join(base, "ray", "ray_current_cluster")
+
+
+def _recorded_address() -> str | None:
+    try:
+        with open(current_cluster_file(), encoding="utf-8") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
+
+
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
     """Fail fast, naming the address, when nothing listens there (``ray.init`` would retry
-    for a minute or more)."""
-    hp = _host_port(address)
+    for a minute or more). ``auto``: the address ``ray start`` recorded, if any."""
+    recorded = _recorded_address() if address == "auto" else None
+    hp = _host_port(recorded or address)
     if hp is None:
         return
     try:
         with socket.create_connection(hp, timeout=timeout):
             pass
     except OSError as exc:
+        if recorded:
+            raise ClusterError(
+                f"--address auto: {current_cluster_file()} names the Ray head at {recorded}, "
+                f"where nothing listens ({exc.strerror or exc}): a head that stopped without "
+                "`ray stop` leaves it behind. Start the cluster again, give its address, or "
+                "leave --address and RAY_ADDRESS unset to start a local Ray"
+            ) from None
         raise ClusterError(
             f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}. Is a head "
             "running there (`ray start --head`)? Check --address / RAY_ADDRESS, or leave both "
@@ -63,9 +89,64 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
         ) from None
 
 
+_AUTH = re.compile(r"InvalidAuthToken|Authentication token is missing or incorrect|"
+                   r"Token authentication is enabled but|Unauthenticated", re.I)
+_LOG_PREFIX = re.compile(r"^\[[^\]]*\]\s*(?:\S+\.cc:\d+:\s*)?")
+
+
+def auth_help(address: str) -> str:
+    """What to do when a cluster wants a token this process does not have."""
+    return (
+        f"the Ray cluster at {address} uses token authentication (Ray 2.60's `ray start "
+        "--head` turns it on where the head has a token) and this process has no valid "
+        "token for it. Run with RAY_AUTH_MODE=token and the cluster's token: "
+        "RAY_AUTH_TOKEN=<token>, or the token file in ~/.ray/auth_token or "
+        "RAY_AUTH_TOKEN_PATH=<file> (on the head, `ray get-auth-token` prints it); see "
+        "docs/scale-out.md"
+    )
+
+
+def connect_error(where: str, tried: str, exc: BaseException, log: str) -> ClusterError:
+    """One message for a failed start/connect: what was tried and Ray's reason, once (its
+    C++ client repeats a line per retry); the token advice when the cluster wants one."""
+    texts = [log, *(str(e) for e in [exc, *seen_errors(exc)])]
+    if any(_AUTH.search(t) for t in texts):
+        return ClusterError(auth_help(where))
+    lines: list[str] = []
+    for raw in log.splitlines():
+        line = _LOG_PREFIX.sub("", raw.strip())
+        if line and line not in lines:
+            lines.append(line)
+    detail = " | ".join(lines[-3:])
+    if len(detail) > 600:
+        detail = detail[:599] + "…"
+    return ClusterError(f"cannot {tried}: {type(exc).__name__}: {short_error(exc, 600)}"
+                        + (f" ({detail})" if detail else ""))
+
+
+@contextlib.contextmanager
+def _connect_retries(seconds: int) -> Iterator[None]:
+    """Ray's driver tries a cluster's GCS once a second, 20 times by default; this many
+    (unless the user set ``RAY_gcs_server_port_wait_time_s``), for this ``ray.init`` only."""
+    key = "RAY_gcs_server_port_wait_time_s"
+    if key in os.environ:
+        yield
+        return
+    os.environ[key] = str(seconds)
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
+
+
 class RaySession:
     """Connects to ``address`` (default ``$RAY_ADDRESS``) or starts a local Ray in this
-    process; a Ray this session started is shut down on exit, a cluster is only left."""
+    process; a Ray this session started is shut down on exit, a cluster is only left.
+
+    The local case always starts its own Ray (``address="local"``): a ``ray_current_cluster``
+    file left by a head that died without ``ray stop`` is never joined. A connect gives up
+    after ``CONNECT_SECONDS`` of retries with one message naming the address (and the token
+    settings, when the cluster wants a token)."""
 
     def __init__(self, address: str | None = None, *, num_cpus: int | None = None) -> None:
         self.address = address if address is not None else os.environ.get("RAY_ADDRESS") or None
@@ -84,23 +165,23 @@ class RaySession:
         remote = bool(self.address) and self.address != "local"
         if remote:
             check_reachable(self.address)
+            where, tried = str(self.address), f"connect to the Ray cluster at {self.address}"
+        else:
+            where, tried = "local", "start a local Ray in this process (ray.init(address='local'))"
         # Ray's start-up prints banners and C++ log lines; the library prints nothing.
-        with captured_output() as log:
+        bounded = _connect_retries(CONNECT_SECONDS) if remote else contextlib.nullcontext()
+        with captured_output() as log, bounded:
             try:
                 if remote:
                     ray.init(address=self.address, **kwargs)
                 else:
-                    ray.init(num_cpus=self.num_cpus, include_dashboard=False, **kwargs)
+                    ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False,
+                             **kwargs)
                 error = None
             except Exception as exc:
                 error = exc
         if error is not None:
-            where = f"the Ray cluster at {self.address}" if remote else "a local Ray"
-            detail = log.getvalue().strip()[-1000:]
-            raise ClusterError(
-                f"cannot start or connect to {where}: {type(error).__name__}: {error}"
-                + (f" ({detail})" if detail else "")
-            ) from None
+            raise connect_error(where, tried, error, log.getvalue()) from None
         self.started = True
         self.startup_seconds = time.perf_counter() - t0
         return self
@@ -246,9 +327,13 @@ def short_error(exc: BaseException, limit: int = 2000) -> str:
 
 
 __all__ = [
+    "CONNECT_SECONDS",
     "CONNECT_TIMEOUT",
     "RAY_EXTRA",
     "RaySession",
+    "auth_help",
+    "connect_error",
+    "current_cluster_file",
     "check_reachable",
     "cifarkit_cause",
     "quiet_ray",

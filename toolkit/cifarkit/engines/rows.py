@@ -11,6 +11,14 @@ fields), in this order:
     top_k       the k best classes, best first (CSV: ``label:p;label:p``; JSONL/Parquet: a list
                 of ``{label, confidence}``)
     error       why the input has no prediction; empty when it has one
+    reason      the error's category (``ImageError.reason``: ``unreadable``, ``not-an-image``,
+                ``corrupt``, ``unsupported``, ``missing-codec``, ``too-large``; ``no-match`` for
+                a glob that matches nothing, ``decoder-crash`` for a decoder that died or raised
+                on the file); empty when the input has a prediction (JSONL leaves it out)
+    warnings    what the file caused while it decoded (Pillow's warnings, libtiff's, how deep
+                pixel values were scaled): CSV one cell joined by ``; ``, JSONL/Parquet a list
+                of strings (JSONL leaves the key out when there are none); the table shows a
+                ``⚠`` and the summary counts them
     backend     the backend that ran the model (``onnxruntime``, ``openvino``, …); empty on error
     provider    where it ran: onnxruntime's execution provider (``cpu``, ``cuda``, …), ``cpu``
                 for the other backends (they run on the CPU); empty on error
@@ -28,7 +36,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +45,12 @@ import numpy as np
 from cifarkit.errors import UsageError
 
 PARQUET_EXTRA = 'pip install "cifarkit[parquet]" (or "cifarkit[ray]")'
-BASE_COLUMNS = ("path", "label", "index", "confidence", "top_k", "error", "backend", "provider",
-                "path_bytes")
+BASE_COLUMNS = ("path", "label", "index", "confidence", "top_k", "error", "reason", "warnings",
+                "backend", "provider", "path_bytes")
+WARNING_SEP = "; "  # between a row's warnings in its CSV cell
+# Reasons of the engines' own, beside the decoder's (``data.causes.REASONS``).
+NO_MATCH = "no-match"  # a glob pattern that matches no file
+DECODER_CRASH = "decoder-crash"  # the decoder died on the file, or raised something unforeseen
 LABEL_COLUMNS = ("true_label", "correct")
 
 
@@ -104,6 +116,8 @@ class Prediction:
     true_label: str | None = None
     backend: str | None = None
     provider: str | None = None
+    reason: str | None = None  # the error's category (module docstring); None when ok
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -133,6 +147,12 @@ class Prediction:
             "backend": self.backend,
             "provider": self.provider,
         }
+        # Only where there is something to say, as path_bytes (pandas reads a missing key as
+        # NaN): a clean prediction's line stays as short as it was.
+        if self.reason is not None:
+            out["reason"] = self.reason
+        if self.warnings:
+            out["warnings"] = [safe_text(w) for w in self.warnings]
         if raw is not None:
             out["path_bytes"] = raw
         if self.true_label is not None:
@@ -147,7 +167,8 @@ class Prediction:
             path, self.label or "", "" if self.index is None else self.index,
             "" if self.confidence is None else f"{self.confidence:.6f}",
             ";".join(f"{label}:{p:.6f}" for label, p in self.top_k),
-            "" if self.error is None else safe_text(self.error),
+            "" if self.error is None else safe_text(self.error), self.reason or "",
+            WARNING_SEP.join(safe_text(w) for w in self.warnings),
             self.backend or "", self.provider or "", raw or "",
         ]
         if labels:
@@ -157,7 +178,7 @@ class Prediction:
 
     def table_cells(self) -> dict[str, Any]:
         """What a table shows (text; the renderer styles and shortens it): path, label,
-        confidence, truth, top_k (text), error, ok, correct."""
+        confidence, truth, top_k (text), error, ok, correct, warnings (their number)."""
         return {
             "path": self.display_path,
             "label": self.label or "",
@@ -167,6 +188,7 @@ class Prediction:
             "error": "" if self.error is None else safe_text(self.error),
             "ok": self.ok,
             "correct": self.correct,
+            "warnings": len(self.warnings),
         }
 
 
@@ -194,16 +216,22 @@ def top_k_indices(probs: np.ndarray, k: int) -> np.ndarray:
 def make_predictions(
     paths: list[str], errors: list[str | None], probs: np.ndarray | None,
     classes: tuple[str, ...], k: int, truths: list[str | None],
-    backend: str | None = None, provider: str | None = None,
+    backend: str | None = None, provider: str | None = None, *,
+    reasons: list[str | None] | None = None, warnings: list[Sequence[str]] | None = None,
 ) -> Iterator[Prediction]:
     """The ``Prediction`` per path (both engines build rows here): ``errors[i]`` set → an error
-    row; the good paths take the rows of ``probs`` in order, labelled with the ``backend`` and
-    ``provider`` that computed them."""
+    row (its category ``reasons[i]``); the good paths take the rows of
+    ``probs`` in order, labelled with the ``backend`` and ``provider`` that computed them.
+    ``warnings[i]``: what decoding path i caused, on its row either way."""
     order = top_k_indices(probs, k) if probs is not None else None
+    reasons = reasons or [None] * len(paths)
+    warnings = warnings or [()] * len(paths)
     row = 0
-    for path, error, truth in zip(paths, errors, truths, strict=True):
+    for path, error, truth, why, notes in zip(paths, errors, truths, reasons, warnings,
+                                              strict=True):
         if error is not None:
-            yield Prediction(path, error=reason(error, path), true_label=truth)
+            yield Prediction(path, error=reason(error, path), true_label=truth,
+                             reason=why, warnings=list(notes))
             continue
         assert probs is not None and order is not None
         idx = order[row]
@@ -211,7 +239,7 @@ def make_predictions(
         yield Prediction(
             path=path, index=int(idx[0]), label=classes[int(idx[0])],
             confidence=float(p[idx[0]]), top_k=[(classes[int(j)], float(p[j])) for j in idx],
-            true_label=truth, backend=backend, provider=provider,
+            true_label=truth, backend=backend, provider=provider, warnings=list(notes),
         )
         row += 1
 
@@ -238,7 +266,8 @@ def prediction_schema(labels: bool = False) -> Any:
         pa.field("top_k", pa.list_(pa.struct([
             pa.field("label", text), pa.field("confidence", pa.float32()),
         ]))),
-        pa.field("error", text), pa.field("backend", text), pa.field("provider", text),
+        pa.field("error", text), pa.field("reason", text), pa.field("warnings", pa.list_(text)),
+        pa.field("backend", text), pa.field("provider", text),
         pa.field("path_bytes", text),
     ]
     if labels:
@@ -257,6 +286,8 @@ def predictions_to_table(preds: list[Prediction], labels: bool = False) -> Any:
         "confidence": [p.confidence for p in preds],
         "top_k": [[{"label": lab, "confidence": c} for lab, c in p.top_k] for p in preds],
         "error": [None if p.error is None else safe_text(p.error) for p in preds],
+        "reason": [p.reason for p in preds],
+        "warnings": [[safe_text(w) for w in p.warnings] for p in preds],
         "backend": [p.backend for p in preds],
         "provider": [p.provider for p in preds],
         "path_bytes": [raw for _, raw in names],
@@ -278,12 +309,16 @@ def predictions_from_table(table: Any) -> Iterator[Prediction]:
             error=row["error"],
             true_label=row["true_label"] if "true_label" in names else None,
             backend=row.get("backend"), provider=row.get("provider"),
+            reason=row.get("reason"), warnings=list(row.get("warnings") or []),
         )
 
 
 __all__ = [
     "BASE_COLUMNS",
+    "DECODER_CRASH",
     "LABEL_COLUMNS",
+    "NO_MATCH",
+    "WARNING_SEP",
     "Prediction",
     "columns",
     "decode_name",
