@@ -50,3 +50,17 @@ def test_digits_train_export_bench_predict(digits, tmp_path):
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert len(rows) == len(list(photos.glob("seven/*.png")))
     assert {r["label"] for r in rows} <= set(names) and "seven" in {r["label"] for r in rows}
+
+
+def test_labels_from_folders_that_name_no_class_is_an_error(tmp_path):
+    from tests import onnx_fixtures as F
+
+    model = F.color_model(tmp_path / "color.onnx")
+    (tmp_path / "photos" / "kittens").mkdir(parents=True)
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "photos" / "kittens" / "a.png")
+    res = run_cli("predict", str(tmp_path / "photos"), "-m", str(model),
+                  "--labels-from-folders")
+    assert res.returncode == 2
+    assert "no input is in a folder named after one of the model's classes" in res.stderr

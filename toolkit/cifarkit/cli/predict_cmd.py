@@ -323,6 +323,12 @@ def predict(
              list_skipped)
     if output is not None:
         err_console.print(f"wrote {escape(os.fspath(output))}", highlight=False, soft_wrap=True)
+    if request.labels_from_folders and stats.unlabelled and not stats.labelled:
+        names = ", ".join(render.classes[:8]) + (" …" if len(render.classes) > 8 else "")
+        err_console.print("[red]error:[/] --labels-from-folders: no input is in a folder named "
+                          f"after one of the model's classes ({escape(names)}); name the "
+                          "folders after the classes, or leave the option out", soft_wrap=True)
+        raise typer.Exit(2)
     raise typer.Exit(_exit_code(stats))
 
 
