@@ -48,6 +48,8 @@ def data(
                   f"{len(ds.classes)} classes, loaded in {seconds:.2f} s")
     for note in ds.notes:
         console.print(f"  [dim]{note}[/]")
+    console.print("    ".join(f"{split}: x {ds.split(split)[0].shape} {ds.split(split)[0].dtype}"
+                               for split in summary.counts))
     _print_counts(ds.classes, summary.counts)
     if summary.sizes:
         sizes = ", ".join(f"{k} {w}×{h}" for k, (w, h) in summary.sizes.items())
