@@ -144,7 +144,9 @@ def test_train_writes_a_complete_run(small_data, tmp_path):
     assert meta["command"] == (f"cifarkit train cnn --recipe seed --epochs 2 --data "
                                f"{small_data} --out {tmp_path / 'run'}")
     assert meta["data"] == {"kind": "folders", "train": 225, "val": 75, "test": 100,
-                            "limit": None, "val_split": 0.25}
+                            "limit": None, "val_split": 0.25,
+                            "val_from": "0.25 of each training class, seed 0",
+                            "layout": "splits", "skipped": [], "evaluated_on": "test"}
     assert len(meta["epoch_seconds"]) == 2 and "tensorflow" in meta["versions"]
     assert 0.0 <= meta["test_accuracy"] <= 1.0 and meta["test_accuracy"] == result.test_accuracy
     hist = json.loads((run / "history.json").read_text())

@@ -293,6 +293,10 @@ def _load_data(plan: _Plan, progress: Callable[[int, int, str], None] | None) ->
         keep, held = stratified_split(ds.y_train, frac, seed=plan.seed)
         data = _Data(ds, ds.x_train[keep], ds.y_train[keep], ds.x_train[held],
                      ds.y_train[held], f"{frac:g} of each training class, seed {plan.seed}")
+    if plan.recipe.batch_size * 4 > len(data.x_train):  # a small dataset, a large-batch recipe
+        ds.notes.append(f"batch size {plan.recipe.batch_size} for {len(data.x_train)} training "
+                        f"images: {-(-len(data.x_train) // plan.recipe.batch_size)} step(s) an "
+                        "epoch; a smaller --batch-size (and --lr) trains better on so few")
     plan.emit("data", {"source": ds.source, "kind": ds.kind, "train": len(data.x_train),
                        "val": len(data.x_val), "test": len(ds.x_test), "notes": ds.notes,
                        "classes": len(ds.classes), "image_size": ds.image_size,
