@@ -14,6 +14,7 @@ from PIL import EpsImagePlugin, Image
 from cifarkit.data.causes import REASONS, clean_c_lines, raised_by_pillow
 from cifarkit.data.images import MAX_PIXELS, decode, load_image
 from cifarkit.errors import ImageError
+from tests.odd_files import _tiff_with_compression
 
 
 def _reason(source, name="f") -> tuple[str, str]:
@@ -34,19 +35,6 @@ def _bmp(compression: int, bpp: int, masks=None, payload: bytes = b"") -> bytes:
         dib += struct.pack("<IIII", *masks)
     off = 14 + header_size
     return b"BM" + struct.pack("<IHHI", off + len(pix), 0, 0, off) + dib + pix
-
-
-def _tiff_with_compression(code: int) -> bytes:
-    """A valid deflate TIFF whose Compression tag then says ``code``."""
-    buf = io.BytesIO()
-    Image.new("RGB", (16, 16), (1, 2, 3)).save(buf, "TIFF", compression="tiff_deflate")
-    data = bytearray(buf.getvalue())
-    ifd = struct.unpack("<I", data[4:8])[0]
-    for i in range(struct.unpack("<H", data[ifd : ifd + 2])[0]):
-        entry = ifd + 2 + 12 * i
-        if struct.unpack("<H", data[entry : entry + 2])[0] == 259:
-            struct.pack_into("<H", data, entry + 8, code)
-    return bytes(data)
 
 
 def _libtiff_has_webp() -> bool:

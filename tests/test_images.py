@@ -24,6 +24,7 @@ from cifarkit.data.images import (
     to_square,
 )
 from cifarkit.errors import ImageError
+from tests.odd_files import _damaged_fax_tiff
 
 
 def _rgb(color=(200, 30, 60), size=(32, 32)) -> Image.Image:
@@ -234,14 +235,8 @@ def _rgb_bytes() -> bytes:
 def test_libtiff_data_errors_make_a_corrupt_error_not_a_row(capfd):
     # A fax-compressed TIFF with damaged data: libtiff prints "Bad code word" (naming no file)
     # and Pillow returns the picture anyway, partly made up.
-    bits = np.random.default_rng(1).integers(0, 2, (64, 64)).astype(bool)
-    buf = io.BytesIO()
-    Image.fromarray(bits).save(buf, "TIFF", compression="group4")
-    data = bytearray(buf.getvalue())
-    for k in range(9, 200, 3):
-        data[k] ^= 0x5A
     with pytest.raises(ImageError, match="Bad code word") as info:
-        decode(bytes(data), "fax.tif")
+        decode(_damaged_fax_tiff(), "fax.tif")
     assert info.value.reason == "corrupt"
     assert str(info.value).startswith("fax.tif: corrupt or truncated image: libtiff reported")
     assert capfd.readouterr().err == ""

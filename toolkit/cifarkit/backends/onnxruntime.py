@@ -268,7 +268,7 @@ class Classifier:
         if len(inputs) != 1:
             listed = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs)
             raise ModelError(
-                f"{name}: expected one input (images [batch,32,32,3]), found {len(inputs)}: "
+                f"{name}: expected one input (images [batch, S, S, 3]), found {len(inputs)}: "
                 f"{listed}"
             )
         inp = inputs[0]
