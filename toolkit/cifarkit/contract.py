@@ -4,7 +4,11 @@ An exported model has one input ``images``, uint8 ``[batch, S, S, 3]``, RGB, raw
 0–255 (all preprocessing inside the graph), and one output ``probabilities``, float32
 ``[batch, n_classes]``, rows summing to 1. Its metadata names the classes (``class_names``,
 a JSON list, index = output column), the image size S (``image_size``) and how a file becomes
-S×S (``preprocess``). Backends, export's checks, predict and bench all ask here, so they
+S×S (``preprocess``). Two optional JSON keys make the confidence column mean something:
+``calibration`` (the temperature export folded into the graph before the Softmax, and on what
+it was fitted) and ``unknown`` (the "none of my classes" rule: a score, higher = more like the
+training classes, and the threshold under which ``predict --reject auto`` answers
+``unknown``). Backends, export's checks, predict and bench all ask here, so they
 cannot disagree about a model. Models made elsewhere may also take float input scaled to 0–1
 (or 0–255 where the metadata says so), and need no metadata when they have 10 outputs.
 """
@@ -32,6 +36,23 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
 DEFAULT_PREPROCESS = "center-crop+resize-lanczos"
 
 
+#: Scores an ``unknown`` rule may name. ``msp``: the top probability (of the calibrated
+#: output). ``score``: the model's second output of that name, ``[batch]`` float32.
+UNKNOWN_SCORES = ("msp", "score")
+SCORE_OUTPUT = "score"
+
+
+@dataclass(frozen=True)
+class UnknownRule:
+    """Rows whose ``score`` is under ``threshold`` are "none of my classes"; the threshold
+    accepts ``acceptance`` of held-out in-distribution images (``fitted_on`` says which)."""
+
+    score: str
+    threshold: float
+    acceptance: float = 0.95
+    fitted_on: str = ""
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What a model file says about itself, checked against the contract."""
@@ -41,6 +62,8 @@ class ModelInfo:
     preprocess: str = DEFAULT_PREPROCESS
     input_kind: str = "uint8"  # or "float01" / "float255": scaled by the backend
     metadata: dict[str, str] = field(default_factory=dict, compare=False)
+    temperature: float | None = None  # folded into the graph at export (None: not calibrated)
+    unknown: UnknownRule | None = None
 
     @property
     def n_classes(self) -> int:
@@ -116,6 +139,51 @@ def input_kind(uint8: bool, metadata: dict[str, str]) -> str:
     return "float01"
 
 
+def _json_entry(metadata: dict[str, str], key: str, where: str) -> dict[str, Any] | None:
+    raw = metadata.get(key)
+    if raw is None:
+        return None
+    try:
+        entry = json.loads(raw)
+    except json.JSONDecodeError:
+        entry = None
+    if not isinstance(entry, dict):
+        raise ModelError(f"{where}: metadata {key} must be a JSON object, got {raw[:80]!r}")
+    return entry
+
+
+def temperature(metadata: dict[str, str], where: str) -> float | None:
+    """The temperature the ``calibration`` entry says is folded into the graph."""
+    entry = _json_entry(metadata, "calibration", where)
+    if entry is None:
+        return None
+    t = entry.get("temperature")
+    if not isinstance(t, (int, float)) or not t > 0:
+        raise ModelError(f"{where}: metadata calibration.temperature must be a number > 0, "
+                         f"got {t!r}")
+    return float(t)
+
+
+def unknown_rule(metadata: dict[str, str], where: str) -> UnknownRule | None:
+    """The ``unknown`` entry checked: a known score and a finite threshold."""
+    entry = _json_entry(metadata, "unknown", where)
+    if entry is None:
+        return None
+    score, threshold = entry.get("score"), entry.get("threshold")
+    if score not in UNKNOWN_SCORES:
+        raise ModelError(f"{where}: metadata unknown.score must be one of {UNKNOWN_SCORES}, "
+                         f"got {score!r}")
+    if not isinstance(threshold, (int, float)) or not np.isfinite(threshold):
+        raise ModelError(f"{where}: metadata unknown.threshold must be a number, "
+                         f"got {threshold!r}")
+    acceptance = entry.get("acceptance", 0.95)
+    if not isinstance(acceptance, (int, float)) or not 0 < acceptance <= 1:
+        raise ModelError(f"{where}: metadata unknown.acceptance must be in (0, 1], "
+                         f"got {acceptance!r}")
+    return UnknownRule(score, float(threshold), float(acceptance),
+                       str(entry.get("fitted_on", "")))
+
+
 def describe(metadata: dict[str, str], in_dims: Sequence[int | None], n_out: int | None,
              uint8: bool, where: str) -> ModelInfo:
     """Check an input shape and output width against the metadata: the model's ``ModelInfo``."""
@@ -125,6 +193,8 @@ def describe(metadata: dict[str, str], in_dims: Sequence[int | None], n_out: int
         preprocess=metadata.get("preprocess", DEFAULT_PREPROCESS),
         input_kind=input_kind(uint8, metadata),
         metadata=dict(metadata),
+        temperature=temperature(metadata, where),
+        unknown=unknown_rule(metadata, where),
     )
 
 

@@ -24,6 +24,10 @@ Keys (all values are strings; JSON where noted). ``cifarkit.contract`` reads ``c
 - ``derived_from``       JSON, re-exports of an ONNX file only: that file, its SHA-256, and
                          the ``.keras`` it came from
 - ``quantization``       JSON (int8 only): format, types, calibration
+- ``calibration``        JSON: ``temperature`` folded before the Softmax (fitted on this
+                         precision's own logits), ``fitted_on``, and ECE/NLL before and after
+- ``unknown``            JSON: ``score`` (``msp`` or ``score``, see ``cifarkit.contract``),
+                         ``threshold``, ``acceptance``, ``fitted_on``
 
 Reading needs only ``onnx`` (no TensorFlow).
 """
@@ -52,7 +56,7 @@ INPUT_DESCRIPTION = input_description()
 OUTPUT_DESCRIPTION = output_description()
 #: Keys whose values are JSON documents (decoded by :func:`read_metadata`).
 JSON_KEYS = frozenset({"class_names", "versions", "training", "parity", "quantization",
-                       "portability", "derived_from"})
+                       "portability", "derived_from", "calibration", "unknown"})
 #: run.json keys copied into the ``training`` entry: enough to rerun the training
 #: (``command``, ``seed``, ``hyperparameters``) and to know what data and time it took.
 TRAINING_KEYS = ("arch", "recipe", "command", "epochs", "seed", "data_source", "data",
