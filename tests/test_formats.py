@@ -93,3 +93,24 @@ def test_skipped_files_counted_and_explained(tmp_path):
     for i in range(8):
         many.add(f"f.e{i}")
     assert many.describe(limit=3).endswith("; 5 more extensions)")
+
+
+def test_heif_photos_are_walked_and_decoded_in_a_fresh_process(tmp_path):
+    """Phone photos (HEIC) through pillow-heif, a dependency: walked, and decoded by a
+    process that only imports the decoder (as predict's decoder processes and Ray actors)."""
+    import subprocess
+    import sys
+
+    assert {".heic", ".heif"} <= image_extensions()
+    y, x = np.mgrid[0:240, 0:320]
+    rgb = np.stack([x * 255 // 320, y * 255 // 240, np.full_like(x, 90)], -1).astype(np.uint8)
+    path = tmp_path / "IMG_0001.HEIC"
+    Image.fromarray(rgb).save(path, format="HEIF", quality=90)
+    code = ("import sys, numpy as np; from cifarkit.data.images import load_image; "
+            "a = load_image(sys.argv[1]); print(a.shape, *a.reshape(-1, 3).mean(0).round())")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, check=True).stdout.split(")")
+    assert out[0] == "(32, 32, 3"
+    # centre crop of the ramps: red and green average about mid-range, blue stays ~90
+    r, g, b = (float(v) for v in out[1].split())
+    assert 110 < r < 145 and 110 < g < 145 and 80 < b < 100

@@ -10,6 +10,11 @@ call) minus the formats Pillow can only *identify* in this installation:
 - EPS/PS while Ghostscript is not installed (Pillow runs it to render them);
 - save-only formats (PDF, Palm).
 
+HEIF/HEIC (phone photos) comes from the ``pillow-heif`` plugin, registered by
+``register_plugins`` before the scan and before every decode (decoder processes and Ray
+workers import this module afresh); where it is not installed, ``.heic`` files are skipped
+with that reason.
+
 Those are counted as skipped with their reason (``SkippedFiles``), so "no images found" can
 say why. The set is computed once, on first use (importing every Pillow plugin costs ~50 ms).
 """
@@ -24,13 +29,33 @@ from dataclasses import dataclass, field
 _OPENED_VIA = {"MPO": "JPEG"}
 _NO_DECODER = {"MPEG": "Pillow identifies MPEG files but has no decoder for them"}
 
+_HEIF_EXTENSIONS = (".heic", ".heics", ".heif", ".heifs", ".hif")
+_HEIF_MISSING = "HEIF/HEIC needs the pillow-heif package, and it is not installed"
+
 _extensions: frozenset[str] | None = None
 _undecodable: dict[str, str] | None = None
+_heif: bool | None = None
+
+
+def register_plugins() -> bool:
+    """Register pillow-heif's HEIF opener with Pillow, once per process; False where the
+    package is missing. Idempotent and cheap after the first call."""
+    global _heif
+    if _heif is None:
+        try:
+            import pillow_heif
+        except ImportError:
+            _heif = False
+        else:
+            pillow_heif.register_heif_opener()
+            _heif = True
+    return _heif
 
 
 def _scan() -> tuple[frozenset[str], dict[str, str]]:
     from PIL import EpsImagePlugin, Image, ImageFile
 
+    heif = register_plugins()
     Image.init()
     good: set[str] = set()
     bad: dict[str, str] = {}
@@ -48,6 +73,8 @@ def _scan() -> tuple[frozenset[str], dict[str, str]]:
             bad[ext] = "Pillow needs Ghostscript for EPS/PS files, and it is not installed"
         else:
             good.add(ext)
+    if not heif:
+        bad.update(dict.fromkeys(_HEIF_EXTENSIONS, _HEIF_MISSING))
     return frozenset(good), bad
 
 

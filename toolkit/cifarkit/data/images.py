@@ -58,7 +58,7 @@ from PIL import Image, UnidentifiedImageError
 
 from cifarkit._capture import c_stderr_lines
 from cifarkit.contract import DEFAULT_IMAGE_SIZE, DEFAULT_PREPROCESS
-from cifarkit.data import causes, pixels
+from cifarkit.data import causes, formats, pixels
 from cifarkit.data.causes import image_error
 from cifarkit.data.formats import image_extensions, is_image_path
 from cifarkit.errors import ImageError
@@ -180,6 +180,7 @@ def _decode(source: Source, name: object, size: int, require_32: bool) -> Decode
     notes: list[str] = []
     failure: Exception | None = None
     c_lines: list[str] = []  # libtiff's, filled by _pipeline
+    formats.register_plugins()  # HEIF, in whatever process decodes
     with _pillow_settings(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # Past MAX_PIXELS: refused from the header (Pillow raises only past twice its limit).
