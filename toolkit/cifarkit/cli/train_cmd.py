@@ -83,96 +83,120 @@ def train(
     """Train ARCH on CIFAR-10 or your own class folders (--data) and write runs/<arch>/
     (model, history, curves, run.json)."""
     given = dict(locals())  # the parameters are TrainOptions' fields
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.table import Table
-
     from cifarkit.cli._tfquiet import quiet_tensorflow
     from cifarkit.train import TrainOptions
     from cifarkit.train import train as run_training
 
     quiet_tensorflow()
     options = TrainOptions(**given)
-
-    bar = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[stats]}"),
-        TimeRemainingColumn(), console=err_console, transient=True,
-    )
-    task: dict[str, Any] = {}
-
-    def on_event(event: str, info: dict[str, Any]) -> None:
-        if event == "data":
-            console.print(f"data: {info['source']} ({info['kind']}): {info['classes']} classes "
-                          f"at {info['image_size']}×{info['image_size']}, train "
-                          f"{info['train']:,}, val {info['val']:,}, test {info['test']:,}"
-                          + (f", {info['skipped']} undecodable file(s) skipped"
-                             if info["skipped"] else ""))
-            for note in info["notes"]:
-                console.print(f"  [dim]{note}[/]")
-        elif event == "init":
-            skipped = ", ".join(f"{k} ({v})" for k, v in info["skipped"].items())
-            console.print(f"init: {info['loaded']} layers from {info['source']}"
-                          + (f"; fresh: {skipped}" if skipped else ""))
-        elif event == "start":
-            r = info["recipe"]
-            console.print(f"training [bold cyan]{info['arch']}[/], recipe [bold]{r['name']}[/] "
-                          f"({r['epochs']} epochs, batch {r['batch_size']}, lr {r['lr']}) "
-                          f"on [bold]{info['device']}[/]")
-            if info["resumed_epochs"]:
-                console.print(f"resuming after epoch {info['resumed_epochs']}")
-            bar.start()
-        elif event == "phase":
-            if "id" in task:
-                bar.remove_task(task.pop("id"))
-            what = ("head on cached VGG16 features" if info["cached"] else
-                    "head, through the frozen VGG16 base") if info["phase"] == 1 else (
-                    f"block5 unfrozen, learning rate {info['lr']:g}")
-            n = info["epochs"]
-            bar.console.print(f"[bold]phase {info['phase']}[/]: {what}, {n} epoch{'s' * (n != 1)}")
-        elif event == "features":
-            if "features" not in task:
-                task["features"] = bar.add_task("VGG16 features", total=info["total"], stats="")
-            bar.update(task["features"], completed=info["done"],
-                       stats=f"{info['done']:,}/{info['total']:,} images")
-        elif event == "features_done":
-            bar.remove_task(task.pop("features"))
-            bar.console.print(f"features of {info['images']:,} images computed once in "
-                              f"{info['seconds']:.1f}s")
-        elif event == "epoch_begin":
-            if "id" in task:
-                bar.remove_task(task["id"])
-            task["id"] = bar.add_task(f"epoch {info['epoch']}/{info['epochs']}",
-                                      total=info["steps"], stats="")
-        elif event == "batch":
-            bar.update(task["id"], completed=info["step"],
-                       stats=f"loss {info['loss']:.4f} acc {info['accuracy']:.4f}")
-        elif event == "epoch_end":
-            logs = info["logs"]
-            val = ""
-            if "val_accuracy" in logs:
-                val = f"  val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.4f}"
-            bar.console.print(
-                f"epoch {info['epoch']:>3}/{info['epochs']}  {info['seconds']:6.1f}s  "
-                f"loss {logs.get('loss', float('nan')):.4f}  "
-                f"acc {logs.get('accuracy', float('nan')):.4f}{val}")
-        elif event == "evaluate":
-            bar.stop()
-            console.print(f"evaluating on {info['test']:,} test images")
-
+    view = _TrainView()
     try:
         with progress_bar() as data_update:
-            result = run_training(options, progress=on_event, data_progress=data_update)
+            result = run_training(options, progress=view, data_progress=data_update)
     finally:
-        bar.stop()
+        view.bar.stop()
     if result.interrupted:
         resume = TrainOptions(arch, result.recipe.name, out=result.run_dir, resume=True)
         err_console.print(f"[yellow]interrupted after {len(result.epoch_seconds)} epoch(s)[/]; "
                           f"continue with `{resume.command()}`")
         raise typer.Exit(130)
+    _summary(arch, result)
+
+
+class _TrainView:
+    """Renders the training's progress events: one method per event name."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(),
+            TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=err_console,
+            transient=True,
+        )
+        self.task: dict[str, Any] = {}
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        getattr(self, f"on_{event}", lambda info: None)(info)
+
+    def on_data(self, info: dict[str, Any]) -> None:
+        skipped = (f", {info['skipped']} undecodable file(s) skipped" if info["skipped"]
+                   else "")
+        console.print(f"data: {info['source']} ({info['kind']}): {info['classes']} classes "
+                      f"at {info['image_size']}×{info['image_size']}, train "
+                      f"{info['train']:,}, val {info['val']:,}, test {info['test']:,}{skipped}")
+        for note in info["notes"]:
+            console.print(f"  [dim]{note}[/]")
+
+    def on_init(self, info: dict[str, Any]) -> None:
+        skipped = ", ".join(f"{k} ({v})" for k, v in info["skipped"].items())
+        console.print(f"init: {info['loaded']} layers from {info['source']}"
+                      + (f"; fresh: {skipped}" if skipped else ""))
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        r = info["recipe"]
+        console.print(f"training [bold cyan]{info['arch']}[/], recipe [bold]{r['name']}[/] "
+                      f"({r['epochs']} epochs, batch {r['batch_size']}, lr {r['lr']}) "
+                      f"on [bold]{info['device']}[/]")
+        if info["resumed_epochs"]:
+            console.print(f"resuming after epoch {info['resumed_epochs']}")
+        self.bar.start()
+
+    def on_phase(self, info: dict[str, Any]) -> None:
+        if "id" in self.task:
+            self.bar.remove_task(self.task.pop("id"))
+        what = ("head on cached VGG16 features" if info["cached"] else
+                "head, through the frozen VGG16 base") if info["phase"] == 1 else (
+                f"block5 unfrozen, learning rate {info['lr']:g}")
+        n = info["epochs"]
+        self.bar.console.print(f"[bold]phase {info['phase']}[/]: {what}, "
+                               f"{n} epoch{'s' * (n != 1)}")
+
+    def on_features(self, info: dict[str, Any]) -> None:
+        if "features" not in self.task:
+            self.task["features"] = self.bar.add_task("VGG16 features", total=info["total"],
+                                                      stats="")
+        self.bar.update(self.task["features"], completed=info["done"],
+                        stats=f"{info['done']:,}/{info['total']:,} images")
+
+    def on_features_done(self, info: dict[str, Any]) -> None:
+        self.bar.remove_task(self.task.pop("features"))
+        self.bar.console.print(f"features of {info['images']:,} images computed once in "
+                               f"{info['seconds']:.1f}s")
+
+    def on_epoch_begin(self, info: dict[str, Any]) -> None:
+        if "id" in self.task:
+            self.bar.remove_task(self.task["id"])
+        self.task["id"] = self.bar.add_task(f"epoch {info['epoch']}/{info['epochs']}",
+                                            total=info["steps"], stats="")
+
+    def on_batch(self, info: dict[str, Any]) -> None:
+        self.bar.update(self.task["id"], completed=info["step"],
+                        stats=f"loss {info['loss']:.4f} acc {info['accuracy']:.4f}")
+
+    def on_epoch_end(self, info: dict[str, Any]) -> None:
+        logs = info["logs"]
+        val = ""
+        if "val_accuracy" in logs:
+            val = f"  val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.4f}"
+        self.bar.console.print(
+            f"epoch {info['epoch']:>3}/{info['epochs']}  {info['seconds']:6.1f}s  "
+            f"loss {logs.get('loss', float('nan')):.4f}  "
+            f"acc {logs.get('accuracy', float('nan')):.4f}{val}")
+
+    def on_evaluate(self, info: dict[str, Any]) -> None:
+        self.bar.stop()
+        console.print(f"evaluating on {info['test']:,} test images")
+
+
+def _summary(arch: str, result: Any) -> None:
+    from rich.table import Table
+
     table = Table(title=f"{arch} · recipe {result.recipe.name}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    table.add_row("epochs", str(len(result.epoch_seconds)))
     secs = result.epoch_seconds
+    table.add_row("epochs", str(len(secs)))
     table.add_row("seconds / epoch (mean)", f"{sum(secs) / max(1, len(secs)):.1f}")
     table.add_row("train time", f"{sum(secs):.0f} s")
     if result.val_accuracy is not None:
