@@ -187,7 +187,7 @@ class BenchResult:
     cpu_peaks: dict[tuple[int, str, str], CpuPeak | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # warnings about this run's numbers
     data_notes: list[str] = field(default_factory=list)  # what the data loader said
-    corruptions: list[Any] = field(default_factory=list)  # bench.robustness.CorruptionRow
+    corruptions: list[Any] = field(default_factory=list)  # measure.robustness.CorruptionRow
     seconds: float = 0.0
 
     @property
