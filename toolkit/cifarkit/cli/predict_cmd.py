@@ -88,7 +88,10 @@ class _TableRender:
             row = [escape(short_path(cell["path"], path_width))]
             marker = f" [yellow]{WARNED}[/]" if cell["warnings"] else ""
             if cell["ok"]:
-                row += [escape(cell["label"]) + marker, cell["confidence"]]
+                label = escape(cell["label"])
+                if cell["rejected"]:  # "unknown": the conf column shows its score
+                    label = f"[magenta]{label}[/]"
+                row += [label + marker, cell["confidence"]]
                 mark = {True: "[green]", False: "[red]", None: "[dim]"}[cell["correct"]]
             else:
                 shown = "error" if k > 1 else escape(cell["error"] or "error")
@@ -164,14 +167,19 @@ def _summary(stats: Any, per_class_console: Any, list_skipped: bool = False) -> 
             else "")
     warned = (f", [yellow]{stats.warned:,} with warnings {WARNED}[/] (the warnings column "
               "of -f csv, jsonl, parquet)" if stats.warned else "")
+    rejected = ""
+    if stats.rejection is not None:
+        rejected = (f", [magenta]{stats.rejected:,} unknown[/] "
+                    f"({escape(stats.rejection.describe())})")
     skipped = ""
     if stats.skipped.count:
         skipped = (f"\n  {escape(stats.skipped.describe())}"
                    f"{'' if list_skipped else ': --list-skipped lists them'}")
     err_console.print(
         f"[bold]{stats.images:,}[/] {what}{'' if stats.images == 1 else 's'} "
-        f"({stats.succeeded:,} classified, {failed}{warned}) in {stats.seconds:.2f} s{rate}"
-        f"{accuracy}\n  model {escape(stats.ran_on)}{skipped}", highlight=False, soft_wrap=True,
+        f"({stats.succeeded:,} classified{rejected}, {failed}{warned}) in "
+        f"{stats.seconds:.2f} s{rate}{accuracy}\n  model {escape(stats.ran_on)}{skipped}",
+        highlight=False, soft_wrap=True,
     )
 
 
@@ -270,6 +278,13 @@ def predict(
         None, "--provider-option", help="KEY=VALUE passed to the execution provider, e.g. "
         "cudnn_conv_algo_search=HEURISTIC (repeatable).",
     ),
+    reject: str = typer.Option(
+        "off", "--reject", help="Answer 'unknown' for images that look like none of the "
+        "classes: auto (the threshold recorded in the model; an error if it has none) | VALUE "
+        "(a score threshold: for the top probability, in (0, 1)) | off. Rows keep top-k and "
+        "gain score and rejected columns; the summary counts the unknown rows. Refused for a "
+        "model with a class named 'unknown'.",
+    ),
     list_skipped: bool = typer.Option(
         False, "--list-skipped", help="List the files that folders and globs held but that were "
         "skipped as non-images (their extension is none the installed Pillow opens; the "
@@ -299,6 +314,7 @@ def predict(
         sources=tuple(paths), model=choice.path, backend=backend.lower(), provider=provider,
         provider_options=_parse_options(provider_option), top_k=top_k, batch_size=batch_size,
         recursive=recursive, labels_from_folders=labels_from_folders, strict=strict,
+        reject=reject,
         workers=workers, threads=threads, io_binding=io_binding, address=address,
         concurrency=concurrency, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
     )
@@ -361,7 +377,7 @@ def _run(runner: Any, request: Any, fmt: str, output: Path | None, stream: Any,
                           soft_wrap=True)
 
     with open_writer(fmt, target=output, stream=stream, labels=request.labels_from_folders,
-                     render=render) as writer, _progress() as bar:
+                     render=render, reject=request.reject != "off") as writer, _progress() as bar:
         task = bar.add_task("classify", total=None, failed=0)
 
         def on_row(pred: Any) -> None:

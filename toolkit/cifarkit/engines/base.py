@@ -23,11 +23,15 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from cifarkit.data.formats import SkippedFiles
+from cifarkit.engines.reject import Rejection, parse_reject
 from cifarkit.engines.rows import Prediction
 from cifarkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from cifarkit.contract import ModelInfo
 
 DEFAULT_BATCH = 256
 ENGINES = {"local": ("cifarkit.engines.local", "LocalEngine"),
@@ -66,6 +70,7 @@ class PredictRequest:
     recursive: bool = True
     labels_from_folders: bool = False
     strict: bool = False  # stop at the first input that fails
+    reject: str | float = "off"  # off | auto | a score threshold (engines.reject)
     # the local engine
     workers: int | None = None  # decoder processes (None: the physical cores)
     threads: int | None = None  # inference threads (None: the physical cores)
@@ -85,6 +90,7 @@ class PredictRequest:
         put(self, "model", Path(self.model))
         put(self, "provider_options", {str(k): str(v) for k, v in self.provider_options.items()})
         put(self, "concurrency", parse_concurrency(self.concurrency))
+        put(self, "reject", parse_reject(self.reject))
         if self.sources.count("-") > 1:
             raise UsageError("- (stdin) can be given once")
         name, provider = parse_backend(self.backend)  # NAME or onnxruntime:PROVIDER
@@ -150,10 +156,13 @@ class PredictStats:
     stopped_early: bool = False
     skipped: SkippedFiles = field(default_factory=SkippedFiles)
     warned: int = 0
+    rejection: Rejection | None = None  # --reject's rule (None: off)
+    rejected: int = 0  # rows answered "unknown"
 
     def add(self, pred: Prediction) -> None:
         self.images += 1
         self.warned += bool(pred.warnings)
+        self.rejected += bool(pred.rejected)
         if not pred.ok:
             self.failed += 1
             return
@@ -284,15 +293,30 @@ def describe_model(model: Any) -> str:
     return f"{model.path} on {model.name} ({model.threads} threads)"
 
 
-def model_classes(request: PredictRequest) -> tuple[str, ...]:
-    """The model's class names, read by the contract from its ONNX metadata without running
-    it (a ``.tflite`` file: from the ONNX file beside it, as the litert backend does)."""
+def model_info(request: PredictRequest) -> ModelInfo:
+    """What the model says about itself, read by the contract from its ONNX metadata without
+    running it (a ``.tflite`` file: from the ONNX file beside it, as the litert backend does)."""
     from cifarkit.contract import read_onnx
 
     path = request.model
     if path.suffix != ".onnx" and path.with_suffix(".onnx").is_file():
         path = path.with_suffix(".onnx")
-    return read_onnx(path, uint8_only=False).classes
+    return read_onnx(path, uint8_only=False)
+
+
+def model_classes(request: PredictRequest) -> tuple[str, ...]:
+    """The model's class names (``model_info``)."""
+    return model_info(request).classes
+
+
+def rejection(request: PredictRequest, info: ModelInfo | None = None) -> Rejection | None:
+    """The request's ``--reject`` rule for its model (None: off), checked before any input is
+    read; both engines apply this one."""
+    if request.reject == "off":
+        return None
+    from cifarkit.engines.reject import resolve
+
+    return resolve(request.reject, info or model_info(request), request.model)
 
 
 __all__ = [
@@ -305,6 +329,8 @@ __all__ = [
     "describe_model",
     "get_engine",
     "model_classes",
+    "model_info",
     "open_model",
     "parse_concurrency",
+    "rejection",
 ]

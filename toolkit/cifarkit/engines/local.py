@@ -42,9 +42,11 @@ from cifarkit.engines.base import (
     describe_model,
     open_model,
     refuse,
+    rejection,
     skip_counter,
 )
 from cifarkit.engines.inputs import InputItem, count_inputs, iter_inputs
+from cifarkit.engines.reject import Rejection
 from cifarkit.engines.rows import DECODER_CRASH, Prediction, folder_label, make_predictions
 from cifarkit.errors import ImageError, UsageError
 
@@ -256,6 +258,7 @@ def predict_files(
     count_total: bool = True,
     on_warning: Callable[[str], None] | None = None,
     on_skip: Callable[[str], None] | None = None,
+    rejection: Rejection | None = None,
     _decode: Callable[[str], Decoded | np.ndarray] | None = None,
 ) -> Iterator[Prediction]:
     """Classify the images ``sources`` name (files, folders, globs, ``-``), in input order.
@@ -269,7 +272,8 @@ def predict_files(
     background count of the inputs finishes (never, for stdin input or ``count_total=False``).
     ``on_warning(message)`` hears about problems that are not one file's (decoder processes
     that cannot start, so decoding falls back to this process); ``on_skip(path)`` of each file
-    the walk leaves out as a non-image.
+    the walk leaves out as a non-image. ``rejection``: rows under its threshold answer
+    ``unknown`` (``engines.reject``; ``base.rejection`` makes it from ``--reject``).
     Closing the generator early (``--strict``) stops the workers.
     """
     sources = list(sources)
@@ -330,7 +334,8 @@ def predict_files(
             for pred in make_predictions([item.path for item in chunk],
                                          [r.error for r in merged], probs, classes, k, truths,
                                          backend, provider, reasons=[r.reason for r in merged],
-                                         warnings=[r.warnings for r in merged]):
+                                         warnings=[r.warnings for r in merged],
+                                         rejection=rejection):
                 failed += not pred.ok
                 yield pred
             done += len(chunk)
@@ -364,16 +369,17 @@ class LocalEngine:
             stdin: TextIO | None = None) -> PredictStats:
         self.check(request)
         workers = default_workers() if request.workers is None else request.workers
+        rule = rejection(request)  # --reject auto without a rule: fails before any work
         # Busy-waiting inference threads would steal the cores the decoders need.
         with open_model(request, request.threads, allow_spinning=workers == 0) as model:
-            stats = PredictStats(classes=tuple(model.classes))
+            stats = PredictStats(classes=tuple(model.classes), rejection=rule)
             if on_start is not None:
                 on_start(stats.classes)
             rows = predict_files(
                 model, request.sources, recursive=request.recursive, top_k=request.top_k,
                 batch_size=request.batch_size, workers=workers, stdin=stdin,
                 labels_from_folders=request.labels_from_folders, progress=on_progress,
-                on_warning=on_warning, on_skip=skip_counter(stats, on_skip),
+                on_warning=on_warning, on_skip=skip_counter(stats, on_skip), rejection=rule,
             )
             with contextlib.closing(rows):
                 for pred in rows:

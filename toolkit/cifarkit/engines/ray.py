@@ -56,8 +56,9 @@ from cifarkit.engines.base import (
     PredictRequest,
     PredictStats,
     Progress,
-    model_classes,
+    model_info,
     refuse,
+    rejection,
     skip_counter,
 )
 from cifarkit.engines.ray_cluster import (
@@ -70,6 +71,7 @@ from cifarkit.engines.ray_cluster import (
     resolve_filesystem,
     short_error,
 )
+from cifarkit.engines.reject import Rejection
 from cifarkit.engines.rows import Prediction, name_bytes
 from cifarkit.errors import CifarkitError, ClusterError, UsageError
 
@@ -102,7 +104,8 @@ class _Predictor:
     run here, in the actor), then decode + infer one batch of input rows per call, returning
     prediction rows."""
 
-    def __init__(self, request: PredictRequest, files: dict[str, bytes]) -> None:
+    def __init__(self, request: PredictRequest, files: dict[str, bytes],
+                 rule: Rejection | None = None) -> None:
         import dataclasses
 
         from cifarkit.engines.base import backend_of, open_model
@@ -117,6 +120,7 @@ class _Predictor:
         self.classes = tuple(self.model.classes)
         self.class_set = frozenset(self.classes)
         self.k = min(request.top_k, len(self.classes))
+        self.rule = rule  # resolved once on the driver (base.rejection), as the local engine
 
     def _decode(self, paths: list[str], pre: list[Any], blobs: Any) -> tuple[Any, list]:
         """The good images stacked, and a ``FileResult`` per path (``pre``: listing errors)."""
@@ -172,8 +176,8 @@ class _Predictor:
         preds = make_predictions(paths, [r.error for r in results], probs, self.classes, self.k,
                                  truths, self.backend, self.provider,
                                  reasons=[r.reason for r in results],
-                                 warnings=[r.warnings for r in results])
-        return predictions_to_table(list(preds), labels)
+                                 warnings=[r.warnings for r in results], rejection=self.rule)
+        return predictions_to_table(list(preds), labels, self.rule is not None)
 
 
 def _with_scheme(batch: Any, prefix: str) -> Any:
@@ -269,12 +273,14 @@ def default_concurrency(cpus_per_actor: float, gpus_per_actor: float) -> int:
     return max(1, int(res.get("CPU", 1) // cpus_per_actor))
 
 
-def map_predict(ds: Any, request: PredictRequest, concurrency: int | tuple[int, int]) -> Any:
+def map_predict(ds: Any, request: PredictRequest, concurrency: int | tuple[int, int],
+                rule: Rejection | None = None) -> Any:
     """``ds`` (a ``path`` column, optionally ``path_bytes``, ``error``, ``bytes``) → a lazy
-    Dataset of prediction rows, computed by ``concurrency`` ``_Predictor`` actors."""
+    Dataset of prediction rows, computed by ``concurrency`` ``_Predictor`` actors (``rule``:
+    ``--reject``'s, from ``base.rejection``)."""
     return ds.map_batches(
         _Predictor,
-        fn_constructor_args=(request, model_files(request)),
+        fn_constructor_args=(request, model_files(request), rule),
         batch_size=request.batch_size,
         batch_format="pyarrow",
         zero_copy_batch=True,
@@ -312,7 +318,7 @@ def predict_dataset(sources: Iterable[str] | Any,
                               block_rows=request.batch_size)
         if ds is None:
             raise UsageError("no inputs: the sources name no files")
-    return map_predict(ds, request, _concurrency(request))
+    return map_predict(ds, request, _concurrency(request), rejection(request))
 
 
 def _concurrency(request: PredictRequest) -> int | tuple[int, int]:
@@ -338,8 +344,10 @@ class RayPrediction:
 
     def __init__(self, request: PredictRequest, *, num_cpus: int | None = None,
                  stdin: TextIO | None = None, progress: Progress | None = None,
-                 on_skip: Callable[[str], None] | None = None) -> None:
+                 on_skip: Callable[[str], None] | None = None,
+                 rule: Rejection | None = None) -> None:
         self.request = request
+        self.rule = rule
         self.on_skip = on_skip
         self.session = RaySession(request.address, num_cpus=num_cpus)
         self.stdin = stdin
@@ -379,7 +387,7 @@ class RayPrediction:
             if ds is None:
                 return
             self.concurrency = _concurrency(self.request)
-            out = map_predict(ds, self.request, self.concurrency)
+            out = map_predict(ds, self.request, self.concurrency, self.rule)
             try:
                 yield from self._rows(out)
             except (GeneratorExit, CifarkitError):
@@ -436,12 +444,14 @@ class RayEngine:
 
         self.check(request)
         ray_module()  # Ray missing: say how to install it before anything else
-        # The class names from the model's metadata (the contract); the actors run it.
-        stats = PredictStats(classes=model_classes(request))
+        # The class names and --reject's rule from the model's metadata (the contract), before
+        # Ray starts; the actors run the model.
+        info = model_info(request)
+        stats = PredictStats(classes=info.classes, rejection=rejection(request, info))
         if on_start is not None:
             on_start(stats.classes)
         job = RayPrediction(request, stdin=stdin, progress=on_progress,
-                            on_skip=skip_counter(stats, on_skip))
+                            on_skip=skip_counter(stats, on_skip), rule=stats.rejection)
         with contextlib.closing(iter(job)) as rows:
             for pred in rows:
                 stats.add(pred)

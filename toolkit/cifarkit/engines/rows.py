@@ -25,8 +25,13 @@ fields), in this order:
     path_bytes  the exact bytes of the name, base64 (RFC 4648), only when they are not valid
                 UTF-8, i.e. only when ``path`` is not the name itself; empty otherwise (JSONL
                 leaves the key out)
+    score, rejected   with ``--reject`` (``engines.reject``): the "like my classes" score of
+                the row (the top probability unless the model's rule names another) and
+                whether it is under the threshold; a rejected row's ``label`` is ``unknown``,
+                its ``index`` and ``confidence`` empty, its ``top_k`` kept. Empty on error
+                rows (JSONL leaves them out there)
     true_label, correct   with ``labels_from_folders`` (JSONL: only on rows whose folder names
-                a class)
+                a class); a rejected row is not ``correct``
 
 So every output is valid UTF-8 that pandas, DuckDB and jq read, a non-UTF-8 name costs no
 row, and ``base64.b64decode(path_bytes)`` gives back the name that ``path`` only shows.
@@ -42,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from cifarkit.engines.reject import UNKNOWN, Rejection
 from cifarkit.errors import UsageError
 
 PARQUET_EXTRA = 'pip install "cifarkit[parquet]" (or "cifarkit[ray]")'
@@ -51,12 +57,14 @@ WARNING_SEP = "; "  # between a row's warnings in its CSV cell
 # Reasons of the engines' own, beside the decoder's (``data.causes.REASONS``).
 NO_MATCH = "no-match"  # a glob pattern that matches no file
 DECODER_CRASH = "decoder-crash"  # the decoder died on the file, or raised something unforeseen
+REJECT_COLUMNS = ("score", "rejected")
 LABEL_COLUMNS = ("true_label", "correct")
 
 
-def columns(labels: bool = False) -> tuple[str, ...]:
-    """The row's columns, in order (``labels``: with ``true_label`` and ``correct``)."""
-    return BASE_COLUMNS + (LABEL_COLUMNS if labels else ())
+def columns(labels: bool = False, reject: bool = False) -> tuple[str, ...]:
+    """The row's columns, in order (``reject``: with ``score`` and ``rejected``; ``labels``:
+    with ``true_label`` and ``correct``)."""
+    return BASE_COLUMNS + (REJECT_COLUMNS if reject else ()) + (LABEL_COLUMNS if labels else ())
 
 
 # --- names that are not UTF-8 --------------------------------------------------------------
@@ -118,6 +126,8 @@ class Prediction:
     provider: str | None = None
     reason: str | None = None  # the error's category (module docstring); None when ok
     warnings: list[str] = field(default_factory=list)
+    score: float | None = None  # with --reject: the row's unknown score
+    rejected: bool | None = None  # with --reject: score under the threshold (label "unknown")
 
     @property
     def ok(self) -> bool:
@@ -155,13 +165,17 @@ class Prediction:
             out["warnings"] = [safe_text(w) for w in self.warnings]
         if raw is not None:
             out["path_bytes"] = raw
+        if self.rejected is not None:
+            out["score"] = None if self.score is None else round(self.score, 6)
+            out["rejected"] = self.rejected
         if self.true_label is not None:
             out["true_label"] = self.true_label
             out["correct"] = self.correct
         return out
 
-    def csv_row(self, labels: bool) -> list[Any]:
-        """The CSV cells, in ``columns(labels)`` order (empty cells for missing values)."""
+    def csv_row(self, labels: bool, reject: bool = False) -> list[Any]:
+        """The CSV cells, in ``columns(labels, reject)`` order (empty cells for missing
+        values)."""
         path, raw = encode_name(self.path)
         row: list[Any] = [
             path, self.label or "", "" if self.index is None else self.index,
@@ -171,6 +185,9 @@ class Prediction:
             WARNING_SEP.join(safe_text(w) for w in self.warnings),
             self.backend or "", self.provider or "", raw or "",
         ]
+        if reject:
+            row += ["" if self.score is None else f"{self.score:.6f}",
+                    "" if self.rejected is None else str(self.rejected).lower()]
         if labels:
             correct = self.correct
             row += [self.true_label or "", "" if correct is None else str(correct).lower()]
@@ -178,17 +195,20 @@ class Prediction:
 
     def table_cells(self) -> dict[str, Any]:
         """What a table shows (text; the renderer styles and shortens it): path, label,
-        confidence, truth, top_k (text), error, ok, correct, warnings (their number)."""
+        confidence (a rejected row: its score), truth, top_k (text), error, ok, correct,
+        warnings (their number), rejected."""
+        shown = self.score if self.rejected else self.confidence
         return {
             "path": self.display_path,
             "label": self.label or "",
-            "confidence": "" if self.confidence is None else f"{self.confidence:.3f}",
+            "confidence": "" if shown is None else f"{shown:.3f}",
             "truth": self.true_label or "-",
             "top_k": " ".join(f"{label} {p:.2f}" for label, p in self.top_k),
             "error": "" if self.error is None else safe_text(self.error),
             "ok": self.ok,
             "correct": self.correct,
             "warnings": len(self.warnings),
+            "rejected": bool(self.rejected),
         }
 
 
@@ -218,12 +238,17 @@ def make_predictions(
     classes: tuple[str, ...], k: int, truths: list[str | None],
     backend: str | None = None, provider: str | None = None, *,
     reasons: list[str | None] | None = None, warnings: list[Sequence[str]] | None = None,
+    rejection: Rejection | None = None,
 ) -> Iterator[Prediction]:
     """The ``Prediction`` per path (both engines build rows here): ``errors[i]`` set → an error
     row (its category ``reasons[i]``); the good paths take the rows of
     ``probs`` in order, labelled with the ``backend`` and ``provider`` that computed them.
-    ``warnings[i]``: what decoding path i caused, on its row either way."""
+    ``warnings[i]``: what decoding path i caused, on its row either way. ``rejection``: rows
+    under its threshold answer ``unknown`` (``engines.reject``)."""
     order = top_k_indices(probs, k) if probs is not None else None
+    # float32, the model's precision: the value compared is the value every format stores.
+    scores = (rejection.scores(probs).astype(np.float32)
+              if rejection is not None and probs is not None else None)
     reasons = reasons or [None] * len(paths)
     warnings = warnings or [()] * len(paths)
     row = 0
@@ -236,12 +261,22 @@ def make_predictions(
         assert probs is not None and order is not None
         idx = order[row]
         p = probs[row]
-        yield Prediction(
+        pred = Prediction(
             path=path, index=int(idx[0]), label=classes[int(idx[0])],
             confidence=float(p[idx[0]]), top_k=[(classes[int(j)], float(p[j])) for j in idx],
             true_label=truth, backend=backend, provider=provider, warnings=list(notes),
         )
+        if scores is not None and rejection is not None:
+            _judge(pred, float(scores[row]), rejection.threshold)
+        yield pred
         row += 1
+
+
+def _judge(pred: Prediction, score: float, threshold: float) -> None:
+    """Score ``pred``; under the threshold it answers ``unknown`` (no class chosen)."""
+    pred.score, pred.rejected = score, score < threshold
+    if pred.rejected:
+        pred.label, pred.index, pred.confidence = UNKNOWN, None, None
 
 
 # --- Arrow (Ray's blocks, Parquet) ----------------------------------------------------------
@@ -255,9 +290,9 @@ def pyarrow() -> Any:
     return pa
 
 
-def prediction_schema(labels: bool = False) -> Any:
-    """The Arrow schema of prediction rows (``columns(labels)``). Confidences are float32, the
-    model's own precision, so rows round-trip exactly."""
+def prediction_schema(labels: bool = False, reject: bool = False) -> Any:
+    """The Arrow schema of prediction rows (``columns(labels, reject)``). Confidences and
+    scores are float32, the model's own precision, so rows round-trip exactly."""
     pa = pyarrow()
     text = pa.string()
     fields = [
@@ -270,13 +305,16 @@ def prediction_schema(labels: bool = False) -> Any:
         pa.field("backend", text), pa.field("provider", text),
         pa.field("path_bytes", text),
     ]
+    if reject:
+        fields += [pa.field("score", pa.float32()), pa.field("rejected", pa.bool_())]
     if labels:
         fields += [pa.field("true_label", text), pa.field("correct", pa.bool_())]
     return pa.schema(fields)
 
 
-def predictions_to_table(preds: list[Prediction], labels: bool = False) -> Any:
-    """Prediction rows as a ``pyarrow.Table`` of ``prediction_schema(labels)``."""
+def predictions_to_table(preds: list[Prediction], labels: bool = False,
+                         reject: bool = False) -> Any:
+    """Prediction rows as a ``pyarrow.Table`` of ``prediction_schema(labels, reject)``."""
     pa = pyarrow()
     names = [encode_name(p.path) for p in preds]
     cols: dict[str, list[Any]] = {
@@ -292,10 +330,13 @@ def predictions_to_table(preds: list[Prediction], labels: bool = False) -> Any:
         "provider": [p.provider for p in preds],
         "path_bytes": [raw for _, raw in names],
     }
+    if reject:
+        cols["score"] = [p.score for p in preds]
+        cols["rejected"] = [p.rejected for p in preds]
     if labels:
         cols["true_label"] = [p.true_label for p in preds]
         cols["correct"] = [p.correct for p in preds]
-    return pa.table(cols, schema=prediction_schema(labels))
+    return pa.table(cols, schema=prediction_schema(labels, reject))
 
 
 def predictions_from_table(table: Any) -> Iterator[Prediction]:
@@ -310,6 +351,7 @@ def predictions_from_table(table: Any) -> Iterator[Prediction]:
             true_label=row["true_label"] if "true_label" in names else None,
             backend=row.get("backend"), provider=row.get("provider"),
             reason=row.get("reason"), warnings=list(row.get("warnings") or []),
+            score=row.get("score"), rejected=row.get("rejected"),
         )
 
 
@@ -318,6 +360,7 @@ __all__ = [
     "DECODER_CRASH",
     "LABEL_COLUMNS",
     "NO_MATCH",
+    "REJECT_COLUMNS",
     "WARNING_SEP",
     "Prediction",
     "columns",

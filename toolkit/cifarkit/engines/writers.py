@@ -126,16 +126,17 @@ class CsvWriter(TextWriter):
     """CSV with a header row (``rows.columns``); RFC 4180 quoting, ``\\n`` line ends."""
 
     def __init__(self, target: str | os.PathLike[str] | None = None,
-                 stream: TextIO | None = None, *, labels: bool = False) -> None:
+                 stream: TextIO | None = None, *, labels: bool = False,
+                 reject: bool = False) -> None:
         from cifarkit.engines.rows import columns
 
         super().__init__(target, stream)
-        self.labels = labels
+        self.labels, self.reject = labels, reject
         self._csv = csv.writer(self, lineterminator="\n")
-        self._csv.writerow(columns(labels))
+        self._csv.writerow(columns(labels, reject))
 
     def add(self, pred: Prediction) -> None:
-        self._csv.writerow(pred.csv_row(self.labels))
+        self._csv.writerow(pred.csv_row(self.labels, self.reject))
         self.rows += 1
 
 
@@ -187,12 +188,13 @@ class ParquetWriter(Writer):
     """
 
     def __init__(self, target: str | os.PathLike[str], labels: bool = False, *,
-                 part_rows: int = PART_ROWS, row_group: int = ROW_GROUP) -> None:
+                 reject: bool = False, part_rows: int = PART_ROWS,
+                 row_group: int = ROW_GROUP) -> None:
         self.target = Path(target)
-        self.labels = labels
+        self.labels, self.reject = labels, reject
         self.folder = is_parquet_folder(target)
         self.part_rows, self.row_group = part_rows, row_group
-        self.schema = prediction_schema(labels)  # pyarrow missing: say how to install it
+        self.schema = prediction_schema(labels, reject)  # pyarrow missing: say how to install it
         self._buffer: list[Prediction] = []
         self._writer: Any = None
         self._part_rows_written = 0
@@ -225,7 +227,7 @@ class ParquetWriter(Writer):
                 self._open_part()
             room = self.part_rows - self._part_rows_written if self.folder else len(self._buffer)
             rows, self._buffer = self._buffer[:room], self._buffer[room:]
-            self._writer.write_table(predictions_to_table(rows, self.labels))
+            self._writer.write_table(predictions_to_table(rows, self.labels, self.reject))
             self._part_rows_written += len(rows)
 
     def _open_part(self) -> None:
@@ -275,19 +277,20 @@ class ParquetWriter(Writer):
 
 def open_writer(
     fmt: str, *, target: str | os.PathLike[str] | None = None, stream: TextIO | None = None,
-    labels: bool = False, render: TableRender | None = None,
+    labels: bool = False, render: TableRender | None = None, reject: bool = False,
 ) -> Writer:
     """The writer for ``fmt`` (``FORMATS``): to ``target`` (atomically) or to ``stream``.
-    ``render`` draws table blocks (``fmt == "table"``)."""
+    ``render`` draws table blocks (``fmt == "table"``); ``labels``/``reject``: the optional
+    columns (``rows.columns``)."""
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "parquet":
         if target is None:
             raise UsageError("--format parquet writes a file: give --output NAME.parquet (one "
                              "file) or --output FOLDER (part files)")
-        return ParquetWriter(target, labels)
+        return ParquetWriter(target, labels, reject=reject)
     if fmt == "csv":
-        return CsvWriter(target, stream, labels=labels)
+        return CsvWriter(target, stream, labels=labels, reject=reject)
     if fmt == "jsonl":
         return JsonlWriter(target, stream)
     if render is None:

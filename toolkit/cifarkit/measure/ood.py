@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from cifarkit.errors import UsageError
+from cifarkit.contract import SCORE_OUTPUT, UNKNOWN_SCORES
+from cifarkit.errors import ModelError, UsageError
 
 ACCEPTANCE = 0.95  # default share of held-out in-distribution images the threshold accepts
 
@@ -62,6 +63,20 @@ def _matrix(values: Any, what: str) -> np.ndarray:
 def msp_score(probs: Any) -> np.ndarray:
     """Maximum softmax probability per row."""
     return _matrix(probs, "probabilities").max(axis=1)
+
+
+def unknown_scores(probs: Any, score: str = "msp", where: str = "the model") -> np.ndarray:
+    """The score an ``unknown`` rule names (``contract.UnknownRule.score``), per row: the one
+    place that decides which score ``predict --reject`` and ``bench --ood`` use. ``msp``: the
+    top probability. ``score``: the model's second output ``contract.SCORE_OUTPUT``, which
+    the backends do not return yet; when they do, it is read here."""
+    if score == "msp":
+        return msp_score(probs)
+    if score == SCORE_OUTPUT:
+        raise ModelError(f"{where}: its unknown rule scores with the model's {SCORE_OUTPUT!r} "
+                         "output, which this cifarkit does not read yet; give a top-probability "
+                         "threshold instead (predict --reject VALUE)")
+    raise UsageError(f"unknown score {score!r}; one of {', '.join(UNKNOWN_SCORES)}")
 
 
 def energy_score(logits: Any, temperature: float = 1.0) -> np.ndarray:
