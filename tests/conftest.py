@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import pickle
+import shutil
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -120,3 +122,50 @@ def write_digits(root: Path, per_class: int | None = None, classes: int = 10) ->
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_digits(tmp_path_factory.mktemp("digits") / "digits")
+
+
+@dataclass(frozen=True)
+class OpenSet:
+    """scikit-learn's digits split open-set: ``known`` (train/ and test/ class folders of 0–5),
+    ``unknown`` (the 6–9 images, in their own class folders), and softmax regressions trained
+    on the known train split at 16×16: ``model`` without an unknown rule, ``ruled`` with one
+    (the top probability's threshold accepting 95 % of held-out known training images)."""
+
+    known: Path
+    unknown: Path
+    model: Path
+    ruled: Path
+    threshold: float
+
+
+@pytest.fixture(scope="session")
+def open_set(tmp_path_factory: pytest.TempPathFactory) -> OpenSet:
+    import json
+
+    from sklearn.linear_model import LogisticRegression
+
+    from cifarkit.data import load_dataset
+    from cifarkit.data.splits import stratified_split
+    from cifarkit.measure.ood import msp_score, threshold_for
+    from tests import onnx_fixtures as F
+
+    root = tmp_path_factory.mktemp("open-set")
+    every = write_digits(root / "all")
+    known = root / "known"
+    unknown = root / "unknown"
+    for split in ("train", "test"):
+        for d in sorted((every / split).iterdir()):
+            target = known if d.name in ("zero", "one", "two", "three", "four", "five") else unknown
+            shutil.copytree(d, target / split / d.name)
+    ds = load_dataset(known, splits=("train",), image_size=16)
+    fit, held = stratified_split(ds.y_train, 0.25, 0)
+    x = F.grey_features(ds.x_train)
+    lr = LogisticRegression(max_iter=2000).fit(x[fit], ds.y_train[fit])
+    weight, bias = lr.coef_.T, lr.intercept_
+    model = F.linear_model(root / "digits06.onnx", weight, bias, ds.classes, 16)
+    threshold = threshold_for(msp_score(lr.predict_proba(x[held])), 0.95)
+    rule = {"score": "msp", "threshold": threshold, "acceptance": 0.95,
+            "fitted_on": f"{len(held)} held-out training images"}
+    ruled = F.linear_model(root / "digits06-ruled.onnx", weight, bias, ds.classes, 16,
+                           metadata={"unknown": json.dumps(rule)})
+    return OpenSet(known, unknown, model, ruled, threshold)

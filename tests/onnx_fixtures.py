@@ -286,3 +286,43 @@ def crashing_decode(path: str) -> np.ndarray:
 def solid(rgb: Sequence[int], size: tuple[int, int] = (32, 32)) -> np.ndarray:
     """A solid-colour RGB uint8 image (height, width, 3)."""
     return np.broadcast_to(np.asarray(rgb, np.uint8), (size[1], size[0], 3)).copy()
+
+
+def linear_model(path: str | os.PathLike[str], weight: np.ndarray, bias: np.ndarray,
+                 classes: Sequence[str], image_size: int,
+                 metadata: dict[str, str] | None = None) -> Path:
+    """A softmax regression on grey pixels under the contract: uint8 ``[batch, S, S, 3]`` →
+    mean of the channels / 255, flattened to ``S·S`` → ``x @ weight + bias`` → softmax.
+    ``weight`` ``[S·S, K]`` and ``bias`` ``[K]`` come from a real fit (e.g. scikit-learn's
+    ``LogisticRegression.coef_.T`` and ``intercept_`` on those features: ``grey_features``)."""
+    inits = [numpy_helper.from_array(weight.astype(np.float32), "W"),
+             numpy_helper.from_array(bias.astype(np.float32), "B"),
+             numpy_helper.from_array(np.array(1 / 255, dtype=np.float32), "scale"),
+             numpy_helper.from_array(np.array([-1, image_size * image_size], np.int64), "flat")]
+    nodes = [
+        helper.make_node("Cast", ["images"], ["x_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["x_f", "scale"], ["x01"]),
+        helper.make_node("ReduceMean", ["x01"], ["grey"], axes=[3], keepdims=0),
+        helper.make_node("Reshape", ["grey", "flat"], ["x"]),
+        helper.make_node("MatMul", ["x", "W"], ["xw"]),
+        helper.make_node("Add", ["xw", "B"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes, "linear_model",
+        [helper.make_tensor_value_info("images", TensorProto.UINT8,
+                                       ["batch", image_size, image_size, 3])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT,
+                                       ["batch", len(classes)])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=_opset(), producer_name="cifarkit-tests")
+    _metadata(model, {"class_names": json.dumps(list(classes)),
+                      "architecture": "softmax-regression", "image_size": str(image_size),
+                      **(metadata or {})})
+    return _save(model, path)
+
+
+def grey_features(images: np.ndarray) -> np.ndarray:
+    """``linear_model``'s features of uint8 ``[N, S, S, 3]`` images, in float64."""
+    return (images.astype(np.float64) / 255).mean(axis=3).reshape(len(images), -1)

@@ -64,6 +64,8 @@ class BenchConfig:
     quick: bool = False
     #: accuracy under the CIFAR-10-C corruptions on this many images (None: not measured)
     corruptions: int | None = None
+    #: a folder of images of other subjects: how well each model tells them apart (``ood``)
+    ood: str | os.PathLike[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,8 @@ class BenchResult:
     notes: list[str] = field(default_factory=list)  # warnings about this run's numbers
     data_notes: list[str] = field(default_factory=list)  # what the data loader said
     corruptions: list[Any] = field(default_factory=list)  # measure.robustness.CorruptionRow
+    ood: list[Any] = field(default_factory=list)  # bench.ood.OODRow
+    ood_images: Any = None  # bench.ood.OODImages (--ood): its source, images, skipped files
     seconds: float = 0.0
 
     @property

@@ -6,7 +6,9 @@ execution providers, the other runtimes on the CPU; an explicit one that cannot 
 fails before any work), loads the labelled images, then runs every file on every backend
 through one path (``sweep.Sweep``: accuracy and agreement with onnxruntime, latency per
 batch size, GFLOP/s and share of peak). When asked (``keras=``), it then times the source
-Keras model beside the fp32 ONNX file (``keras_baseline``). Reports: ``bench.report``.
+Keras model beside the fp32 ONNX file (``keras_baseline``), measures accuracy under corruption
+(``corruptions=``, ``robustness``) and how well unknown images are told apart (``ood=``, a
+folder loaded before the sweep; ``ood``). Reports: ``bench.report``.
 """
 
 from __future__ import annotations
@@ -110,11 +112,16 @@ def run_bench(
         source = data_source or "images passed in"
     if len(images) == 0:
         raise UsageError("no images to benchmark on")
+    ood = None
+    if config.ood is not None:  # before the long part: a bad folder fails early
+        from cifarkit.bench.ood import load_ood
+
+        ood = load_ood(config.ood, int(images.shape[1]), progress)
 
     result = BenchResult(
         config=config, environment=environment, models=models, classes=(), images=images,
         labels=labels, data_source=source, split=config.split, backends=backends,
-        data_notes=data_notes,
+        data_notes=data_notes, ood_images=ood,
     )
     result.runtime_versions = {n: get_runtime(n).version()
                                for n in dict.fromkeys(b.runtime for b in backends)}
@@ -136,6 +143,10 @@ def run_bench(
         from cifarkit.bench.robustness import run_corruptions
 
         result.corruptions = run_corruptions(result, config.corruptions, config.seed, progress)
+    if ood is not None:
+        from cifarkit.bench.ood import run_ood
+
+        result.ood = run_ood(result, ood, progress)
     environment["load_average_after"] = load_average()
     result.seconds = time.perf_counter() - start
     return result

@@ -31,6 +31,12 @@ shares and accuracies as fractions 0–1.
   ``seconds``}].
 - ``corruptions`` (``--corruptions N``): [{``model``, ``precision``, ``clean``, ``mean``,
   ``drop``, ``mean_by_severity`` [5], ``accuracy`` {corruption: [5 severities]}}].
+- ``ood`` (``--ood DIR``): [{``model``, ``precision``, ``provider``, ``runtime``, ``score``
+  ("msp": the top probability, or the model's rule's score), ``threshold_source`` ("model":
+  the model's recorded ``unknown`` rule; "split": the threshold accepting 95 % of this run's
+  split, set on the images it is judged on), ``n_in``, ``n_out``, ``auroc``,
+  ``fpr_at_95_tpr``, ``threshold``, ``rejected_in``, ``rejected_out``}]; ``settings.ood``:
+  {``source``, ``n_images``, ``skipped`` [files that could not be decoded]} (null without it).
 - ``per_class``: [{``model``, ``precision``, ``provider``, ``label``, ``class``,
   ``class_precision``, ``class_recall``, ``class_f1``, ``support``, ``predicted``}].
 - ``confusion``: [{``model``, ``precision``, ``provider``, ``true_label``, ``true``,
@@ -114,6 +120,7 @@ def to_dict(result: BenchResult) -> dict[str, Any]:
         ],
         "runtime_matrix": [],
         "corruptions": [row.to_dict() for row in result.corruptions],
+        "ood": [row.to_dict() for row in result.ood],
         "notes": list(result.notes),
     }
     _add_accuracy(result, out)
@@ -156,7 +163,15 @@ def _settings(result: BenchResult) -> dict[str, Any]:
         "seconds": round(result.seconds, 3),
         "data_notes": list(result.data_notes),
         "quick": _quick_settings(result),
+        "ood": _ood_settings(result),
     }
+
+
+def _ood_settings(result: BenchResult) -> dict[str, Any] | None:
+    ood = result.ood_images
+    if ood is None:
+        return None
+    return {"source": ood.source, "n_images": int(len(ood.images)), "skipped": list(ood.skipped)}
 
 
 def _quick_settings(result: BenchResult) -> dict[str, Any] | None:

@@ -40,7 +40,7 @@ def to_markdown(
     if multi:
         L += _runtimes(data)
     L += _accuracy(data, multi) + _latency(data, multi) + _keras(result, data)
-    L += _per_class(result) + _corruptions(data)
+    L += _per_class(result) + _corruptions(data) + _ood(data)
     if figures:
         L += ["## Figures", ""]
         for name, path in figures.items():
@@ -207,6 +207,28 @@ def _corruptions(data: dict[str, Any]) -> list[str]:
             *_table(["corruption (mean of 5 severities)",
                      *(f"{r['model']} {r['precision']}" for r in rows)], per,
                     "l" + "r" * len(rows)), ""]
+
+
+def _ood(data: dict[str, Any]) -> list[str]:
+    rows = data["ood"]
+    if not rows:
+        return []
+    ood = data["settings"]["ood"]
+    body = [[r["model"], r["precision"], r["provider"], r["runtime"], f"{r['auroc']:.3f}",
+             pct(r["fpr_at_95_tpr"]), f"{r['threshold']:.4g}", r["threshold_source"],
+             pct(r["rejected_in"]), pct(r["rejected_out"])] for r in rows]
+    skipped = f" ({len(ood['skipped'])} files could not be decoded)" if ood["skipped"] else ""
+    return ["## Unknown inputs (--ood)", "",
+            f"{ood['n_images']:,} images of other subjects from `{ood['source']}`{skipped} "
+            f"against the {data['settings']['split']} split; score: the top probability "
+            "unless the model's rule names another. FPR@95: share of the other images "
+            "accepted when 95 % of the split's are. Rejected shares at the threshold: the "
+            "model's recorded rule (source `model`), else the one accepting 95 % of the split "
+            "(source `split`: set on the very images it is judged on, so 5 % of them are "
+            "rejected by construction).", "",
+            *_table(["model", "precision", "provider", "runtime", "AUROC", "FPR@95",
+                     "threshold", "source", "rejected (split)", "rejected (other)"], body,
+                    "llllrrrlrr"), ""]
 
 
 def _num(x: float | None) -> str:

@@ -43,6 +43,8 @@ def rich_report(result: BenchResult) -> list[Any]:
         out += [Text(keras_summary(kr)) for kr in result.keras]
     if data["corruptions"]:
         out.append(_corruptions(data))
+    if data["ood"]:
+        out.append(_ood(data))
     out += [Text(f"{peak_title(peak)}: {peak['derivation']}", style="dim")
             for peak in data["cpu_peak"]]
     out += [Text(f"note: {note}", style="yellow") for note in result.notes]
@@ -59,6 +61,22 @@ def _corruptions(data: dict[str, Any]) -> Any:
         t.add_row(f"{r['model']}:{r['precision']}",
                   *(f"{100 * v:.1f}" for v in (r["clean"], r["mean"], r["drop"],
                                                *r["mean_by_severity"])))
+    return t
+
+
+def _ood(data: dict[str, Any]) -> Any:
+    ood, split = data["settings"]["ood"], data["settings"]["split"]
+    t = _table(f"unknown inputs: {ood['n_images']:,} images of other subjects vs the {split} "
+               "split (threshold source: model = its recorded rule, split = 95 % of the "
+               "split accepted)")
+    for col in ("model", "runtime", "AUROC", "FPR@95", "threshold", "source",
+                f"rejected {split}", "rejected other"):
+        t.add_column(col, justify="left" if col in ("model", "runtime", "source") else "right",
+                     no_wrap=True, style="cyan" if col == "model" else None)
+    for r in data["ood"]:
+        t.add_row(f"{r['model']}:{r['precision']}", f"{r['runtime']} {r['provider']}",
+                  f"{r['auroc']:.3f}", pct(r["fpr_at_95_tpr"]), f"{r['threshold']:.4g}",
+                  r["threshold_source"], pct(r["rejected_in"]), pct(r["rejected_out"]))
     return t
 
 
