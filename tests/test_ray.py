@@ -234,6 +234,33 @@ def test_cluster_rows_and_parquet_round_trip_for_both_engines(cluster, image_set
     assert len(df) == 33 and "true_label" not in df.columns
 
 
+def test_reject_gives_the_same_unknown_rows_in_both_engines(cluster, image_set, model,
+                                                            tmp_path):
+    """``--reject VALUE``: the score and rejected columns, the same values on Ray's actors as
+    in the local engine (float32 in Parquet, compared exactly)."""
+    import pandas as pd
+
+    frames = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / f"{engine}.parquet"
+        extra = ["--engine", "ray", "--address", cluster.address] if engine == "ray" else []
+        r = run_cli(str(image_set), "-m", str(model), "-f", "parquet", "-o", str(out),
+                    "--labels-from-folders", "--reject", "0.999", *extra, cwd=tmp_path)
+        assert r.returncode == 1, r.stderr
+        frames[engine] = pd.read_parquet(out).sort_values("path").reset_index(drop=True)
+        n = int(frames[engine]["rejected"].fillna(False).sum())
+        assert f"{n:,} unknown (top probability < 0.999, --reject 0.999)" in r.stderr
+    a, b = frames["local"], frames["ray"]
+    pd.testing.assert_frame_equal(a, b)
+    assert list(a.columns)[-4:] == ["score", "rejected", "true_label", "correct"]
+    good = a[a["error"].isna()]
+    low = good["score"] < np.float32(0.999)
+    assert low.any() and (~low).any() and (good["rejected"] == low).all()
+    assert (good.loc[low, "label"] == "unknown").all() and good.loc[low, "index"].isna().all()
+    assert (good["score"] == [t[0]["confidence"] for t in good["top_k"]]).all()
+    assert a.loc[a["error"].notna(), ["score", "rejected"]].isna().all().all()
+
+
 def test_a_non_utf8_name_on_ray_gives_the_local_engines_rows(cluster, model, tmp_path):
     """issue 26: with such a name, ``--engine ray -f jsonl`` failed the run and wrote nothing.
     Now both engines write the same rows: the name escaped in ``path``, its bytes in

@@ -84,7 +84,7 @@ def resolve(mode: str | float, info: ModelInfo, model: Path) -> Rejection | None
                 "rejects)")
         fitted = f" on {rule.fitted_on}" if rule.fitted_on else ""
         return Rejection(rule.score, rule.threshold,
-                         f"the model's rule ({rule.acceptance:.0%} acceptance{fitted})")
+                         f"the model's rule ({100 * rule.acceptance:g} % acceptance{fitted})")
     score = rule.score if rule is not None else "msp"
     if score == "msp" and not 0 < float(mode) < 1:
         raise UsageError(f"--reject {mode:g}: the score is the top probability, so the "
