@@ -11,6 +11,7 @@
 - ``inputs``: the rules that turn arguments into a stream of inputs;
 - ``rows``: the one ``Prediction`` row and its encodings (CSV, JSONL, Arrow/Parquet, table
   cells), including the convention for names that are not UTF-8;
+- ``reject``: ``--reject auto|VALUE|off``, the rule under which rows answer ``unknown``;
 - ``writers``: table/CSV/JSONL/Parquet writers, atomic;
 - ``local``: decoder processes + one model in this process (``predict_files``);
 - ``ray``, ``ray_cluster``: the same on Ray Data (a local Ray or a cluster).
