@@ -44,7 +44,7 @@ def rich_report(result: BenchResult) -> list[Any]:
     if data["corruptions"]:
         out.append(_corruptions(data))
     if data["ood"]:
-        out.append(_ood(data))
+        out.append(_ood(data, multi))
     out += [Text(f"{peak_title(peak)}: {peak['derivation']}", style="dim")
             for peak in data["cpu_peak"]]
     out += [Text(f"note: {note}", style="yellow") for note in result.notes]
@@ -64,19 +64,21 @@ def _corruptions(data: dict[str, Any]) -> Any:
     return t
 
 
-def _ood(data: dict[str, Any]) -> Any:
+def _ood(data: dict[str, Any], multi: bool) -> Any:
     ood, split = data["settings"]["ood"], data["settings"]["split"]
     t = _table(f"unknown inputs: {ood['n_images']:,} images of other subjects vs the {split} "
-               "split (threshold source: model = its recorded rule, split = 95 % of the "
-               "split accepted)")
-    for col in ("model", "runtime", "AUROC", "FPR@95", "threshold", "source",
-                f"rejected {split}", "rejected other"):
-        t.add_column(col, justify="left" if col in ("model", "runtime", "source") else "right",
+               "split; rejected shares (rej.) at the model's threshold, else at 95 % of the "
+               "split accepted (from: model | split)")
+    where = multi or len({(r["provider"], r["runtime"]) for r in data["ood"]}) > 1
+    for col in ("model", *(["on"] if where else []), "AUROC", "FPR95", "thresh", "from",
+                "rej. in", "rej. out"):
+        t.add_column(col, justify="left" if col in ("model", "on", "from") else "right",
                      no_wrap=True, style="cyan" if col == "model" else None)
     for r in data["ood"]:
-        t.add_row(f"{r['model']}:{r['precision']}", f"{r['runtime']} {r['provider']}",
-                  f"{r['auroc']:.3f}", pct(r["fpr_at_95_tpr"]), f"{r['threshold']:.4g}",
-                  r["threshold_source"], pct(r["rejected_in"]), pct(r["rejected_out"]))
+        on = [f"{r['runtime']}:{r['provider']}"] if where else []
+        t.add_row(f"{r['model']}:{r['precision']}", *on, f"{r['auroc']:.3f}",
+                  pct(r["fpr_at_95_tpr"]), f"{r['threshold']:.4g}", r["threshold_source"],
+                  pct(r["rejected_in"]), pct(r["rejected_out"]))
     return t
 
 
