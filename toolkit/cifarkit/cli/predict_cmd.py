@@ -279,10 +279,11 @@ def predict(
         "cudnn_conv_algo_search=HEURISTIC (repeatable).",
     ),
     reject: str = typer.Option(
-        "off", "--reject", help="Answer 'unknown' for images that look like none of the "
-        "classes: auto (the threshold recorded in the model; an error if it has none) | VALUE "
-        "(a score threshold: for the top probability, in (0, 1)) | off. Rows keep top-k and "
-        "gain score and rejected columns; the summary counts the unknown rows. Refused for a "
+        "off", "--reject", metavar="auto|VALUE|off",
+        help="Answer 'unknown' for images that look like none of the classes: auto (the "
+        "threshold recorded in the model; an error if it has none) | VALUE (a score "
+        "threshold: for the top probability, in (0, 1)) | off. Rows keep top-k and gain "
+        "score and rejected columns; the summary counts the unknown rows. Refused for a "
         "model with a class named 'unknown'.",
     ),
     list_skipped: bool = typer.Option(
