@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from cifarkit.errors import UsageError
+from cifarkit.export.calibrate import check_held_out_choice
 from cifarkit.export.convert import DEFAULT_OPSET
 from cifarkit.export.measure import LATENCY_BATCH_SIZES, LATENCY_BUDGET_S, LATENCY_SECONDS
 from cifarkit.export.parity import DEFAULT_PARITY_IMAGES
 from cifarkit.export.quantize import CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES
+from cifarkit.measure.ood import ACCEPTANCE
 
 PRECISIONS = ("fp32", "fp16", "int8")
 #: ``--format``: onnx (always built: every other format is made from, or checked against, it),
@@ -77,6 +79,10 @@ def _library(default: Any, when: Callable[[Any], bool] = _always) -> Any:
     return field(default=default, metadata={"library": when})
 
 
+def _calibrated(opts: Any) -> bool:
+    return opts.held_out != "none"
+
+
 def _benchmark(opts: Any) -> bool:
     return bool(opts.benchmark)
 
@@ -105,6 +111,9 @@ class ExportOptions:
     benchmark: bool = _cli(Flag(None, "--no-bench"), True)
     bench_threads: int = _cli(Flag("--bench-threads", when=_benchmark), 1)
     runtimes: tuple[str, ...] | None = _cli(Flag("--runs-in", empty="none"), None)
+    #: Where the temperature and the unknown threshold are fitted (``export.calibrate``).
+    held_out: str | os.PathLike[str] = _cli(Flag("--held-out"), "auto")
+    unknown_acceptance: float = _cli(Flag("--unknown-acceptance", when=_calibrated), ACCEPTANCE)
     # The library's own: timing details and the seed of the stratified subsets.
     bench_rounds: int = 15
     latency_batch_sizes: tuple[int, ...] = _library(LATENCY_BATCH_SIZES, _benchmark)
@@ -126,7 +135,11 @@ class ExportOptions:
             [self.runtimes] if isinstance(self.runtimes, str) else self.runtimes)
         if runtimes:
             resolve_runtimes(list(runtimes))  # names only: "all" stays "all" in `reproduce`
+        if not 0 < self.unknown_acceptance < 1:
+            raise UsageError("--unknown-acceptance is the share of held-out images to accept, "
+                             f"in (0, 1), got {self.unknown_acceptance}")
         return replace(self, precisions=precisions, formats=formats, runtimes=runtimes or None,
+                       held_out=check_held_out_choice(self.held_out),
                        latency_batch_sizes=tuple(self.latency_batch_sizes))
 
     def unreproducible(self) -> list[str]:

@@ -33,6 +33,13 @@ from cifarkit import contract
 from cifarkit._io import atomic_path
 from cifarkit.backends.onnxruntime import cpu_session, session_proba
 from cifarkit.errors import CifarkitError, ExportError, ModelError, UsageError
+from cifarkit.export.calibrate import (
+    add_test_figures,
+    fold_temperature,
+    held_out_images,
+)
+from cifarkit.export.calibrate import fit as fit_temperature
+from cifarkit.export.calibrate import record as calibration_record
 from cifarkit.export.card import render_readme
 from cifarkit.export.check import check_onnx, check_runtime
 from cifarkit.export.convert import check_opset, keras_to_onnx, require
@@ -92,9 +99,19 @@ def _load_source(st: ExportState) -> None:
     st.images = export_images(ds, st.info.classes, st.info.image_size, limit=o.limit,
                               parity_images=o.parity_images if o.check else None,
                               calibration_images=o.calibration_images, seed=o.seed)
+    st.held_out = held_out_images(o.held_out, ds, st.info.classes, st.info.image_size,
+                                  _training_record(st), st.notes)
     if st.images.synthetic:
         st.notes.append("no CIFAR-10 data: parity used synthetic (random) pixels; "
                         "accuracy was not measured")
+
+
+def _training_record(st: ExportState) -> dict[str, Any] | None:
+    """What the training recorded: ``run.json``, or an ONNX source's ``training`` entry."""
+    if st.onnx_src is None:
+        return st.src.run_info or None
+    training = st.onnx_src.metadata.get("training")
+    return training if isinstance(training, dict) else None
 
 
 def _load_onnx(st: ExportState) -> None:
@@ -226,6 +243,48 @@ def _precisions(st: ExportState) -> None:
                                    images.synthetic)
 
 
+# --- 4b. temperature per precision, folded; the unknown threshold -----------------------------
+
+
+def _calibrate(st: ExportState) -> None:
+    held, images = st.held_out, st.images
+    if held is None:
+        return
+    assert images is not None
+    st.step("calibrate")
+    for p in st.protos:
+        before = session_proba(st.session(p), held.x)
+        fitted = fit_temperature(before, held)
+        if images.labelled:  # the test figures before → after, and the fold checked on them
+            st.uncalibrated_test[p] = session_proba(st.session(p), images.x_test)
+        folded = fold_temperature(st.protos[p], fitted.temperature)
+        del st.sessions[p]
+        _check_graph(st, p)
+        after = session_proba(st.session(p), held.x)
+        st.calibration[p] = calibration_record(before, after, folded, fitted, held, p,
+                                               st.opts.unknown_acceptance)
+        if fitted.at_bound:
+            st.notes.append(f"{p}: the temperature fit ran to its bound (T={folded:.3g}): the "
+                            "held-out images are too few or too easy to calibrate on")
+    if st.reference is not None and images.x_parity is not None:
+        # LiteRT/ORT files are made from the calibrated graphs: compared with calibrated fp32
+        # (itself checked against the source above: parity, then the fold).
+        st.calibrated_reference = session_proba(st.session("fp32"), images.x_parity)
+    _check_held_out_accuracy(st)
+
+
+def _check_held_out_accuracy(st: ExportState) -> None:
+    """Where the held-out images are the training's validation split redrawn, fp32 must score
+    on them what the training recorded: a check that they are the same images."""
+    held, fp32 = st.held_out, st.calibration.get("fp32")
+    if held is None or held.recorded_accuracy is None or fp32 is None:
+        return
+    acc, recorded = fp32.held_out["accuracy"], held.recorded_accuracy
+    agree = "matching" if abs(acc - recorded) <= 0.005 else "NOT matching (other images?)"
+    st.notes.append(f"held-out images: fp32 top-1 {acc:.2%} on them, {agree} the "
+                    f"{recorded:.2%} validation accuracy the training recorded")
+
+
 # --- 5. accuracy, speed and latency -------------------------------------------------------
 
 
@@ -239,6 +298,9 @@ def _measure(st: ExportState) -> None:
         for p in st.protos:
             st.accuracies[p], probs = accuracy(st.session(p), images.x_test, images.y_test)
             st.evaluations[p] = evaluation(probs, images.y_test, info.classes)
+            if p in st.calibration:
+                add_test_figures(st.calibration[p], st.uncalibrated_test.pop(p), probs,
+                                 images.y_test, p)
     st.sessions.clear()  # free them before timing: latency opens its own, as users would
     if o.benchmark:
         blobs = {p: proto.SerializeToString() for p, proto in st.protos.items()}
@@ -350,10 +412,14 @@ def _checked_file(st: ExportState, p: str, fmt: str, blob: bytes, runtime: str) 
     if probs is not None:
         acc = float(np.mean(probs.argmax(1) == images.y_test))
         evaluation_ = evaluation(probs, images.y_test, info.classes)
-    if ref is not None and st.reference is not None:
-        report = compare(st.reference, ref, images.synthetic)
+    reference = (st.calibrated_reference if st.calibrated_reference is not None
+                 else st.reference)
+    if ref is not None and reference is not None:
+        report = compare(reference, ref, images.synthetic)
         if p == "fp32":
-            require_fp32_parity(report, model_filename(p, fmt), reference=st.reference_name)
+            calibrated = reference is st.calibrated_reference
+            require_fp32_parity(report, model_filename(p, fmt), reference=(
+                "the calibrated model.fp32.onnx" if calibrated else st.reference_name))
     st.files.append(ExportedFile(
         precision=p, format=fmt, path=st.out_dir / model_filename(p, fmt),
         size_bytes=len(blob), sha256=hashlib.sha256(blob).hexdigest(), accuracy=acc,
@@ -438,7 +504,8 @@ def _commit(out_dir: Path, files: list[tuple[str, bytes]]) -> None:
 
 #: The steps, in order; each reads and extends the ``ExportState``.
 STEPS: tuple[Callable[[ExportState], None], ...] = (
-    _load_source, _portable_fp32, _parity, _precisions, _measure, _onnx_files, _tflite, _ort,
+    _load_source, _portable_fp32, _parity, _precisions, _calibrate, _measure, _onnx_files,
+    _tflite, _ort,
     _runs_in, _write,
 )
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from cifarkit import contract
 from cifarkit.backends.onnxruntime import cpu_session
+from cifarkit.export.calibrate import Calibration, HeldOut
 from cifarkit.export.card import CARD_VERSION
 from cifarkit.export.data import ExportImages
 from cifarkit.export.measure import LatencySetup, Throughput
@@ -54,12 +55,17 @@ class ExportState:
     reference_name: str = "the Keras model"
     info: contract.ModelInfo | None = None  # classes, image size, preprocessing
     images: ExportImages | None = None
+    held_out: HeldOut | None = None  # what temperature and unknown threshold are fitted on
     # the graphs and what was measured on them
     protos: dict[str, Any] = field(default_factory=dict)
     portability: PortabilityReport | None = None
     macs: MacCount | None = None
     sessions: dict[str, Any] = field(default_factory=dict)
     reference: np.ndarray | None = None  # the source's probabilities on the parity images
+    #: The calibrated fp32 graph's probabilities on the parity images (LiteRT/ORT files).
+    calibrated_reference: np.ndarray | None = None
+    calibration: dict[str, Calibration] = field(default_factory=dict)
+    uncalibrated_test: dict[str, np.ndarray] = field(default_factory=dict)
     parity: dict[str, ParityReport] = field(default_factory=dict)
     quant: QuantizationInfo | None = None
     accuracies: dict[str, float | None] = field(default_factory=dict)
@@ -85,7 +91,8 @@ class ExportState:
     def step_names(self) -> list[str]:
         o = self.opts
         return ["load", "convert", "check", *(["parity"] if o.check else []),
-                *[p for p in o.precisions if p != "fp32"], "measure",
+                *[p for p in o.precisions if p != "fp32"],
+                *(["calibrate"] if self.held_out is not None else []), "measure",
                 *[f for f in o.formats if f != "onnx"], *(["runs in"] if o.runtimes else []),
                 "write"]
 
@@ -151,6 +158,8 @@ class ExportState:
             "portability": (self.portability.to_dict() if p == "fp32" and self.portability
                             else None),
             "quantization": self.quant.to_dict() if p == "int8" and self.quant else None,
+            "calibration": self.calibration[p].metadata() if p in self.calibration else None,
+            "unknown": self.calibration[p].unknown() if p in self.calibration else None,
         }
 
     def doc_string(self, p: str) -> str:
@@ -160,6 +169,17 @@ class ExportState:
         s = info.image_size
         return (f"cifarkit {self.arch} {kind} ({p}); input images uint8 [batch,{s},{s},3] RGB "
                 f"0-255, output probabilities float32 [batch,{info.n_classes}]")
+
+    def calibration_card(self) -> dict[str, Any] | None:
+        """The card's ``calibration``: what it was fitted on, and per precision T, the figures
+        before → after and the unknown rule (None when not calibrated)."""
+        held = self.held_out
+        if held is None or not self.calibration:
+            return None
+        return {"fitted_on": held.description, "images": int(len(held.y)),
+                "acceptance": self.opts.unknown_acceptance, "unknown_score": "msp",
+                "recorded_val_accuracy": held.recorded_accuracy,
+                "precisions": {p: c.to_dict() for p, c in self.calibration.items()}}
 
     def card_dict(self, reproduce: str) -> dict[str, Any]:
         """``card.json``'s content."""
@@ -195,6 +215,7 @@ class ExportState:
             "quantization": self.quant.to_dict() if self.quant else None,
             "benchmark": self.speed.to_dict() if self.speed else None,
             "latency": self.latency_setup.to_dict() if self.latency_setup else None,
+            "calibration": self.calibration_card(),
             "runs_in": self.runs_in,
             "runs_in_setup": self.runs_in_setup,
             "opset": o.opset,
