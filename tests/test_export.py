@@ -377,12 +377,13 @@ def test_reproduce_command_is_rendered_from_the_options():
         "cifarkit export runs/x --out out --precision fp32,int8 --opset 17 "
         "--data '/data/my images' --limit 500 --calibration-images 500 "
         "--calibration-method minmax --no-reduce-range --format onnx,tflite --no-check "
-        "--bench-threads 0 --runs-in all")
+        "--bench-threads 0 --runs-in all --held-out auto --unknown-acceptance 0.95")
     assert opts.unreproducible() == ["seed"]
-    plain = ExportOptions(precisions=["fp32"], benchmark=False, latency_seconds=1.0)
+    plain = ExportOptions(precisions=["fp32"], benchmark=False, latency_seconds=1.0,
+                          held_out="none")
     assert reproduce_command("m.keras", Path("o"), plain.validated()) == (
         "cifarkit export m.keras --out o --precision fp32 --opset 17 --parity-images 1000 "
-        "--no-bench --runs-in none")
+        "--no-bench --runs-in none --held-out none")
     assert plain.validated().unreproducible() == []  # latency timing without benchmarking
     with pytest.raises(UsageError, match="unknown runtime"):
         ExportOptions(runtimes=["tensorflow"]).validated()

@@ -84,6 +84,7 @@ def _render(result: Any) -> None:
     if result.tflite_engine:
         console.print(f"tflite: via {result.tflite_engine}; int8 full-integer, uint8 input "
                       "(scale 1, zero point 0)")
+    _render_calibration(result.card.get("calibration"))
     for precision, rows in (result.card.get("runs_in") or {}).items():
         cells = []
         for r in rows:
@@ -96,6 +97,24 @@ def _render(result: Any) -> None:
     for note in result.notes:
         console.print(f"  [dim]{escape(note)}[/]")
     console.print(f"wrote {result.out_dir}/ (card.json, README.md) in {result.seconds:.0f} s")
+
+
+def _render_calibration(calibration: dict[str, Any] | None) -> None:
+    """One line per precision: T, test ECE before → after, the unknown threshold."""
+    if not calibration:
+        return  # the reason is among the notes
+    console.print(f"calibrated on {escape(calibration['fitted_on'])}; unknown = top "
+                  f"probability under the threshold that accepts "
+                  f"{calibration['acceptance']:.0%} of them")
+    for p, c in calibration["precisions"].items():
+        test = c.get("test")
+        ece = (f"test ECE {test['ece_before']:.3f} → {test['ece_after']:.3f}, NLL "
+               f"{test['nll_before']:.3f} → {test['nll_after']:.3f}, "
+               f"{test['accepted']:.1%} of test images accepted" if test else
+               f"held-out ECE {c['held_out']['ece_before']:.3f} → "
+               f"{c['held_out']['ece_after']:.3f}")
+        console.print(f"  {p}: T={c['temperature']:.3f} · {ece} · unknown below "
+                      f"{c['threshold']:.3f}")
 
 
 def export(
@@ -159,6 +178,18 @@ def export(
         "images (onnxruntime,openvino,opencv,tract,litert; all; none). Not installed: a row "
         "saying so; litert needs --format tflite.",
     ),
+    held_out: str = typer.Option(
+        "auto", "--held-out",
+        help="Images the model never saw, to fit each precision's temperature (calibrated "
+        "probabilities, folded into the graph) and the unknown threshold on: auto (the data's "
+        "val/ split, else the training's validation split redrawn from --data; else not "
+        "calibrated, with a note), val, training-split, a folder of class folders, or none. "
+        "Never the test split.",
+    ),
+    unknown_acceptance: float = typer.Option(
+        0.95, "--unknown-acceptance",
+        help="Share of the held-out images the unknown threshold (top probability) accepts.",
+    ),
     runs_dir: Path = typer.Option(Path("runs"), "--runs", help="Where bare `export` looks."),
     exported_dir: Path = typer.Option(
         Path("exported"), "--exported", help="Parent of the default output folders."
@@ -191,7 +222,7 @@ def export(
         reduce_range=reduce_range, tta=tta, limit=limit, check=not no_check,
         parity_images=parity_images, benchmark=not no_bench, bench_threads=bench_threads,
         runtimes=None if runtimes.strip() == "none" else parse_csv(runtimes, "--runs-in"),
-        exported_dir=exported_dir,
+        held_out=held_out, unknown_acceptance=unknown_acceptance, exported_dir=exported_dir,
         command=" ".join(["cifarkit", *sys.argv[1:]]) if sys.argv else None,
     ).validated()
     if opset < MIN_OPSET:  # the upper bound needs tf2onnx (TensorFlow): checked below

@@ -9,7 +9,8 @@ from cifarkit.contract import CIFAR10_CLASSES, DEFAULT_IMAGE_SIZE
 
 #: 2: per-file evaluation and latency, params, MACs, the equivalent command (`reproduce`).
 #: 3: file formats (onnx/tflite/ort), portability, parity reference, ONNX sources.
-CARD_VERSION = 3
+#: 4: calibration (temperature per precision, ECE/NLL before → after, the unknown rule).
+CARD_VERSION = 4
 
 
 def _pct(x: float | None) -> str:
@@ -212,6 +213,46 @@ def _runs_in_lines(card: dict[str, Any]) -> list[str]:
     return lines[:-1]
 
 
+def _calibration_lines(card: dict[str, Any]) -> list[str]:
+    """T per precision, ECE/NLL before → after (held-out and test), the unknown rule."""
+    c = card.get("calibration")
+    lines = ["", "## Calibrated probabilities and the unknown answer", ""]
+    if not c:
+        return lines + ["Not calibrated: the probabilities are the model's own and there is "
+                        "no unknown threshold (the notes say why)."]
+    lines += [
+        f"Each precision's temperature T was fitted (minimum NLL) on {c['fitted_on']}, on that "
+        "precision's own output, and folded into the graph before the output Softmax "
+        "(probabilities = softmax(logits / T); the top-1 class is unchanged). ECE: 15 "
+        "equal-width bins of the top probability; NLL in nats.",
+        "",
+        "| precision | T | held-out ECE | held-out NLL | test ECE | test NLL | unknown below | "
+        "test images accepted |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p, r in c["precisions"].items():
+        h, t = r["held_out"], r.get("test") or {}
+
+        def arrow(d: dict[str, Any], key: str) -> str:
+            if f"{key}_before" not in d:
+                return "—"
+            return f"{d[f'{key}_before']:.4f} → {d[f'{key}_after']:.4f}"
+
+        lines.append(f"| {p} | {r['temperature']:.4f} | {arrow(h, 'ece')} | {arrow(h, 'nll')} | "
+                     f"{arrow(t, 'ece')} | {arrow(t, 'nll')} | {r['threshold']:.4f} | "
+                     f"{_pct(t.get('accepted'))} |")
+    lines += ["", f"Unknown: a row whose top probability is under its file's threshold is "
+              f"\"none of these classes\"; the threshold accepts {c['acceptance']:.0%} of the "
+              "held-out images (metadata `unknown`, `cifarkit predict --reject auto`)."]
+    others = [f for f in card["files"] if f.get("format", "onnx") != "onnx"
+              and (f.get("evaluation") or {}).get("ece") is not None]
+    if others:
+        lines += ["", "LiteRT/ORT files are made from the calibrated graphs; their test ECE: "
+                  + ", ".join(f"`{f['file']}` {f['evaluation']['ece']:.4f}" for f in others)
+                  + "."]
+    return lines
+
+
 def _image_size(card: dict[str, Any]) -> int:
     """S, from the contract's input description ("images: uint8 [batch, S, S, 3], …")."""
     found = re.search(r"\[batch, (\d+),", (card.get("contract") or {}).get("input", ""))
@@ -326,6 +367,7 @@ def render_readme(card: dict[str, Any]) -> str:
     lines += [f"{f['sha256']}  {f['file']}" for f in card["files"]]
     lines.append("```")
     lines += _evaluation_lines(card["files"])
+    lines += _calibration_lines(card)
     lines += _latency_lines(card)
     lines += _runs_in_lines(card)
     parity = card.get("parity")
