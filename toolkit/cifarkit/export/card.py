@@ -379,6 +379,10 @@ def render_readme(card: dict[str, Any]) -> str:
             f"{parity['max_abs_diff']:.2e}, top-1 agreement {parity['top1_agreement']:.2%} "
             "(gate: ≤ 1e-4 and 100%)."
         )
+        if card.get("calibration"):
+            lines.append("Compared before the temperature was folded; each folded file is "
+                         "checked against the temperature-scaled probabilities (above), and "
+                         "LiteRT/ORT files against the calibrated fp32 ONNX file.")
     else:
         lines.append("Not checked (`--no-check`).")
     lines += _portability_lines(card)
