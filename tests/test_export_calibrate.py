@@ -247,3 +247,39 @@ def test_held_out_folder_maps_class_names(colours, tmp_path):
     Image.fromarray(ds.x_test[0]).save(tmp_path / "held" / "zebra" / "z.png")
     with pytest.raises(DataError, match=r"folders \['zebra'\] are not classes"):
         held_out_images(tmp_path / "held", ds, F.CLASSES, 32, None, [])
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "opencv", "tract"])
+def test_every_runtime_gives_the_calibrated_probabilities(calibrated, colours, runtime):
+    from cifarkit.backends import get_runtime
+
+    _, logits_file, ds = colours
+    rt = get_runtime(runtime)
+    if (why := rt.problem()) is not None:
+        pytest.skip(why)
+    t = calibrated.card["calibration"]["precisions"]["fp32"]["temperature"]
+    with rt.open(calibrated.file("fp32").path) as model:
+        got = model.predict_proba(ds.x_test[:64]).astype(np.float64)
+    np.testing.assert_allclose(got, cal.softmax(run(logits_file, ds.x_test[:64]), t), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_litert_files_are_made_from_the_calibrated_graph(colours, tmp_path):
+    """LiteRT fp32 applies fp32's T exactly; int8 (int8 probabilities, 1/256 steps) carries it
+    and its own held-out figures and threshold are in the card."""
+    pytest.importorskip("onnx2tf")
+    from cifarkit.backends import get_runtime
+
+    src, logits_file, ds = colours
+    result = export_model(src, tmp_path / "out", precisions=["fp32", "int8"],
+                          formats=["onnx", "tflite"], data=ds, calibration_images=100,
+                          parity_images=100, benchmark=False)
+    c = result.card["calibration"]
+    t = c["precisions"]["fp32"]["temperature"]
+    with get_runtime("litert").open(result.file("fp32", "tflite").path) as model:
+        got = model.predict_proba(ds.x_test).astype(np.float64)
+    np.testing.assert_allclose(got, cal.softmax(run(logits_file, ds.x_test), t), atol=1e-5)
+    lite = c["tflite_int8"]
+    assert lite["temperature"] == t and 0 < lite["ece_held_out"] < 0.2
+    assert (lite["threshold"] * 256) == pytest.approx(round(lite["threshold"] * 256))
+    assert "`model.int8.tflite` is quantized by LiteRT" in result.readme_path.read_text()

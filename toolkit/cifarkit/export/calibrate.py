@@ -45,6 +45,8 @@ HELD_OUT_CHOICES = ("auto", "training-split", "val", "none")
 #: the Softmax in float16 (about 3 significant digits), the others in float32.
 FOLD_TOLERANCE = {"fp16": 5e-3}
 FOLD_TOLERANCE_DEFAULT = 1e-4
+#: The name ending of the folded ``1/T`` constant.
+INV_TEMPERATURE = "/inv_temperature"
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,7 @@ def fold_temperature(proto: Any, temperature: float) -> float:
     elem = types.get(softmax.input[0], onnx.TensorProto.FLOAT)
     dtype = onnx.helper.tensor_dtype_to_np_dtype(elem)
     scale = np.asarray(1.0 / temperature, dtype=dtype)
-    name = f"{softmax.name or 'output_softmax'}/inv_temperature"
+    name = f"{softmax.name or 'output_softmax'}{INV_TEMPERATURE}"
     proto.graph.initializer.append(numpy_helper.from_array(scale, name))
     mul = helper.make_node("Mul", [softmax.input[0], name], [f"{name}:0"], name=f"{name}/mul")
     softmax.input[0] = f"{name}:0"
@@ -275,3 +277,11 @@ def add_test_figures(c: Calibration, before: np.ndarray, after: np.ndarray, y: n
     c.test = {**_figures(before, y, "before"), **_figures(after, y, "after"),
               "accepted": float(np.mean(msp_score(after) >= c.threshold)),
               "images": int(len(y))}
+
+
+def tflite_record(probs: np.ndarray, temperature: float, held: HeldOut,
+                  acceptance: float) -> dict[str, Any]:
+    """The LiteRT int8 file's temperature (fp32's), held-out figures and own MSP threshold."""
+    return {"temperature": temperature, "fitted_on": held.description,
+            **_figures(probs, held.y, "held_out"),
+            "threshold": threshold_for(msp_score(probs), acceptance)}

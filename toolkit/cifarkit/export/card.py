@@ -244,6 +244,15 @@ def _calibration_lines(card: dict[str, Any]) -> list[str]:
     lines += ["", f"Unknown: a row whose top probability is under its file's threshold is "
               f"\"none of these classes\"; the threshold accepts {c['acceptance']:.0%} of the "
               "held-out images (metadata `unknown`, `cifarkit predict --reject auto`)."]
+    lite = c.get("tflite_int8")
+    if lite:
+        lines += ["", "`model.int8.tflite` is quantized by LiteRT's own converter from the "
+                  f"calibrated fp32 graph and applies fp32's T={lite['temperature']:.4f} (its "
+                  "int8 probabilities come in steps of 1/256, too coarse to re-fit T on): "
+                  f"held-out ECE {lite['ece_held_out']:.4f}, NLL {lite['nll_held_out']:.4f}; "
+                  f"the top-probability threshold accepting {c['acceptance']:.0%} of the "
+                  f"held-out images is {lite['threshold']:.4f} for it (backends read "
+                  "`model.int8.onnx`'s)."]
     others = [f for f in card["files"] if f.get("format", "onnx") != "onnx"
               and (f.get("evaluation") or {}).get("ece") is not None]
     if others:

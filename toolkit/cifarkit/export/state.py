@@ -66,6 +66,7 @@ class ExportState:
     calibrated_reference: np.ndarray | None = None
     calibration: dict[str, Calibration] = field(default_factory=dict)
     uncalibrated_test: dict[str, np.ndarray] = field(default_factory=dict)
+    tflite_calibration: dict[str, Any] | None = None  # LiteRT int8's own temperature
     parity: dict[str, ParityReport] = field(default_factory=dict)
     quant: QuantizationInfo | None = None
     accuracies: dict[str, float | None] = field(default_factory=dict)
@@ -179,7 +180,8 @@ class ExportState:
         return {"fitted_on": held.description, "images": int(len(held.y)),
                 "acceptance": self.opts.unknown_acceptance, "unknown_score": "msp",
                 "recorded_val_accuracy": held.recorded_accuracy,
-                "precisions": {p: c.to_dict() for p, c in self.calibration.items()}}
+                "precisions": {p: c.to_dict() for p, c in self.calibration.items()},
+                "tflite_int8": self.tflite_calibration}
 
     def card_dict(self, reproduce: str) -> dict[str, Any]:
         """``card.json``'s content."""
