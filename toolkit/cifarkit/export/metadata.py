@@ -25,7 +25,9 @@ Keys (all values are strings; JSON where noted). ``cifarkit.contract`` reads ``c
                          the ``.keras`` it came from
 - ``quantization``       JSON (int8 only): format, types, calibration
 - ``calibration``        JSON: ``temperature`` folded before the Softmax (fitted on this
-                         precision's own logits), ``fitted_on``, and ECE/NLL before and after
+                         precision's own logits), ``fitted_on``, ``images``, ``folded`` (how),
+                         ``held_out`` and ``test`` (ECE/NLL/Brier ``_before``/``_after``;
+                         ``test`` also the share its unknown threshold accepts)
 - ``unknown``            JSON: ``score`` (``msp`` or ``score``, see ``cifarkit.contract``),
                          ``threshold``, ``acceptance``, ``fitted_on``
 

@@ -596,6 +596,9 @@ def export_model(source: str | os.PathLike[str], out: str | os.PathLike[str] | N
     (``cifarkit.backends``, "all" = every one) to run each ONNX file in on the test images
     for the card's "runs in" table (top-1, agreement with onnxruntime, batch-1 latency);
     litert runs the .tflite files, so only with "tflite" in ``formats``. None: no table.
-    ``exported_dir``: the parent of the default output folder.
+    ``exported_dir``: the parent of the default output folder. ``held_out``: the images each
+    precision's temperature and the unknown threshold are fitted on (``export.calibrate``:
+    "auto", "val", "training-split", a folder of class folders, or "none");
+    ``unknown_acceptance``: the share of them the unknown threshold accepts.
     """
     return run_export(source, out, ExportOptions(**options), progress)
