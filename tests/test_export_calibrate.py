@@ -216,7 +216,8 @@ def test_training_split_is_redrawn_exactly(colours):
     assert held_out_images("auto", no_val, F.CLASSES, 32, other, notes) is None
     assert "not the data it was trained on" in notes[0]
     trained_on_all = {**TRAINING, "val_split": 0.0, "data": {**TRAINING["data"], "val_split": 0}}
-    with pytest.raises(DataError, match="names no validation split"):
+    with pytest.raises(DataError, match="training-split: the training record names no "
+                       "validation split.*--held-out DIR"):
         held_out_images("training-split", no_val, F.CLASSES, 32, trained_on_all, [])
     kind = {**TRAINING, "data": {**TRAINING["data"], "kind": "batches"}}
     with pytest.raises(DataError, match="read batches data"):

@@ -89,7 +89,11 @@ def held_out_images(choice: str | os.PathLike[str], ds: Dataset, classes: tuple[
     if choice == "val":
         return _data_val(ds)
     if choice == "training-split":
-        return _training_split(ds, training)
+        try:
+            return _training_split(ds, training)
+        except DataError as exc:
+            raise DataError(f"--held-out training-split: {exc}; name a folder of class folders "
+                            "the model never saw (--held-out DIR), or --held-out none") from None
     if ds.kind == SYNTHETIC_KIND:
         notes.append("not calibrated: no real images to fit a temperature on (--data)")
         return None
