@@ -414,6 +414,20 @@ def test_models_resolution_and_errors(exported, tmp_path):
         resolve_models(["cnn"], ["fp8"], root=exported)
 
 
+def test_two_copies_of_one_model_get_distinct_names(exported, tmp_path, monkeypatch):
+    """Rows are keyed by name:precision: two folders both named cnn must not share one."""
+    import shutil
+
+    from cifarkit.bench import resolve_models
+
+    copy = tmp_path / "elsewhere" / "cnn"
+    shutil.copytree(exported / "cnn", copy)
+    monkeypatch.chdir(tmp_path)
+    models = resolve_models([str(exported / "cnn"), str(copy)], root=exported)
+    assert len({m.label for m in models}) == 2
+    assert "elsewhere/cnn:fp32" in {m.label for m in models}
+
+
 def test_explicit_unavailable_provider_fails_before_any_work(exported):
     model = exported / "color" / "model.fp32.onnx"
     if _cuda_active(model):

@@ -108,9 +108,24 @@ def resolve_models(
             f"none of the models has the precision(s) asked for ({wanted}); found "
             + ", ".join(sorted({f"{_name_of(f)}:{_precision_of(f)}" for f in files}))
         )
+    _unique_names(out)
     order = {p: i for i, p in enumerate(PRECISION_ORDER)}
     out.sort(key=lambda m: (m.name, order.get(m.precision, 99), os.fspath(m.path)))
     return out
+
+
+def _unique_names(models: list[ModelFile]) -> None:
+    """Every result row is keyed by ``name:precision``: two files that would share one (two
+    copies of ``cnn-batchnorm`` in different folders) are named by their folder instead, as
+    the user wrote it relative to here, so their rows cannot mix."""
+    by_label: dict[str, list[ModelFile]] = {}
+    for m in models:
+        by_label.setdefault(m.label, []).append(m)
+    for group in by_label.values():
+        if len(group) > 1:
+            for m in group:
+                where = m.path.parent if _FILE_RE.match(m.path.name) else m.path.with_suffix("")
+                m.name = os.path.relpath(where)
 
 
 def quick_focus(models: list[ModelFile], exported: Path | None, notes: list[str]) -> str | None:
