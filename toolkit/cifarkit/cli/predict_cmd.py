@@ -15,7 +15,6 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -228,8 +227,10 @@ def predict(
         "table", "--format", "-f", help="table | csv | jsonl | parquet (needs --output: NAME"
         ".parquet is one file, any other name a folder of part files).",
     ),
-    output: Path = typer.Option(
-        None, "--output", "-o", help="Write the results to FILE (atomically) instead of stdout.",
+    output: str = typer.Option(
+        None, "--output", "-o", help="Write the results to FILE (atomically) instead of stdout. "
+        "--engine ray: FOLDER/ (or a URI, s3://b/preds/) is a folder of part files written by "
+        "the workers plus _SUCCESS; NAME.csv|.jsonl|.parquet one file (see docs/scale-out.md).",
     ),
     engine: str = typer.Option(
         "local", "--engine", "-e", help="local (this process and its decoder processes) | ray "
@@ -310,6 +311,9 @@ def predict(
         raise UsageError("--format parquet writes a file: give --output NAME.parquet (one file) "
                          "or --output FOLDER (part files)")
     runner = get_engine(engine.lower())
+    if output is not None and "://" in str(output) and runner.name != "ray":
+        raise UsageError(f"--output {output}: a URI output needs --engine ray (its workers "
+                         "write the parts); the local engine writes local files")
     choice = choose_model(model, provider)
     request = PredictRequest(
         sources=tuple(paths), model=choice.path, backend=backend.lower(), provider=provider,
@@ -363,7 +367,7 @@ def _exit_code(stats: Any) -> int:
     return 1 if stats.failed or stats.images == 0 else 0
 
 
-def _run(runner: Any, request: Any, fmt: str, output: Path | None, stream: Any,
+def _run(runner: Any, request: Any, fmt: str, output: str | None, stream: Any,
          render: _TableRender, skipped: list[str] | None = None) -> Any:
     """The engine's run into the writer for ``fmt``, with a progress bar and a warning per
     failed input (``skipped``: a list to collect the files skipped as non-images); the
@@ -377,6 +381,19 @@ def _run(runner: Any, request: Any, fmt: str, output: Path | None, stream: Any,
         err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False,
                           soft_wrap=True)
 
+    if runner.name == "ray" and output is not None and fmt != "table":
+        # The workers write the parts; the driver sees counts only (docs/scale-out.md).
+        with _progress() as bar:
+            task = bar.add_task("classify", total=None, failed=0)
+
+            def on_counts(done: int, failed: int, total: int | None) -> None:
+                bar.update(task, completed=done, total=total, failed=failed)
+
+            def on_named(classes: tuple[str, ...]) -> None:
+                render.classes = classes
+
+            return runner.write(request, output, fmt, on_counts, on_start=on_named,
+                                on_skip=None if skipped is None else skipped.append)
     with open_writer(fmt, target=output, stream=stream, labels=request.labels_from_folders,
                      render=render, reject=request.reject != "off") as writer, _progress() as bar:
         task = bar.add_task("classify", total=None, failed=0)

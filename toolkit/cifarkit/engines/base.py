@@ -173,6 +173,19 @@ class PredictStats:
             self.labelled[pred.true_label] += 1
             self.correct[pred.true_label] += bool(pred.correct)
 
+    def counts(self) -> dict[str, Any]:
+        """The row totals as plain data (what a Ray worker sends the driver for its rows)."""
+        return {"images": self.images, "failed": self.failed, "warned": self.warned,
+                "unlabelled": self.unlabelled, "labelled": dict(self.labelled),
+                "correct": dict(self.correct), "predicted": dict(self.predicted)}
+
+    def merge(self, counts: dict[str, Any]) -> None:
+        """Add another ``counts()`` (rows counted elsewhere) to these totals."""
+        for name in ("images", "failed", "warned", "unlabelled"):
+            setattr(self, name, getattr(self, name) + counts[name])
+        for name in ("labelled", "correct", "predicted"):
+            getattr(self, name).update(counts[name])
+
     def finish(self) -> PredictStats:
         self.finished = time.perf_counter()
         return self

@@ -1,40 +1,40 @@
-"""The Ray Data engine: the same prediction as ``predict_files``, scaled out over a Ray cluster.
+"""The Ray Data engine: the same prediction as ``predict_files``, scaled out over a Ray cluster,
+with the driver out of the data path.
 
-    inputs ──► a Ray Dataset of (path[, path_bytes, error | bytes]) ──► map_batches(_Predictor,
-        actor pool) ──► a Ray Dataset of prediction rows (``rows.prediction_schema``)
+    plan units (driver: arguments + top-level folders) ──► list them (Ray tasks) ──►
+        map_batches(_Predictor, actor pool): decode, infer ──► part files (written by the
+        actors) ──► the driver checks and commits them (``parts``)
 
-- **Inputs.** Local paths, folders, globs and ``-`` are expanded on the driver by
-  ``inputs.iter_inputs`` (the local engine's rules: sorted walk, image extensions, hidden
-  names skipped, a glob that matches nothing is an error row) and handed to Ray as blocks of
-  paths (a name that is not UTF-8 as ``rows.encode_name`` writes it: the text and its exact
-  bytes, from which the actor gets the name back); the actors read them from the (shared, on
-  a cluster) filesystem with the decoder's path entry point, which also turns FIFOs,
-  unreadable and vanished files into error rows.
-  URIs (``s3://``, ``gs://``, ``hdfs://``, anything pyarrow or fsspec opens) are read as bytes
-  by Ray Data's own reader (``read_binary_files(include_paths=True)``) on the workers and
-  decoded with ``data.images.decode``: the same decoder, the same array, the same warnings
-  and error reasons (``local.decode_one`` makes both engines' rows).
+- **Listing.** The driver only plans *units* (``listing``: one per sub-folder of a folder
+  argument, per sub-prefix of a URI, per glob, per few thousand literal names); Ray tasks
+  list them with the local engine's rules and stream blocks of inputs into the pipeline, each
+  input stamped with its unit and place in it. The driver never holds the list (stdin's lines
+  excepted: they are read by the driver). Local paths are read by the actors from the
+  (shared, on a cluster) filesystem with the decoder's path entry point; URIs (``s3://``, …)
+  are read by the actors through pyarrow/fsspec (several reads in flight) and decoded from
+  bytes (``data.images.decode``: the same array, warnings and error reasons).
 - **Inference.** ``map_batches`` with a callable class that gets the ``PredictRequest``: one
-  actor per ``concurrency`` slot, each holding the request's model on its backend
-  (``base.open_model``: a ``Classifier`` with the provider, or another backend; threads =
-  the actor's CPUs, no spinning). The actor decodes and infers its batch itself: decoding is
-  cheap next to inference, and decoded pixels never cross the object store. The backend's
-  and provider's checks (no silent fallback) run in every actor's constructor; Ray Data
-  fails the job on the first actor that cannot start, and the driver re-raises the actor's
-  ``ProviderError``/``ModelError`` with its own message and exit code. Rows name the
-  backend and provider of the actor that computed them.
-- **Exactly once.** Each input is one row of one input block, and the output rows of a block
-  are a pure function of it (deterministic decoding and inference). Ray restarts a dead
-  actor (``max_restarts=-1``) and retries its tasks (``max_task_retries=-1``); a lost
-  output block is rebuilt from lineage; Ray Data only hands a block downstream once its task
-  has produced it. ``RayPrediction`` additionally drops any row whose path it has already
-  yielded (``duplicates`` counts them; 0 in every run so far), so a retry can never show up
-  twice in the output, and the writers (``writers``) commit only a finished run, so a job
-  that fails leaves no partial file.
-- **Streaming.** The driver pulls output blocks as they finish (``iter_batches``), converts
-  them to ``Prediction`` rows and lets them go; Ray Data's backpressure bounds what is in
-  flight. What the driver keeps per input: the input path blocks in the object store (local
-  inputs, ~100 bytes each) and one 8-byte hash for de-duplication.
+  actor per ``concurrency`` slot, each holding the model on its backend (``base.open_model``;
+  threads = the actor's CPUs). The backend and provider checks (no silent fallback) run in
+  every actor's constructor; the driver re-raises an actor's ``ProviderError``/``ModelError``
+  with its own message and exit code.
+- **Writes (``--output``).** Each actor call writes its rows as part files named from the
+  rows themselves (unit, first place: ``parts.part_name``), atomically, and returns a one-row
+  report (counts per class, skipped files, parts). Ray Data's own ``write_*``/``Datasink``
+  path is not used for this: it writes in separate tasks after the actors (one more pass of
+  every block through the object store, on CPUs the actors need), reports nothing until the
+  end (no worker-counted progress), and its file datasinks name files per write task and
+  have had exactly-once gaps (rows lost by parallel writes in overwrite mode,
+  ray-project/ray#55043, #54949). The driver keeps a ledger of parts (O(parts), a few
+  thousand rows each), checks that every unit's rows are covered exactly once, and commits:
+  our ``Datasink.on_write_complete``.
+- **Exactly once.** Ray restarts a dead actor and retries its tasks; a lost block is rebuilt
+  from lineage. A retried call gets the same rows, so it writes the same part names again
+  (replacing, never adding); a report that arrives twice is dropped by part name. A job that
+  fails leaves no file under the final name (``parts``).
+- **Stdout and tables** still come through the driver (``RayPrediction.__iter__``): the
+  actors send their rows (Arrow IPC) in the report, and the driver drops a row whose path it
+  has already yielded (8 bytes per input: fine for what fits on a screen or a pipe).
 
 Ray is imported only here and in ``ray_cluster``, lazily; ``--engine local`` never imports it.
 """
@@ -42,9 +42,7 @@ Ray is imported only here and in ``ray_cluster``, lazily; ``--engine local`` nev
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -56,10 +54,20 @@ from cifarkit.engines.base import (
     PredictRequest,
     PredictStats,
     Progress,
-    model_info,
+    model_classes,
     refuse,
-    rejection,
     skip_counter,
+)
+from cifarkit.engines.inputs import InputItem
+from cifarkit.engines.listing import Unit, list_unit, plan_units
+from cifarkit.engines.parts import (
+    Output,
+    PartsJob,
+    encode_part,
+    is_uri,
+    output_for,
+    part_name,
+    write_part,
 )
 from cifarkit.engines.ray_cluster import (
     RAY_EXTRA,
@@ -71,17 +79,14 @@ from cifarkit.engines.ray_cluster import (
     resolve_filesystem,
     short_error,
 )
-from cifarkit.engines.reject import Rejection
 from cifarkit.engines.rows import Prediction, name_bytes
 from cifarkit.errors import CifarkitError, ClusterError, UsageError
 
-URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # Batches of this size keep an actor's per-task overhead (~1 ms) small next to its work.
 RAY_BATCH = DEFAULT_BATCH
-
-
-def is_uri(source: str) -> bool:
-    return bool(URI_RE.match(source))
+PART_BATCHES = 8  # batches per part file: 2,048 rows at the default batch size
+LIST_TASKS = 4  # listing tasks at a time (I/O: they take no CPU from the actors)
+READ_THREADS = 16  # object-store reads in flight per actor (URI inputs)
 
 
 # --- the actor --------------------------------------------------------------------------------
@@ -101,11 +106,15 @@ def model_files(request: PredictRequest) -> dict[str, bytes]:
 
 class _Predictor:
     """One per actor: the request's model on its backend (the backend and provider checks
-    run here, in the actor), then decode + infer one batch of input rows per call, returning
-    prediction rows."""
+    run here, in the actor), then decode + infer one batch of input rows per call.
 
-    def __init__(self, request: PredictRequest, files: dict[str, bytes],
-                 rule: Rejection | None = None) -> None:
+    ``mode``: ``rows`` returns the prediction rows (the library's Dataset); ``stream`` returns
+    one report row holding them (Arrow IPC) with the batch's counts and skipped files (the
+    CLI's stdout); ``parts`` writes the rows as part files (``parts``) and returns only the
+    report: the rows never leave the worker."""
+
+    def __init__(self, request: PredictRequest, files: dict[str, bytes], mode: str = "rows",
+                 out: Output | None = None) -> None:
         import dataclasses
 
         from cifarkit.engines.base import backend_of, open_model
@@ -120,28 +129,59 @@ class _Predictor:
         self.classes = tuple(self.model.classes)
         self.class_set = frozenset(self.classes)
         self.k = min(request.top_k, len(self.classes))
-        self.rule = rule  # resolved once on the driver (base.rejection), as the local engine
+        self.mode, self.out = mode, out
+        self._filesystems: dict[str, Any] = {}
 
-    def _decode(self, paths: list[str], pre: list[Any], blobs: Any) -> tuple[Any, list]:
+    def _read(self, uri: str) -> bytes:
+        """An object's bytes (URI inputs): the filesystem is opened once per scheme."""
+        scheme = uri.split("://", 1)[0]
+        if scheme not in self._filesystems:
+            self._filesystems[scheme] = resolve_filesystem(uri)[0]
+        with self._filesystems[scheme].open_input_file(uri.split("://", 1)[1]) as fh:
+            return fh.read()
+
+    def _fetch(self, paths: list[str], pre: list[Any]) -> list[Any]:
+        """The bytes of each URI input (read by threads: object stores answer in ms, not
+        µs), or the read's error; None for local paths and listing errors."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def read(i: int) -> Any:
+            if pre[i].error is not None or not is_uri(paths[i]):
+                return None
+            try:
+                return self._read(paths[i])
+            except OSError as exc:
+                return exc
+
+        if not any(is_uri(p) for p in paths):
+            return [None] * len(paths)
+        with ThreadPoolExecutor(READ_THREADS) as pool:
+            return list(pool.map(read, range(len(paths))))
+
+    def _decode(self, paths: list[str], pre: list[Any]) -> tuple[Any, list]:
         """The good images stacked, and a ``FileResult`` per path (``pre``: listing errors)."""
         import functools
 
         import numpy as np
 
         from cifarkit.data.images import decode
-        from cifarkit.engines.local import decode_one
+        from cifarkit.engines.local import FileResult, decode_one
 
         size = int(self.model.image_size)
         images = np.empty((len(paths), size, size, 3), np.uint8)
         results = []
         good = 0
-        for i, path in enumerate(paths):
+        for i, blob in enumerate(self._fetch(paths, pre)):
+            path = paths[i]
             if pre[i].error is not None:
                 results.append(pre[i])
                 continue
-            if blobs is not None:
+            if isinstance(blob, OSError):
+                results.append(FileResult(f"{path}: cannot read: {blob}", "unreadable"))
+                continue
+            if blob is not None:
                 arr, result = decode_one(functools.partial(decode, name=path, size=size),
-                                         blobs[i].as_py(), path)
+                                         blob, path)
             else:
                 arr, result = decode_one(functools.partial(decode, size=size), path, path)
             results.append(result)
@@ -150,14 +190,27 @@ class _Predictor:
                 good += 1
         return images[:good], results
 
+    def _predict(self, paths: list[str], pre: list[Any]) -> list[Prediction]:
+        """Rows for ``paths``, inferred in chunks of the request's batch size."""
+        from cifarkit.engines.rows import folder_label, make_predictions
+
+        step = self.request.batch_size
+        labels = self.request.labels_from_folders
+        preds: list[Prediction] = []
+        for at in range(0, len(paths), step):
+            chunk, chunk_pre = paths[at:at + step], pre[at:at + step]
+            images, results = self._decode(chunk, chunk_pre)
+            probs = self.model.predict_proba(images) if len(images) else None
+            truths = [folder_label(p, self.class_set) if labels else None for p in chunk]
+            preds += make_predictions(chunk, [r.error for r in results], probs, self.classes,
+                                      self.k, truths, self.backend, self.provider,
+                                      reasons=[r.reason for r in results],
+                                      warnings=[r.warnings for r in results])
+        return preds
+
     def __call__(self, batch: Any) -> Any:
         from cifarkit.engines.local import FileResult
-        from cifarkit.engines.rows import (
-            decode_name,
-            folder_label,
-            make_predictions,
-            predictions_to_table,
-        )
+        from cifarkit.engines.rows import decode_name, predictions_to_table
 
         names = set(batch.schema.names)
         n = batch.num_rows
@@ -167,101 +220,156 @@ class _Predictor:
 
         raw = column("path_bytes")
         paths = [decode_name(p, b) for p, b in zip(column("path"), raw, strict=True)]
+        skip = [bool(x) for x in column("skipped")]
+        keep = [i for i in range(n) if not skip[i]]
         pre = [FileResult(e, r) for e, r in zip(column("error"), column("reason"), strict=True)]
-        blobs = batch.column("bytes") if "bytes" in names else None
-        images, results = self._decode(paths, pre, blobs)
-        probs = self.model.predict_proba(images) if len(images) else None
+        preds = self._predict([paths[i] for i in keep], [pre[i] for i in keep])
         labels = self.request.labels_from_folders
-        truths = [folder_label(p, self.class_set) if labels else None for p in paths]
-        preds = make_predictions(paths, [r.error for r in results], probs, self.classes, self.k,
-                                 truths, self.backend, self.provider,
-                                 reasons=[r.reason for r in results],
-                                 warnings=[r.warnings for r in results], rejection=self.rule)
-        return predictions_to_table(list(preds), labels, self.rule is not None)
+        if self.mode == "rows":
+            return predictions_to_table(preds, labels)
+        skipped = [paths[i] for i in range(n) if skip[i]]
+        if self.mode == "stream":
+            return _report(preds, skipped, rows=_ipc(predictions_to_table(preds, labels)))
+        where = [(u, s, t) for u, s, t in zip(column("unit"), column("seq"), column("unit_rows"),
+                                              strict=True)]
+        return _report(preds, skipped, parts=self._write_parts(preds, [where[i] for i in keep]))
+
+    def _write_parts(self, preds: list[Prediction],
+                     where: list[tuple[int, int, int]]) -> list[dict[str, int | str]]:
+        """One part per run of consecutive rows of one listing unit (``parts``)."""
+        assert self.out is not None
+        parts = []
+        start = 0
+        for end in range(1, len(preds) + 1):
+            if end < len(preds) and where[end][0] == where[start][0] \
+                    and where[end][1] == where[end - 1][1] + 1:
+                continue
+            unit, first, unit_rows = where[start]
+            run = preds[start:end]
+            name = part_name(unit, first, self.out.fmt)
+            write_part(self.out.job, name, encode_part(run, self.out.fmt, self.out.labels))
+            parts.append({"name": name, "unit": unit, "first": first, "rows": len(run),
+                          "unit_rows": unit_rows, "failed": sum(not p.ok for p in run)})
+            start = end
+        return parts
 
 
-def _with_scheme(batch: Any, prefix: str) -> Any:
-    """Ray's reader gives paths without the ``s3://``; rows name inputs as the user did."""
+def _ipc(table: Any) -> bytes:
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    i = batch.schema.get_field_index("path")
-    col = pc.binary_join_element_wise(pa.scalar(prefix), batch.column(i), "")
-    return batch.set_column(i, "path", col)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _report(preds: list[Prediction], skipped: list[str], *, rows: bytes | None = None,
+            parts: list[dict[str, int | str]] | None = None) -> Any:
+    """One row: the batch's counts (``PredictStats.counts``), its skipped files, and its rows
+    (stream) or parts (parts)."""
+    import json
+
+    import pyarrow as pa
+
+    from cifarkit.engines.rows import encode_name
+
+    stats = PredictStats()
+    for pred in preds:
+        stats.add(pred)
+    return pa.table({
+        "counts": pa.array([json.dumps(stats.counts())], pa.string()),
+        "skipped": pa.array([[encode_name(p)[0] for p in skipped]], pa.list_(pa.string())),
+        "skipped_bytes": pa.array([[encode_name(p)[1] for p in skipped]],
+                                  pa.list_(pa.string())),
+        "parts": pa.array([json.dumps(parts or [])], pa.string()),
+        "rows": pa.array([rows], pa.binary()),
+    })
 
 
 # --- datasets ---------------------------------------------------------------------------------
 
 
-def _local_blocks(sources: list[str], recursive: bool, stdin: TextIO | None,
-                  block_rows: int, on_skip: Callable[[str], None] | None) -> Iterator[Any]:
-    """Arrow blocks of the local inputs (``inputs.iter_inputs``): names as valid text plus
-    their bytes when they are not UTF-8, and listing errors (without the path prefix) with
-    their reason."""
+def _unit_rows(units: list[Unit]) -> list[dict[str, Any]]:
+    from cifarkit.engines.rows import encode_name
+
+    rows = []
+    for u in units:
+        names = [encode_name(p) for p in u.paths]
+        rows.append({"unit": u.index, "kind": u.kind, "paths": [t for t, _ in names],
+                     "raw": [b for _, b in names],
+                     "dev": -1 if u.key is None else u.key[0],
+                     "ino": -1 if u.key is None else u.key[1]})
+    return rows
+
+
+def _list_units(batch: Any, recursive: bool, keys: frozenset[tuple[int, int]],
+                block_rows: int) -> Iterator[Any]:
+    """On a worker: the inputs of each unit in ``batch`` (``listing.list_unit``), as blocks of
+    ``path``, ``path_bytes``, ``error``, ``reason``, ``unit``, ``seq`` (place in the unit),
+    ``unit_rows`` and ``skipped`` (a file the walk left out as a non-image: seq -1)."""
+    from cifarkit.engines.rows import decode_name
+
+    for row in batch.to_pylist():
+        paths = tuple(decode_name(t, b) for t, b in zip(row["paths"], row["raw"], strict=True))
+        key = None if row["dev"] < 0 else (row["dev"], row["ino"])
+        unit = Unit(row["unit"], row["kind"], paths, key)
+        skipped: list[str] = []
+        items = list(list_unit(unit, recursive, keys, skipped.append))
+        for at in range(0, max(len(items), 1 if skipped else 0), block_rows):
+            extra = skipped if at == 0 else []
+            yield _input_block(items[at:at + block_rows], extra, unit.index, at, len(items))
+
+
+def _input_block(items: list[InputItem], skipped: list[str], unit: int, first: int,
+                 total: int) -> Any:
     import pyarrow as pa
 
-    from cifarkit.engines.inputs import iter_inputs
     from cifarkit.engines.rows import encode_name, reason, safe_text
 
-    items = iter_inputs(sources, recursive=recursive, stdin=stdin, on_skip=on_skip)
-    while chunk := list(itertools.islice(items, block_rows)):
-        names = [encode_name(it.path) for it in chunk]
-        errors = [None if it.error is None else safe_text(reason(it.error, it.path))
-                  for it in chunk]
-        yield pa.table({"path": pa.array([n for n, _ in names], pa.string()),
-                        "path_bytes": pa.array([b for _, b in names], pa.string()),
-                        "error": pa.array(errors, pa.string()),
-                        "reason": pa.array([it.reason for it in chunk], pa.string())})
+    names = [encode_name(it.path) for it in items] + [encode_name(p) for p in skipped]
+    errors = [None if it.error is None else safe_text(reason(it.error, it.path))
+              for it in items] + [None] * len(skipped)
+    n, k = len(items), len(skipped)
+    return pa.table({
+        "path": pa.array([t for t, _ in names], pa.string()),
+        "path_bytes": pa.array([b for _, b in names], pa.string()),
+        "error": pa.array(errors, pa.string()),
+        "reason": pa.array([it.reason for it in items] + [None] * k, pa.string()),
+        "unit": pa.array([unit] * (n + k), pa.int64()),
+        "seq": pa.array(list(range(first, first + n)) + [-1] * k, pa.int64()),
+        "unit_rows": pa.array([total] * (n + k), pa.int64()),
+        "skipped": pa.array([False] * n + [True] * k, pa.bool_()),
+    })
 
 
 def input_dataset(
     sources: Iterable[str], *, recursive: bool = True, stdin: TextIO | None = None,
-    block_rows: int = RAY_BATCH, on_skip: Callable[[str], None] | None = None,
-) -> tuple[Any, int | None]:
-    """A Ray Dataset of inputs and its size when known (local inputs; None for URIs).
+    block_rows: int = RAY_BATCH,
+) -> tuple[Any, int]:
+    """A Ray Dataset of inputs, listed by Ray tasks, and the number of listing units.
 
-    Local sources → blocks of ``path``, ``path_bytes`` (``rows.encode_name``), ``error`` and
-    ``reason`` (problems found while listing; ``on_skip(path)`` hears of files left out as
-    non-images); URIs → ``read_binary_files`` blocks of ``bytes`` +
-    ``path``. Local paths and URIs cannot be mixed in one run (they are read in different
-    ways)."""
+    The driver plans units (``listing.plan_units``: a few per argument; folders and URI
+    prefixes split by sub-folder / sub-prefix); tasks list them with the local engine's rules
+    (non-UTF-8 names as text plus bytes, listing errors as rows, skipped non-images as
+    ``skipped`` rows) into blocks of ``block_rows`` inputs. Local paths must be on a
+    filesystem the workers share; URIs are read by the actors."""
     ray = ray_module()
     sources = [os.fspath(s) for s in sources]
     if not sources:
         raise UsageError("no inputs: give image files, folders, glob patterns or - for stdin")
-    uris = [s for s in sources if is_uri(s) and s != "-"]
-    local = [s for s in sources if s not in uris]
-    if uris and local:
-        raise UsageError("give either local paths or URIs (s3://…) in one run, not both")
-    if local:
-        tables = list(_local_blocks(local, recursive, stdin, block_rows, on_skip))
-        if not tables:
-            return None, 0
-        return ray.data.from_arrow(tables), sum(t.num_rows for t in tables)
-
-    from cifarkit.data.images import IMAGE_EXTENSIONS
-
-    groups: dict[tuple[str, int], tuple[Any, str, list[str]]] = {}
-    for uri in uris:
-        fs, path = resolve_filesystem(uri)
-        prefix = uri[: uri.index("://") + 3]
-        key = (prefix, id(type(fs)))
-        groups.setdefault(key, (fs, prefix, []))[2].append(path)
-    parts = []
-    for fs, prefix, paths in groups.values():
-        ds = ray.data.read_binary_files(
-            paths, include_paths=True, filesystem=fs,
-            file_extensions=sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS),
-            # Reading is I/O; with a CPU each, reads could wait forever for the CPUs the
-            # inference actors hold (the default pool takes them all).
-            num_cpus=0,
-        )
-        if prefix != "file://":
-            ds = ds.map_batches(_with_scheme, fn_args=(prefix,), batch_format="pyarrow",
-                                batch_size=None, zero_copy_batch=True, num_cpus=0)
-        parts.append(ds)
-    ds = parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
-    return ds, None
+    units, keys = plan_units(sources, recursive=recursive, stdin=stdin)
+    if not units:
+        return None, 0
+    ds = ray.data.from_items(_unit_rows(units), override_num_blocks=min(len(units), 1000))
+    ds = ds.map_batches(
+        _list_units, fn_args=(recursive, keys, block_rows), batch_size=1,
+        batch_format="pyarrow",
+        # Listing is I/O: with a CPU each, these tasks would wait for the CPUs the inference
+        # actors hold; a bounded number at a time, so a many-folder input does not start a
+        # worker process per folder at once.
+        num_cpus=0, concurrency=LIST_TASKS,
+    )
+    return ds, len(units)
 
 
 def default_concurrency(cpus_per_actor: float, gpus_per_actor: float) -> int:
@@ -273,15 +381,21 @@ def default_concurrency(cpus_per_actor: float, gpus_per_actor: float) -> int:
     return max(1, int(res.get("CPU", 1) // cpus_per_actor))
 
 
+def part_rows(request: PredictRequest) -> int:
+    """Inputs per part file (and per actor call when writing parts)."""
+    return request.batch_size * PART_BATCHES
+
+
 def map_predict(ds: Any, request: PredictRequest, concurrency: int | tuple[int, int],
-                rule: Rejection | None = None) -> Any:
-    """``ds`` (a ``path`` column, optionally ``path_bytes``, ``error``, ``bytes``) → a lazy
-    Dataset of prediction rows, computed by ``concurrency`` ``_Predictor`` actors (``rule``:
-    ``--reject``'s, from ``base.rejection``)."""
+                mode: str = "rows", out: Output | None = None) -> Any:
+    """``ds`` (a ``path`` column, optionally ``path_bytes``, ``error``, ``reason``, and the
+    listing's ``unit``/``seq``/``unit_rows``/``skipped``) → a lazy Dataset computed by
+    ``concurrency`` ``_Predictor`` actors in ``mode`` (``rows``, ``stream`` or ``parts``)."""
     return ds.map_batches(
         _Predictor,
-        fn_constructor_args=(request, model_files(request), rule),
-        batch_size=request.batch_size,
+        fn_constructor_args=(request, model_files(request), mode, out),
+        # A part is one actor call: a few batches, so parts are not tiny files.
+        batch_size=part_rows(request) if mode == "parts" else request.batch_size,
         batch_format="pyarrow",
         zero_copy_batch=True,
         concurrency=concurrency,
@@ -298,11 +412,11 @@ def predict_dataset(sources: Iterable[str] | Any,
     """A Ray Dataset of prediction rows (``rows.prediction_schema``) for ``sources``.
 
     ``sources``: paths/folders/globs/URIs (see ``input_dataset``), or a Ray Dataset with a
-    ``path`` column and optionally ``bytes`` (the file contents; else the actors read
-    ``path``). ``model``: as ``--model`` (``resolve_model``). ``options``: ``PredictRequest``
+    ``path`` column and optionally ``path_bytes`` (the actors read ``path``: a local file or
+    a URI). ``model``: as ``--model`` (``resolve_model``). ``options``: ``PredictRequest``
     fields (``backend``, ``provider``, ``top_k``, ``batch_size``, ``concurrency``, …). The
-    dataset is lazy: nothing runs until it is consumed (``iter_batches``, ``write_parquet``,
-    …). Needs a Ray session (``ray.init`` or ``RaySession``).
+    dataset is lazy: nothing runs until it is consumed. Needs a Ray session (``ray.init`` or
+    ``RaySession``). To write it exactly once, use ``RayPrediction(...).write(...)``.
     """
     ray = ray_module()
     from cifarkit.backends.catalog import resolve_model
@@ -318,7 +432,7 @@ def predict_dataset(sources: Iterable[str] | Any,
                               block_rows=request.batch_size)
         if ds is None:
             raise UsageError("no inputs: the sources name no files")
-    return map_predict(ds, request, _concurrency(request), rejection(request))
+    return map_predict(ds, request, _concurrency(request))
 
 
 def _concurrency(request: PredictRequest) -> int | tuple[int, int]:
@@ -335,19 +449,19 @@ def _path_key(path: str) -> bytes:
 
 
 class RayPrediction:
-    """``predict_files`` on Ray: iterate it for ``Prediction`` rows (in completion order), each
-    input once. Starts (or joins) Ray on iteration and shuts a Ray it started down at the end.
+    """``predict_files`` on Ray. Iterate it for ``Prediction`` rows (completion order, each
+    input once: for stdout and tables, the rows come through the driver), or ``write`` them
+    as part files from the workers (the rows never reach the driver). Starts (or joins) Ray
+    and shuts a Ray it started down at the end.
 
     After the run: ``concurrency``, ``resources``, ``startup_seconds``, ``duplicates`` (rows
-    dropped because their path had already been yielded) and ``address``.
+    or parts dropped because they had already arrived: a retried task's) and ``address``.
     """
 
     def __init__(self, request: PredictRequest, *, num_cpus: int | None = None,
                  stdin: TextIO | None = None, progress: Progress | None = None,
-                 on_skip: Callable[[str], None] | None = None,
-                 rule: Rejection | None = None) -> None:
+                 on_skip: Callable[[str], None] | None = None) -> None:
         self.request = request
-        self.rule = rule
         self.on_skip = on_skip
         self.session = RaySession(request.address, num_cpus=num_cpus)
         self.stdin = stdin
@@ -355,7 +469,7 @@ class RayPrediction:
         self.concurrency: int | tuple[int, int] | None = None
         self.resources: dict[str, float] = {}
         self.duplicates = 0
-        self.total: int | None = None
+        self.units = 0
 
     @property
     def startup_seconds(self) -> float:
@@ -373,23 +487,27 @@ class RayPrediction:
         runs_on = r.backend if r.backend != "onnxruntime" else f"onnxruntime {r.provider}"
         cpus, gpus = r.cpus_per_actor, r.actor_gpus
         gpu = f", {gpus:g} GPU" if gpus else ""
-        dup = f"; {self.duplicates:,} retried rows dropped as duplicates" if self.duplicates else ""
+        dup = f"; {self.duplicates:,} retried results dropped" if self.duplicates else ""
         return (f"{r.model} on {runs_on} in {actors} Ray actors ({cpus} CPU{gpu} and {cpus} "
-                f"thread{'s' if cpus != 1 else ''} each) on {self.address}; Ray start-up "
-                f"{self.startup_seconds:.1f} s{dup}")
+                f"thread{'s' if cpus != 1 else ''} each) on {self.address}; listed in "
+                f"{self.units:,} units by Ray tasks; Ray start-up {self.startup_seconds:.1f} s"
+                f"{dup}")
 
-    def __iter__(self) -> Iterator[Prediction]:
+    def _reports(self, mode: str, out: Output | None = None) -> Iterator[dict[str, Any]]:
+        """The actors' report rows (``_report``) as they come; Ray's errors as cifarkit's."""
         with self.session:
             self.resources = self.session.resources()
-            ds, self.total = input_dataset(self.request.sources, recursive=self.request.recursive,
-                                           stdin=self.stdin, block_rows=self.request.batch_size,
-                                           on_skip=self.on_skip)
+            ds, self.units = input_dataset(self.request.sources,
+                                           recursive=self.request.recursive, stdin=self.stdin,
+                                           block_rows=part_rows(self.request))
             if ds is None:
                 return
             self.concurrency = _concurrency(self.request)
-            out = map_predict(ds, self.request, self.concurrency, self.rule)
+            ds = map_predict(ds, self.request, self.concurrency, mode, out)
             try:
-                yield from self._rows(out)
+                for table in ds.iter_batches(batch_size=None, batch_format="pyarrow",
+                                             prefetch_batches=2):
+                    yield from table.to_pylist()
             except (GeneratorExit, CifarkitError):
                 raise
             except Exception as exc:
@@ -399,14 +517,23 @@ class RayPrediction:
                 raise ClusterError(f"the Ray job failed: {type(exc).__name__}: "
                                    f"{short_error(exc)}") from None
 
-    def _rows(self, out: Any) -> Iterator[Prediction]:
+    def _skipped(self, report: dict[str, Any]) -> None:
+        from cifarkit.engines.rows import decode_name
+
+        if self.on_skip is not None:
+            for text, raw in zip(report["skipped"], report["skipped_bytes"], strict=True):
+                self.on_skip(decode_name(text, raw))
+
+    def __iter__(self) -> Iterator[Prediction]:
+        import pyarrow as pa
+
         from cifarkit.engines.rows import predictions_from_table
 
-        seen: set[bytes] = set()
+        seen: set[bytes] = set()  # stdout-sized runs only: 8 bytes per input
         done = failed = 0
-        for table in out.iter_batches(batch_size=None, batch_format="pyarrow",
-                                      prefetch_batches=2):
-            for pred in predictions_from_table(table):
+        for report in self._reports("stream"):
+            self._skipped(report)
+            for pred in predictions_from_table(pa.ipc.open_stream(report["rows"]).read_all()):
                 key = _path_key(pred.path)
                 if key in seen:
                     self.duplicates += 1
@@ -416,11 +543,42 @@ class RayPrediction:
                 failed += not pred.ok
                 yield pred
             if self.progress is not None:
-                self.progress(done, failed, self.total)
+                self.progress(done, failed, None)
+
+    def write(self, out: Output, stats: PredictStats) -> PredictStats:
+        """Predict every input into part files written by the actors, then commit them
+        (``parts.PartsJob``): the driver sees one small report per actor call, adds its
+        counts to ``stats`` and reports progress; with ``strict`` it stops at the first
+        report of a failed input and commits the parts reported so far."""
+        import json
+
+        job = PartsJob(out)
+        try:
+            for report in self._reports("parts", out):
+                self._skipped(report)
+                parts = json.loads(report["parts"])
+                fresh = [job.ledger.add(p["name"], p["unit"], p["first"], p["rows"],
+                                        p["unit_rows"], p["failed"]) for p in parts]
+                if parts and not any(fresh):
+                    self.duplicates += 1  # a retried call's report: its parts are in already
+                    continue
+                stats.merge(json.loads(report["counts"]))
+                if self.progress is not None:
+                    self.progress(stats.images, stats.failed, None)
+                if self.request.strict and stats.failed:
+                    stats.stopped_early = True
+                    break
+        except BaseException:
+            job.abort()
+            raise
+        job.commit(complete=not stats.stopped_early,
+                   extra={"stopped_early": True} if stats.stopped_early else None)
+        return stats
 
 
 class RayEngine:
-    """Ray Data: the inputs as a Dataset, an actor pool running the model (``RayPrediction``)."""
+    """Ray Data: inputs listed by Ray tasks, an actor pool running the model
+    (``RayPrediction``); ``write`` for outputs the workers write themselves."""
 
     name = "ray"
 
@@ -435,6 +593,16 @@ class RayEngine:
             raise UsageError(f"--provider {request.provider} needs GPU actors: "
                              "--gpus-per-actor > 0")
 
+    def _start(self, request: PredictRequest,
+               on_start: Callable[[tuple[str, ...]], None] | None) -> PredictStats:
+        self.check(request)
+        ray_module()  # Ray missing: say how to install it before anything else
+        # The class names from the model's metadata (the contract); the actors run it.
+        stats = PredictStats(classes=model_classes(request))
+        if on_start is not None:
+            on_start(stats.classes)
+        return stats
+
     def run(self, request: PredictRequest, on_row: OnRow, on_progress: Progress | None = None,
             *, on_start: Callable[[tuple[str, ...]], None] | None = None,
             on_warning: Callable[[str], None] | None = None,
@@ -442,16 +610,9 @@ class RayEngine:
             stdin: TextIO | None = None) -> PredictStats:
         import contextlib
 
-        self.check(request)
-        ray_module()  # Ray missing: say how to install it before anything else
-        # The class names and --reject's rule from the model's metadata (the contract), before
-        # Ray starts; the actors run the model.
-        info = model_info(request)
-        stats = PredictStats(classes=info.classes, rejection=rejection(request, info))
-        if on_start is not None:
-            on_start(stats.classes)
+        stats = self._start(request, on_start)
         job = RayPrediction(request, stdin=stdin, progress=on_progress,
-                            on_skip=skip_counter(stats, on_skip), rule=stats.rejection)
+                            on_skip=skip_counter(stats, on_skip))
         with contextlib.closing(iter(job)) as rows:
             for pred in rows:
                 stats.add(pred)
@@ -459,6 +620,21 @@ class RayEngine:
                 if request.strict and not pred.ok:
                     stats.stopped_early = True
                     break
+        stats.ran_on = job.describe()
+        return stats.finish()
+
+    def write(self, request: PredictRequest, target: str | os.PathLike[str], fmt: str,
+              on_progress: Progress | None = None, *,
+              on_start: Callable[[tuple[str, ...]], None] | None = None,
+              on_skip: Callable[[str], None] | None = None,
+              stdin: TextIO | None = None) -> PredictStats:
+        """Every input's row into ``target`` (``parts.output_for``: one file or a folder of
+        parts, a local path or a URI) in ``fmt``, written by the workers, committed once."""
+        out = output_for(target, fmt, request.labels_from_folders)
+        stats = self._start(request, on_start)
+        job = RayPrediction(request, stdin=stdin, progress=on_progress,
+                            on_skip=skip_counter(stats, on_skip))
+        job.write(out, stats)
         stats.ran_on = job.describe()
         return stats.finish()
 
