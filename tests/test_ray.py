@@ -26,12 +26,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cifarkit.engines.parts import FAULT_ENV, MANIFEST
 from tests import onnx_fixtures as F
 from tests.odd_files import SKIPPED, odd_corpus
 
 ray = pytest.importorskip("ray")
 
 REPO = Path(__file__).resolve().parents[1]
+FAULT = Path(tempfile.gettempdir()) / f"cifarkit-test-fault-{os.getpid()}"
 COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0), (255, 255, 0)]
 BAD = {  # name: bytes, phrase its error must contain
     "empty.jpg": (b"", "empty"),
@@ -105,6 +107,8 @@ def cluster(s3_env):
         # The nodes' workers import cifarkit from this checkout, like the CLI subprocesses.
         mp.setenv("PYTHONPATH", os.pathsep.join([str(REPO / "toolkit"), str(REPO)]))
         mp.delenv("RAY_ADDRESS", raising=False)
+        # The nodes' part writers fail once when a test writes this file (parts.FAULT_ENV).
+        mp.setenv(FAULT_ENV, str(FAULT))
         # Ray binds its nodes to this machine's own address (not reachable from elsewhere
         # here); a 127.0.0.1 head is not joinable by Ray's own address resolution.
         c = Cluster(initialize_head=True, connect=False,
@@ -229,9 +233,28 @@ def test_cluster_rows_and_parquet_round_trip_for_both_engines(cluster, image_set
     folder = tmp_path / "parts"
     r = run_cli(str(image_set), "-m", str(model), "-f", "parquet", "-o", str(folder),
                 "--engine", "ray", "--address", cluster.address, cwd=tmp_path)
-    assert r.returncode == 1 and sorted(p.name for p in folder.iterdir()) == ["part-00000.parquet"]
-    df = pd.read_parquet(folder)
+    assert r.returncode == 1, r.stderr
+    names = sorted(p.name for p in folder.iterdir())
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert names == sorted([MANIFEST, *(p["name"] for p in manifest["parts"])])
+    assert manifest["rows"] == 33 and manifest["failed"] == 3
+    df = pd.read_parquet(folder)  # the parts, written by the workers; _SUCCESS skipped
     assert len(df) == 33 and "true_label" not in df.columns
+    pd.testing.assert_frame_equal(df.sort_values("path").reset_index(drop=True),
+                                  b.drop(columns=["true_label", "correct"]))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_failed_job_leaves_nothing_under_the_final_name(cluster, image_set, model, tmp_path):
+    """A part write that raises (injected) fails the job: no file, no folder, no job folder."""
+    FAULT.write_text("raise")
+    try:
+        r = run_cli(str(image_set), "-m", str(model), "-f", "csv", "-o", str(tmp_path / "out/"),
+                    "--engine", "ray", "--address", cluster.address, cwd=tmp_path)
+    finally:
+        FAULT.unlink(missing_ok=True)
+    assert r.returncode == 7 and "injected part-write failure" in r.stderr, r.stderr
+    assert not [p for p in tmp_path.iterdir() if "out" in p.name], list(tmp_path.iterdir())
 
 
 def test_reject_gives_the_same_unknown_rows_in_both_engines(cluster, image_set, model,
@@ -355,11 +378,23 @@ def test_s3_input_gives_the_same_predictions_as_disk(cluster, s3_env, image_set,
         s3.put_object(Bucket="images", Key=f"set/{p.relative_to(image_set)}", Body=p.read_bytes())
     disk = run_cli(str(image_set), "-m", str(model), "-f", "jsonl", "--engine", "ray",
                    "--address", cluster.address, cwd=tmp_path)
+    # S3 in and out: listed by tasks per sub-prefix, read by the actors, parts written to
+    # a job prefix beside the target and published on commit.
+    s3.create_bucket(Bucket="out")
     remote = run_cli("s3://images/set/", "-m", str(model), "-f", "jsonl", "--engine", "ray",
-                     "--address", cluster.address, "--labels-from-folders", cwd=tmp_path)
+                     "--address", cluster.address, "--labels-from-folders", "-o",
+                     "s3://out/preds/", cwd=tmp_path)
     assert remote.returncode == disk.returncode == 1, remote.stderr
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="out")["Contents"]]
+    assert all(k.startswith("preds/") for k in keys), keys  # the job prefix is gone
+    manifest = json.loads(s3.get_object(Bucket="out", Key=f"preds/{MANIFEST}")["Body"].read())
+    assert sorted(keys) == sorted([f"preds/{MANIFEST}"]
+                                  + [f"preds/{p['name']}" for p in manifest["parts"]])
+    text = "".join(s3.get_object(Bucket="out", Key=k)["Body"].read().decode("utf-8")
+                   for k in keys if k.endswith(".jsonl"))
+    assert manifest["rows"] == 33
     want = {os.path.relpath(r["path"], image_set): r for r in _jsonl_rows(disk.stdout)}
-    got = {r["path"].removeprefix("s3://images/set/"): r for r in _jsonl_rows(remote.stdout)}
+    got = {r["path"].removeprefix("s3://images/set/"): r for r in _jsonl_rows(text)}
     assert set(got) == set(want) and len(got) == 33  # notes.txt is not an image: not read
     for key, row in got.items():
         assert row["path"] == f"s3://images/set/{key}"
@@ -556,6 +591,10 @@ def test_provider_error_in_the_actors_is_the_local_one(cluster, image_set, model
 
 
 def test_a_worker_node_dies_mid_run_and_every_input_is_there_once(cluster, model, tmp_path):
+    """Workers write the parts: one write dies mid-write (its process exits: a half temp
+    file stays), then a worker node is killed; the output holds every input once."""
+    import pyarrow.dataset as pads
+
     n = 600
     root = tmp_path / "many"
     for i in range(n):
@@ -564,37 +603,43 @@ def test_a_worker_node_dies_mid_run_and_every_input_is_there_once(cluster, model
         (d / f"{i:04d}.png").write_bytes(_png(COLORS[i % len(COLORS)]))
     env = {**os.environ, "COLUMNS": "200", "CIFARKIT_EXPORTED": str(tmp_path / "none"),
            "PYTHONPATH": os.pathsep.join([str(REPO / "toolkit"), str(REPO)])}
+    out = tmp_path / "preds"
+    FAULT.write_text("die")
     proc = subprocess.Popen(
         [sys.executable, "-m", "cifarkit", "predict", str(root), "-m", str(model), "-f",
-         "jsonl", "--engine", "ray", "--address", cluster.address, "--batch-size", "4",
-         "--concurrency", "2"],
+         "jsonl", "-o", f"{out}/", "--engine", "ray", "--address", cluster.address,
+         "--batch-size", "4", "--concurrency", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
     )
-    lines: list[str] = []
     killed_at = None
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if killed_at is None and len(lines) >= 40:
+        deadline = time.monotonic() + 150
+        while proc.poll() is None and time.monotonic() < deadline and killed_at is None:
+            parts = [p for job in tmp_path.glob(".preds.job-*") for p in job.glob("part-*")]
+            if len(parts) >= 3:
                 # Kill a worker node, its raylet and the actor on it, without warning; a
                 # replacement joins, as KubeRay or an autoscaler would provide.
                 victim = cluster.workers.pop(0)
                 cluster.remove_node(victim, allow_graceful=False)
                 cluster.workers.append(cluster.add_node(num_cpus=1))
-                killed_at = len(lines)
-        rc = proc.wait(timeout=150)
+                killed_at = len(parts)
+            time.sleep(0.05)
+        stdout, stderr = proc.communicate(timeout=150)
     finally:
+        FAULT.unlink(missing_ok=True)
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
-    stderr = proc.stderr.read() if proc.stderr else ""
-    assert killed_at is not None and killed_at < n, "the node must die mid-run"
-    noise = [x for x in lines if x.strip() and not x.startswith("{")]
-    assert not noise, f"stdout must hold JSONL only: {noise[:5]}"
-    rows = [json.loads(x) for x in lines if x.strip()]
+    assert killed_at is not None and killed_at * 32 < n, "the node must die mid-run"
+    assert proc.returncode == 0, stderr
+    assert not FAULT.exists()  # the injected death happened
+    assert stdout == ""  # rows went to the parts, not through the driver
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [MANIFEST, *(p["name"] for p in manifest["parts"])])  # no temp file left
+    rows = pads.dataset(out, format="json").to_table().to_pylist()
     paths = [r["path"] for r in rows]
-    assert rc == 0, stderr
-    assert len(paths) == n and len(set(paths)) == n, (len(paths), len(set(paths)))
+    assert manifest["rows"] == len(paths) == n and len(set(paths)) == n
     assert set(paths) == {str(p) for p in root.rglob("*.png")}
     assert all(r["error"] is None for r in rows)
-    print(f"node killed after {killed_at} of {n} rows; stderr tail: {stderr[-300:]}")
+    assert not list(tmp_path.glob(".preds*"))
+    print(f"node killed after {killed_at} parts; stderr tail: {stderr[-300:]}")
