@@ -1,4 +1,4 @@
-"""Ray engine vs local engine, whole commands, and the Ray driver's memory and CPU at 10⁴–10⁶ inputs.
+"""Ray engine vs local engine, whole commands; the Ray driver's memory and CPU at 10⁴–10⁶ inputs.
 
     .venv/bin/python benchmarks/ray_predict.py                    # 10⁴ and 10⁵ inputs
     .venv/bin/python benchmarks/ray_predict.py --sizes 1e4,1e5,1e6 --scratch /work/scratch

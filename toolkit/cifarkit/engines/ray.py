@@ -550,30 +550,40 @@ class RayPrediction:
         (``parts.PartsJob``): the driver sees one small report per actor call, adds its
         counts to ``stats`` and reports progress; with ``strict`` it stops at the first
         report of a failed input and commits the parts reported so far."""
-        import json
+        import contextlib
 
         job = PartsJob(out)
+        reports = self._reports("parts", out)
         try:
-            for report in self._reports("parts", out):
-                self._skipped(report)
-                parts = json.loads(report["parts"])
-                fresh = [job.ledger.add(p["name"], p["unit"], p["first"], p["rows"],
-                                        p["unit_rows"], p["failed"]) for p in parts]
-                if parts and not any(fresh):
-                    self.duplicates += 1  # a retried call's report: its parts are in already
-                    continue
-                stats.merge(json.loads(report["counts"]))
-                if self.progress is not None:
-                    self.progress(stats.images, stats.failed, None)
-                if self.request.strict and stats.failed:
-                    stats.stopped_early = True
-                    break
+            # Closed before the commit: a run stopped early (--strict) writes no more parts.
+            with contextlib.closing(reports):
+                self._ledger(reports, job, stats)
         except BaseException:
             job.abort()
             raise
         job.commit(complete=not stats.stopped_early,
                    extra={"stopped_early": True} if stats.stopped_early else None)
         return stats
+
+    def _ledger(self, reports: Iterator[dict[str, Any]], job: PartsJob,
+                stats: PredictStats) -> None:
+        """The reports into the job's ledger and ``stats``; progress; ``strict``'s stop."""
+        import json
+
+        for report in reports:
+            self._skipped(report)
+            parts = json.loads(report["parts"])
+            fresh = [job.ledger.add(p["name"], p["unit"], p["first"], p["rows"],
+                                    p["unit_rows"], p["failed"]) for p in parts]
+            if parts and not any(fresh):
+                self.duplicates += 1  # a retried call's report: its parts are in already
+                continue
+            stats.merge(json.loads(report["counts"]))
+            if self.progress is not None:
+                self.progress(stats.images, stats.failed, None)
+            if self.request.strict and stats.failed:
+                stats.stopped_early = True
+                return
 
 
 class RayEngine:
