@@ -108,6 +108,51 @@ def run_cli(engine: str, reps: list[Path], scratch: Path) -> dict:
     return result
 
 
+def run_partial(reps: list[Path], scratch: Path, seconds: float) -> dict:
+    """The Ray command on ``reps`` for at most ``seconds``, then Ctrl-C (SIGINT: the job is
+    aborted, its job folder removed). For a size this machine cannot finish in the time at
+    hand: the driver's peak RSS (``VmHWM``) and CPU seconds, sampled from /proc, against the
+    rows the workers had written by then (the parts in the job folder)."""
+    import signal
+
+    import pyarrow.parquet as pq
+
+    target = scratch / "out-ray"
+    shutil.rmtree(target, ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "toolkit"), str(REPO)]),
+           "CK_RUSAGE": str(scratch / "rusage-partial.json")}
+    env.pop("RAY_ADDRESS", None)
+    cmd = ["predict", *map(str, reps), "-f", "parquet", "-o", f"{target}/", "--engine", "ray"]
+    proc = subprocess.Popen([sys.executable, "-c", WRAPPER, *cmd], env=env, cwd=scratch,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.perf_counter()
+    samples = []
+    while proc.poll() is None and time.perf_counter() - t0 < seconds:
+        time.sleep(10)
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        hwm = int(status.split("VmHWM:")[1].split()[0]) / 1024
+        stat = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        rows = sum(pq.ParquetFile(p).metadata.num_rows
+                   for job in scratch.glob(".out-ray.job-*") for p in job.glob("part-*"))
+        samples.append({"seconds": time.perf_counter() - t0, "rows_written": rows,
+                        "driver_peak_rss_mib": hwm, "driver_cpu_seconds": cpu})
+        print(f"    {samples[-1]}", flush=True)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=300)
+    last = samples[-1]
+    n = len(reps) * PER_REP
+    result = {"engine": "ray", "inputs": n, "partial": True, "stopped_after_seconds": seconds,
+              "samples": samples, "driver_peak_rss_mib": last["driver_peak_rss_mib"],
+              "rows_written": last["rows_written"],
+              "driver_cpu_seconds_per_100k": last["driver_cpu_seconds"] * 100_000
+              / max(1, last["rows_written"]),
+              "leftover": [p.name for p in scratch.glob("*out-ray*")]}
+    print(f"  ray   {n:>9,} inputs, stopped after {seconds:.0f} s: {last['rows_written']:,} rows "
+          f"written; driver peak RSS {last['driver_peak_rss_mib']:.0f} MiB", flush=True)
+    return result
+
+
 def _rows(folder: Path) -> int:
     import pyarrow.dataset as pads
 
@@ -120,9 +165,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--local-sizes", default="1e4,1e5", help="sizes also run on the local engine")
     ap.add_argument("--scratch", type=Path, default=Path("/work/scratch"),
                     help="where the hard links and outputs go (outside the repository)")
+    ap.add_argument("--partial", default="", help="SIZE:SECONDS: run the Ray command on SIZE "
+                    "inputs for SECONDS only, sampling the driver (a size too big to finish)")
     ap.add_argument("--output", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
-    sizes = [int(float(s)) for s in args.sizes.split(",")]
+    sizes = [int(float(s)) for s in args.sizes.split(",") if s]
     local_sizes = {int(float(s)) for s in args.local_sizes.split(",") if s}
     sys.path.insert(0, str(REPO / "toolkit"))
     from cifarkit._io import write_json
@@ -138,6 +185,13 @@ def main(argv: list[str] | None = None) -> None:
         if n in local_sizes:
             runs[f"local_{n}"] = run_cli("local", reps, args.scratch)
         runs[f"ray_{n}"] = run_cli("ray", reps, args.scratch)
+    if args.partial:
+        size, seconds = args.partial.split(":")
+        n = int(float(size))
+        reps = linked_reps(test, n // PER_REP, args.scratch)
+        print(f"{n:,} inputs, at most {seconds} s", flush=True)
+        runs[f"ray_{n}"] = run_partial(reps, args.scratch, float(seconds))
+        sizes = sizes + [n]
     summary = _summary(runs, sizes)
     env["load_average_after"] = load_average()
     write_json(args.output, {"benchmark": "ray_predict", "environment": env,

@@ -85,7 +85,7 @@ from cifarkit.errors import CifarkitError, ClusterError, UsageError
 # Batches of this size keep an actor's per-task overhead (~1 ms) small next to its work.
 RAY_BATCH = DEFAULT_BATCH
 PART_BATCHES = 8  # batches per part file: 2,048 rows at the default batch size
-LIST_TASKS = 4  # listing tasks at a time (I/O: they take no CPU from the actors)
+LIST_TASKS = 4  # listing tasks at a time, at least (one per 8 CPUs on bigger clusters)
 READ_THREADS = 16  # object-store reads in flight per actor (URI inputs)
 
 
@@ -367,7 +367,7 @@ def input_dataset(
         # Listing is I/O: with a CPU each, these tasks would wait for the CPUs the inference
         # actors hold; a bounded number at a time, so a many-folder input does not start a
         # worker process per folder at once.
-        num_cpus=0, concurrency=LIST_TASKS,
+        num_cpus=0, concurrency=max(LIST_TASKS, int(RaySession.resources().get("CPU", 0)) // 8),
     )
     return ds, len(units)
 
