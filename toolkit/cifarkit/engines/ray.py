@@ -85,7 +85,6 @@ from cifarkit.errors import CifarkitError, ClusterError, UsageError
 # Batches of this size keep an actor's per-task overhead (~1 ms) small next to its work.
 RAY_BATCH = DEFAULT_BATCH
 PART_BATCHES = 8  # batches per part file: 2,048 rows at the default batch size
-LIST_TASKS = 4  # listing tasks at a time, at least (one per 8 CPUs on bigger clusters)
 READ_THREADS = 16  # object-store reads in flight per actor (URI inputs)
 
 
@@ -114,7 +113,8 @@ class _Predictor:
     report: the rows never leave the worker."""
 
     def __init__(self, request: PredictRequest, files: dict[str, bytes], mode: str = "rows",
-                 out: Output | None = None) -> None:
+                 out: Output | None = None,
+                 keys: frozenset[tuple[int, int]] | None = None) -> None:
         import dataclasses
 
         from cifarkit.engines.base import backend_of, open_model
@@ -129,7 +129,7 @@ class _Predictor:
         self.classes = tuple(self.model.classes)
         self.class_set = frozenset(self.classes)
         self.k = min(request.top_k, len(self.classes))
-        self.mode, self.out = mode, out
+        self.mode, self.out, self.keys = mode, out, keys or frozenset()
         self._filesystems: dict[str, Any] = {}
 
     def _read(self, uri: str) -> bytes:
@@ -208,50 +208,62 @@ class _Predictor:
                                       warnings=[r.warnings for r in results])
         return preds
 
-    def __call__(self, batch: Any) -> Any:
-        from cifarkit.engines.local import FileResult
-        from cifarkit.engines.rows import decode_name, predictions_to_table
+    def __call__(self, batch: Any) -> Iterator[Any]:
+        """``batch``: listing units (``input_dataset``: listed here, then predicted in chunks,
+        one output per chunk) or rows of paths (a Dataset the caller made)."""
+        if "kind" in batch.schema.names:
+            for row in batch.to_pylist():
+                yield from self._unit(row)
+            return
+        from cifarkit.engines.rows import decode_name
 
-        names = set(batch.schema.names)
         n = batch.num_rows
+        raw = batch.column("path_bytes").to_pylist() if "path_bytes" in batch.schema.names \
+            else [None] * n
+        paths = [decode_name(p, b) for p, b in zip(batch.column("path").to_pylist(), raw,
+                                                   strict=True)]
+        yield self._output([InputItem(p) for p in paths], [], None)
 
-        def column(name: str) -> list[Any]:
-            return batch.column(name).to_pylist() if name in names else [None] * n
+    def _unit(self, row: dict[str, Any]) -> Iterator[Any]:
+        """List one unit (``listing.list_unit``), then its inputs in chunks: a part each
+        (``parts``) or a batch each; the skipped files go with the first chunk."""
+        from cifarkit.engines.rows import decode_name
 
-        raw = column("path_bytes")
-        paths = [decode_name(p, b) for p, b in zip(column("path"), raw, strict=True)]
-        skip = [bool(x) for x in column("skipped")]
-        keep = [i for i in range(n) if not skip[i]]
-        pre = [FileResult(e, r) for e, r in zip(column("error"), column("reason"), strict=True)]
-        preds = self._predict([paths[i] for i in keep], [pre[i] for i in keep])
+        paths = tuple(decode_name(t, b) for t, b in zip(row["paths"], row["raw"], strict=True))
+        key = None if row["dev"] < 0 else (row["dev"], row["ino"])
+        unit = Unit(row["unit"], row["kind"], paths, key)
+        skipped: list[str] = []
+        items = list(list_unit(unit, self.request.recursive, self.keys, skipped.append))
+        step = part_rows(self.request) if self.mode == "parts" else self.request.batch_size
+        for at in range(0, max(len(items), 1 if skipped else 0), step):
+            where = (unit.index, at, len(items))
+            yield self._output(items[at:at + step], skipped if at == 0 else [], where)
+
+    def _output(self, items: list[InputItem], skipped: list[str],
+                where: tuple[int, int, int] | None) -> Any:
+        """Rows (``rows``), or a report with them (``stream``) or with the part written from
+        them (``parts``; ``where``: unit, first place, unit's size)."""
+        from cifarkit.engines.local import FileResult
+        from cifarkit.engines.rows import predictions_to_table
+
+        pre = [FileResult(it.error, it.reason) for it in items]
+        preds = self._predict([it.path for it in items], pre)
         labels = self.request.labels_from_folders
         if self.mode == "rows":
             return predictions_to_table(preds, labels)
-        skipped = [paths[i] for i in range(n) if skip[i]]
         if self.mode == "stream":
             return _report(preds, skipped, rows=_ipc(predictions_to_table(preds, labels)))
-        where = [(u, s, t) for u, s, t in zip(column("unit"), column("seq"), column("unit_rows"),
-                                              strict=True)]
-        return _report(preds, skipped, parts=self._write_parts(preds, [where[i] for i in keep]))
+        return _report(preds, skipped, parts=self._write_part(preds, where) if preds else [])
 
-    def _write_parts(self, preds: list[Prediction],
-                     where: list[tuple[int, int, int]]) -> list[dict[str, int | str]]:
-        """One part per run of consecutive rows of one listing unit (``parts``)."""
-        assert self.out is not None
-        parts = []
-        start = 0
-        for end in range(1, len(preds) + 1):
-            if end < len(preds) and where[end][0] == where[start][0] \
-                    and where[end][1] == where[end - 1][1] + 1:
-                continue
-            unit, first, unit_rows = where[start]
-            run = preds[start:end]
-            name = part_name(unit, first, self.out.fmt)
-            write_part(self.out.job, name, encode_part(run, self.out.fmt, self.out.labels))
-            parts.append({"name": name, "unit": unit, "first": first, "rows": len(run),
-                          "unit_rows": unit_rows, "failed": sum(not p.ok for p in run)})
-            start = end
-        return parts
+    def _write_part(self, preds: list[Prediction],
+                    where: tuple[int, int, int] | None) -> list[dict[str, int | str]]:
+        """The part of these rows: named from where they are in their unit (``parts``)."""
+        assert self.out is not None and where is not None
+        unit, first, unit_rows = where
+        name = part_name(unit, first, self.out.fmt)
+        write_part(self.out.job, name, encode_part(preds, self.out.fmt, self.out.labels))
+        return [{"name": name, "unit": unit, "first": first, "rows": len(preds),
+                 "unit_rows": unit_rows, "failed": sum(not p.ok for p in preds)}]
 
 
 def _ipc(table: Any) -> bytes:
@@ -302,74 +314,25 @@ def _unit_rows(units: list[Unit]) -> list[dict[str, Any]]:
     return rows
 
 
-def _list_units(batch: Any, recursive: bool, keys: frozenset[tuple[int, int]],
-                block_rows: int) -> Iterator[Any]:
-    """On a worker: the inputs of each unit in ``batch`` (``listing.list_unit``), as blocks of
-    ``path``, ``path_bytes``, ``error``, ``reason``, ``unit``, ``seq`` (place in the unit),
-    ``unit_rows`` and ``skipped`` (a file the walk left out as a non-image: seq -1)."""
-    from cifarkit.engines.rows import decode_name
+def input_dataset(sources: Iterable[str], *, recursive: bool = True,
+                  stdin: TextIO | None = None) -> tuple[Any, frozenset[tuple[int, int]]]:
+    """A Ray Dataset of listing units (``listing.plan_units``: a few per argument; folders
+    and URI prefixes split by sub-folder / sub-prefix), one block each, and the folder keys
+    each unit's walk starts from; None when there is nothing to list.
 
-    for row in batch.to_pylist():
-        paths = tuple(decode_name(t, b) for t, b in zip(row["paths"], row["raw"], strict=True))
-        key = None if row["dev"] < 0 else (row["dev"], row["ino"])
-        unit = Unit(row["unit"], row["kind"], paths, key)
-        skipped: list[str] = []
-        items = list(list_unit(unit, recursive, keys, skipped.append))
-        for at in range(0, max(len(items), 1 if skipped else 0), block_rows):
-            extra = skipped if at == 0 else []
-            yield _input_block(items[at:at + block_rows], extra, unit.index, at, len(items))
-
-
-def _input_block(items: list[InputItem], skipped: list[str], unit: int, first: int,
-                 total: int) -> Any:
-    import pyarrow as pa
-
-    from cifarkit.engines.rows import encode_name, reason, safe_text
-
-    names = [encode_name(it.path) for it in items] + [encode_name(p) for p in skipped]
-    errors = [None if it.error is None else safe_text(reason(it.error, it.path))
-              for it in items] + [None] * len(skipped)
-    n, k = len(items), len(skipped)
-    return pa.table({
-        "path": pa.array([t for t, _ in names], pa.string()),
-        "path_bytes": pa.array([b for _, b in names], pa.string()),
-        "error": pa.array(errors, pa.string()),
-        "reason": pa.array([it.reason for it in items] + [None] * k, pa.string()),
-        "unit": pa.array([unit] * (n + k), pa.int64()),
-        "seq": pa.array(list(range(first, first + n)) + [-1] * k, pa.int64()),
-        "unit_rows": pa.array([total] * (n + k), pa.int64()),
-        "skipped": pa.array([False] * n + [True] * k, pa.bool_()),
-    })
-
-
-def input_dataset(
-    sources: Iterable[str], *, recursive: bool = True, stdin: TextIO | None = None,
-    block_rows: int = RAY_BATCH,
-) -> tuple[Any, int]:
-    """A Ray Dataset of inputs, listed by Ray tasks, and the number of listing units.
-
-    The driver plans units (``listing.plan_units``: a few per argument; folders and URI
-    prefixes split by sub-folder / sub-prefix); tasks list them with the local engine's rules
-    (non-UTF-8 names as text plus bytes, listing errors as rows, skipped non-images as
-    ``skipped`` rows) into blocks of ``block_rows`` inputs. Local paths must be on a
-    filesystem the workers share; URIs are read by the actors."""
+    The units are listed by the actors themselves, each just before it predicts that unit's
+    inputs (``_Predictor._unit``): no list of inputs is ever a Dataset. A listing step of its
+    own would return its blocks to the driver (Ray keeps task results under 100 kB in the
+    owner's memory, and listing runs far ahead of inference): the driver would hold the list
+    after all (measured: +75 MiB in 100 s at 10⁶ inputs)."""
     ray = ray_module()
     sources = [os.fspath(s) for s in sources]
     if not sources:
         raise UsageError("no inputs: give image files, folders, glob patterns or - for stdin")
     units, keys = plan_units(sources, recursive=recursive, stdin=stdin)
     if not units:
-        return None, 0
-    ds = ray.data.from_items(_unit_rows(units), override_num_blocks=min(len(units), 1000))
-    ds = ds.map_batches(
-        _list_units, fn_args=(recursive, keys, block_rows), batch_size=1,
-        batch_format="pyarrow",
-        # Listing is I/O: with a CPU each, these tasks would wait for the CPUs the inference
-        # actors hold; a bounded number at a time, so a many-folder input does not start a
-        # worker process per folder at once.
-        num_cpus=0, concurrency=max(LIST_TASKS, int(RaySession.resources().get("CPU", 0)) // 8),
-    )
-    return ds, len(units)
+        return None, keys
+    return ray.data.from_items(_unit_rows(units), override_num_blocks=len(units)), keys
 
 
 def default_concurrency(cpus_per_actor: float, gpus_per_actor: float) -> int:
@@ -387,15 +350,15 @@ def part_rows(request: PredictRequest) -> int:
 
 
 def map_predict(ds: Any, request: PredictRequest, concurrency: int | tuple[int, int],
-                mode: str = "rows", out: Output | None = None) -> Any:
-    """``ds`` (a ``path`` column, optionally ``path_bytes``, ``error``, ``reason``, and the
-    listing's ``unit``/``seq``/``unit_rows``/``skipped``) → a lazy Dataset computed by
-    ``concurrency`` ``_Predictor`` actors in ``mode`` (``rows``, ``stream`` or ``parts``)."""
+                mode: str = "rows", out: Output | None = None,
+                keys: frozenset[tuple[int, int]] | None = None) -> Any:
+    """``ds`` → a lazy Dataset computed by ``concurrency`` ``_Predictor`` actors in ``mode``
+    (``rows``, ``stream`` or ``parts``). ``ds``: listing units (``input_dataset``; ``keys``
+    given), or rows with a ``path`` column and optionally ``path_bytes``."""
     return ds.map_batches(
         _Predictor,
-        fn_constructor_args=(request, model_files(request), mode, out),
-        # A part is one actor call: a few batches, so parts are not tiny files.
-        batch_size=part_rows(request) if mode == "parts" else request.batch_size,
+        fn_constructor_args=(request, model_files(request), mode, out, keys),
+        batch_size=1 if keys is not None else request.batch_size,  # one unit per call
         batch_format="pyarrow",
         zero_copy_batch=True,
         concurrency=concurrency,
@@ -426,13 +389,12 @@ def predict_dataset(sources: Iterable[str] | Any,
                              model=resolve_model(None if model is None else os.fspath(model)),
                              **options)
     RayEngine().check(request)
-    ds = sources
-    if not given:
-        ds, _ = input_dataset(request.sources, recursive=request.recursive,
-                              block_rows=request.batch_size)
-        if ds is None:
-            raise UsageError("no inputs: the sources name no files")
-    return map_predict(ds, request, _concurrency(request))
+    if given:
+        return map_predict(sources, request, _concurrency(request))
+    ds, keys = input_dataset(request.sources, recursive=request.recursive)
+    if ds is None:
+        raise UsageError("no inputs: the sources name no files")
+    return map_predict(ds, request, _concurrency(request), keys=keys)
 
 
 def _concurrency(request: PredictRequest) -> int | tuple[int, int]:
@@ -490,20 +452,20 @@ class RayPrediction:
         dup = f"; {self.duplicates:,} retried results dropped" if self.duplicates else ""
         return (f"{r.model} on {runs_on} in {actors} Ray actors ({cpus} CPU{gpu} and {cpus} "
                 f"thread{'s' if cpus != 1 else ''} each) on {self.address}; listed in "
-                f"{self.units:,} units by Ray tasks; Ray start-up {self.startup_seconds:.1f} s"
+                f"{self.units:,} units by the actors; Ray start-up {self.startup_seconds:.1f} s"
                 f"{dup}")
 
     def _reports(self, mode: str, out: Output | None = None) -> Iterator[dict[str, Any]]:
         """The actors' report rows (``_report``) as they come; Ray's errors as cifarkit's."""
         with self.session:
             self.resources = self.session.resources()
-            ds, self.units = input_dataset(self.request.sources,
-                                           recursive=self.request.recursive, stdin=self.stdin,
-                                           block_rows=part_rows(self.request))
+            ds, keys = input_dataset(self.request.sources, recursive=self.request.recursive,
+                                     stdin=self.stdin)
             if ds is None:
                 return
+            self.units = ds.count()  # from the blocks' metadata: nothing runs
             self.concurrency = _concurrency(self.request)
-            ds = map_predict(ds, self.request, self.concurrency, mode, out)
+            ds = map_predict(ds, self.request, self.concurrency, mode, out, keys)
             try:
                 for table in ds.iter_batches(batch_size=None, batch_format="pyarrow",
                                              prefetch_batches=2):
@@ -571,13 +533,13 @@ class RayPrediction:
         import json
 
         for report in reports:
-            self._skipped(report)
             parts = json.loads(report["parts"])
             fresh = [job.ledger.add(p["name"], p["unit"], p["first"], p["rows"],
                                     p["unit_rows"], p["failed"]) for p in parts]
             if parts and not any(fresh):
                 self.duplicates += 1  # a retried call's report: its parts are in already
                 continue
+            self._skipped(report)
             stats.merge(json.loads(report["counts"]))
             if self.progress is not None:
                 self.progress(stats.images, stats.failed, None)
