@@ -284,6 +284,21 @@ def test_reject_gives_the_same_unknown_rows_in_both_engines(cluster, image_set, 
     assert a.loc[a["error"].notna(), ["score", "rejected"]].isna().all().all()
 
 
+def test_strict_stops_at_a_failed_input_and_commits_what_was_written(cluster, image_set, model,
+                                                                     tmp_path):
+    r = run_cli(str(image_set), "-m", str(model), "-f", "jsonl", "-o", str(tmp_path / "out/"),
+                "--strict", "--engine", "ray", "--address", cluster.address, "--batch-size", "2",
+                "--concurrency", "1", cwd=tmp_path)
+    assert r.returncode == 1 and "stopped at the first failure" in r.stderr, r.stderr
+    manifest = json.loads((tmp_path / "out" / MANIFEST).read_text())
+    assert manifest["stopped_early"] is True and manifest["failed"] >= 1
+    rows = _jsonl_rows("".join((tmp_path / "out" / p["name"]).read_text()
+                               for p in manifest["parts"]))
+    assert len(rows) == manifest["rows"] < 33 and len({r["path"] for r in rows}) == len(rows)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [MANIFEST, *(p["name"] for p in manifest["parts"])])
+
+
 def test_a_non_utf8_name_on_ray_gives_the_local_engines_rows(cluster, model, tmp_path):
     """issue 26: with such a name, ``--engine ray -f jsonl`` failed the run and wrote nothing.
     Now both engines write the same rows: the name escaped in ``path``, its bytes in

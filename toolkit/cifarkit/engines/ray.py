@@ -1,14 +1,16 @@
 """The Ray Data engine: the same prediction as ``predict_files``, scaled out over a Ray cluster,
 with the driver out of the data path.
 
-    plan units (driver: arguments + top-level folders) ──► list them (Ray tasks) ──►
-        map_batches(_Predictor, actor pool): decode, infer ──► part files (written by the
-        actors) ──► the driver checks and commits them (``parts``)
+    plan units (driver: arguments + top-level folders) ──► map_batches(_Predictor, actor
+        pool): list a unit, decode, infer, write part files ──► one small report per part
+        ──► the driver checks and commits the parts (``parts``)
 
 - **Listing.** The driver only plans *units* (``listing``: one per sub-folder of a folder
-  argument, per sub-prefix of a URI, per glob, per few thousand literal names); Ray tasks
-  list them with the local engine's rules and stream blocks of inputs into the pipeline, each
-  input stamped with its unit and place in it. The driver never holds the list (stdin's lines
+  argument, per sub-prefix of a URI, per glob, per few thousand literal names), a Dataset of
+  one block each; each actor lists a unit with the local engine's rules just before it
+  predicts its inputs, each input numbered by its place in the unit. No list of inputs is
+  ever a Dataset: a listing step's blocks (small, so kept in the owner's memory by Ray)
+  piled up in the driver (``input_dataset``). The driver never holds the list (stdin's lines
   excepted: they are read by the driver). Local paths are read by the actors from the
   (shared, on a cluster) filesystem with the decoder's path entry point; URIs (``s3://``, …)
   are read by the actors through pyarrow/fsspec (several reads in flight) and decoded from
@@ -18,16 +20,16 @@ with the driver out of the data path.
   threads = the actor's CPUs). The backend and provider checks (no silent fallback) run in
   every actor's constructor; the driver re-raises an actor's ``ProviderError``/``ModelError``
   with its own message and exit code.
-- **Writes (``--output``).** Each actor call writes its rows as part files named from the
-  rows themselves (unit, first place: ``parts.part_name``), atomically, and returns a one-row
-  report (counts per class, skipped files, parts). Ray Data's own ``write_*``/``Datasink``
-  path is not used for this: it writes in separate tasks after the actors (one more pass of
-  every block through the object store, on CPUs the actors need), reports nothing until the
-  end (no worker-counted progress), and its file datasinks name files per write task and
-  have had exactly-once gaps (rows lost by parallel writes in overwrite mode,
-  ray-project/ray#55043, #54949). The driver keeps a ledger of parts (O(parts), a few
-  thousand rows each), checks that every unit's rows are covered exactly once, and commits:
-  our ``Datasink.on_write_complete``.
+- **Writes (``--output``).** An actor writes a unit's rows as part files named from the rows
+  themselves (unit, first place: ``parts.part_name``), atomically, and yields a one-row report
+  per part (counts per class, skipped files, the part). Ray Data's own
+  ``write_*``/``Datasink`` path is not used for this: it writes in separate tasks after the
+  actors (one more pass of every block through the object store, on CPUs the actors need),
+  reports nothing until the end (no worker-counted progress), and its file datasinks name
+  files per write task and have had exactly-once gaps (rows lost by parallel writes in
+  overwrite mode, ray-project/ray#55043, #54949). The driver keeps a ledger of parts
+  (O(parts), a few thousand rows each), checks that every unit's rows are covered exactly
+  once, and commits: our ``Datasink.on_write_complete``.
 - **Exactly once.** Ray restarts a dead actor and retries its tasks; a lost block is rebuilt
   from lineage. A retried call gets the same rows, so it writes the same part names again
   (replacing, never adding); a report that arrives twice is dropped by part name. A job that
@@ -549,7 +551,7 @@ class RayPrediction:
 
 
 class RayEngine:
-    """Ray Data: inputs listed by Ray tasks, an actor pool running the model
+    """Ray Data: an actor pool listing the inputs and running the model
     (``RayPrediction``); ``write`` for outputs the workers write themselves."""
 
     name = "ray"
