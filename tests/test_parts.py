@@ -129,3 +129,25 @@ def test_a_failed_part_write_leaves_no_temp_file_and_a_retry_writes_the_same_par
     write_part(str(job), "part-a.csv", b"a,b\n")
     write_part(str(job), "part-a.csv", b"a,b\n")  # the retry: the same name, replaced
     assert os.listdir(job) == ["part-a.csv"]
+
+
+def test_reject_columns_in_parts_and_in_the_merged_file(tmp_path):
+    """``--reject``: the parts carry score and rejected, and one CSV file gets the header of
+    those columns once, as the local engine's writer writes it."""
+    rows = [Prediction("a.png", label="unknown", top_k=[("cat", 0.4)], score=0.4,
+                       rejected=True, backend="onnxruntime", provider="cpu"),
+            Prediction("b.png", index=1, label="dog", confidence=0.9, top_k=[("dog", 0.9)],
+                       score=0.9, rejected=False, backend="onnxruntime", provider="cpu")]
+    out = output_for(tmp_path / "one.csv", "csv", labels=False, reject=True)
+    job = PartsJob(out)
+    for i, pred in enumerate(rows):
+        name = part_name(0, i, "csv")
+        write_part(out.job, name, encode_part([pred], "csv", False, reject=True))
+        job.ledger.add(name, 0, i, 1, 2, 0)
+    job.commit()
+    with open_writer("csv", target=tmp_path / "local.csv", reject=True) as writer:
+        for pred in rows:
+            writer.add(pred)
+    text = (tmp_path / "one.csv").read_text()
+    assert text == (tmp_path / "local.csv").read_text()
+    assert text.splitlines()[0].endswith(",score,rejected") and "unknown" in text

@@ -176,12 +176,13 @@ class PredictStats:
     def counts(self) -> dict[str, Any]:
         """The row totals as plain data (what a Ray worker sends the driver for its rows)."""
         return {"images": self.images, "failed": self.failed, "warned": self.warned,
-                "unlabelled": self.unlabelled, "labelled": dict(self.labelled),
-                "correct": dict(self.correct), "predicted": dict(self.predicted)}
+                "unlabelled": self.unlabelled, "rejected": self.rejected,
+                "labelled": dict(self.labelled), "correct": dict(self.correct),
+                "predicted": dict(self.predicted)}
 
     def merge(self, counts: dict[str, Any]) -> None:
         """Add another ``counts()`` (rows counted elsewhere) to these totals."""
-        for name in ("images", "failed", "warned", "unlabelled"):
+        for name in ("images", "failed", "warned", "unlabelled", "rejected"):
             setattr(self, name, getattr(self, name) + counts[name])
         for name in ("labelled", "correct", "predicted"):
             getattr(self, name).update(counts[name])

@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cifarkit.engines.rows import Prediction, columns, predictions_to_table
+from cifarkit.engines.rows import Prediction, columns, prediction_schema, predictions_to_table
 from cifarkit.errors import ClusterError, UsageError
 
 SUFFIXES = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
@@ -59,20 +59,23 @@ def is_uri(name: str) -> bool:
 @dataclass(frozen=True)
 class Output:
     """Where ``--output`` goes: ``folder`` (of parts) or one file; ``job`` is the job folder
-    the workers write into (a path or URI, beside the target)."""
+    the workers write into (a path or URI, beside the target); ``labels``/``reject``: the
+    optional columns (``rows.columns``)."""
 
     target: str
     fmt: str
     folder: bool
     labels: bool
     job: str
+    reject: bool = False
 
     @property
     def uri(self) -> bool:
         return is_uri(self.target)
 
 
-def output_for(target: str | os.PathLike[str], fmt: str, labels: bool) -> Output:
+def output_for(target: str | os.PathLike[str], fmt: str, labels: bool,
+               reject: bool = False) -> Output:
     """The rule of the module docstring, and a fresh job folder name beside the target."""
     if fmt not in SUFFIXES:
         raise UsageError(f"--engine ray writes csv, jsonl or parquet to --output, not {fmt}")
@@ -92,7 +95,7 @@ def output_for(target: str | os.PathLike[str], fmt: str, labels: bool) -> Output
     if not base or not parent or parent.endswith(":/"):
         raise UsageError(f"--output {name}: name a folder or file, not a bucket's root")
     job = f"{parent}/.{base}.job-{uuid.uuid4().hex[:12]}"
-    return Output(bare, fmt, folder, labels, job)
+    return Output(bare, fmt, folder, labels, job, reject)
 
 
 def _fs(path: str) -> tuple[Any, str]:
@@ -112,19 +115,20 @@ def part_name(unit: int, first: int, fmt: str) -> str:
     return f"part-{unit:06d}-{first:010d}{SUFFIXES[fmt]}"
 
 
-def encode_part(preds: list[Prediction], fmt: str, labels: bool) -> bytes:
+def encode_part(preds: list[Prediction], fmt: str, labels: bool, reject: bool = False) -> bytes:
     """The part's bytes, with the writers' encodings (a CSV part has its header)."""
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         sink = pa.BufferOutputStream()
-        pq.write_table(predictions_to_table(preds, labels), sink)
+        pq.write_table(predictions_to_table(preds, labels, reject), sink)
         return sink.getvalue().to_pybytes()
     from cifarkit.engines.writers import CsvWriter, JsonlWriter
 
     text = io.StringIO()
-    writer = CsvWriter(stream=text, labels=labels) if fmt == "csv" else JsonlWriter(stream=text)
+    writer = (CsvWriter(stream=text, labels=labels, reject=reject) if fmt == "csv"
+              else JsonlWriter(stream=text))
     for pred in preds:
         writer.add(pred)
     return text.getvalue().encode("utf-8")
@@ -284,7 +288,8 @@ class PartsJob:
     def _manifest(self, extra: dict[str, Any]) -> bytes:
         parts = [{"name": n, "rows": r} for n, r in sorted(self.ledger.parts.items())]
         doc = {"format": self.out.fmt, "rows": self.ledger.rows, "failed": self.ledger.failed,
-               "columns": list(columns(self.out.labels)), **extra, "parts": parts}
+               "columns": list(columns(self.out.labels, self.out.reject)), **extra,
+               "parts": parts}
         return json.dumps(doc, indent=1).encode("utf-8")
 
     def _publish_folder(self, manifest: bytes) -> None:
@@ -323,27 +328,26 @@ class PartsJob:
         names = sorted(self.ledger.parts)
         with atomic_path(self.final) as tmp:
             if self.out.fmt == "parquet":
-                _merge_parquet([os.path.join(self.job, n) for n in names], tmp, self.out.labels)
+                _merge_parquet([os.path.join(self.job, n) for n in names], tmp,
+                               prediction_schema(self.out.labels, self.out.reject))
             else:
                 _merge_text([os.path.join(self.job, n) for n in names], tmp,
-                            self.out.fmt == "csv", self.out.labels)
+                            self.out.fmt == "csv", columns(self.out.labels, self.out.reject))
         shutil.rmtree(self.job, ignore_errors=True)
 
 
-def _merge_parquet(paths: Iterable[str], into: Any, labels: bool) -> None:
+def _merge_parquet(paths: Iterable[str], into: Any, schema: Any) -> None:
     import pyarrow.parquet as pq
 
-    from cifarkit.engines.rows import prediction_schema
-
-    with pq.ParquetWriter(os.fspath(into), prediction_schema(labels)) as writer:
+    with pq.ParquetWriter(os.fspath(into), schema) as writer:
         for path in paths:
             writer.write_table(pq.read_table(path))
 
 
-def _merge_text(paths: Iterable[str], into: Any, csv: bool, labels: bool) -> None:
+def _merge_text(paths: Iterable[str], into: Any, csv: bool, header: Iterable[str]) -> None:
     with open(into, "wb") as out:
         if csv:
-            out.write((",".join(columns(labels)) + "\n").encode("utf-8"))
+            out.write((",".join(header) + "\n").encode("utf-8"))
         for path in paths:
             with open(path, "rb") as part:
                 if csv:

@@ -56,8 +56,9 @@ from cifarkit.engines.base import (
     PredictRequest,
     PredictStats,
     Progress,
-    model_classes,
+    model_info,
     refuse,
+    rejection,
     skip_counter,
 )
 from cifarkit.engines.inputs import InputItem
@@ -81,6 +82,7 @@ from cifarkit.engines.ray_cluster import (
     resolve_filesystem,
     short_error,
 )
+from cifarkit.engines.reject import Rejection
 from cifarkit.engines.rows import Prediction, name_bytes
 from cifarkit.errors import CifarkitError, ClusterError, UsageError
 
@@ -115,8 +117,8 @@ class _Predictor:
     report: the rows never leave the worker."""
 
     def __init__(self, request: PredictRequest, files: dict[str, bytes], mode: str = "rows",
-                 out: Output | None = None,
-                 keys: frozenset[tuple[int, int]] | None = None) -> None:
+                 out: Output | None = None, keys: frozenset[tuple[int, int]] | None = None,
+                 rule: Rejection | None = None) -> None:
         import dataclasses
 
         from cifarkit.engines.base import backend_of, open_model
@@ -132,6 +134,7 @@ class _Predictor:
         self.class_set = frozenset(self.classes)
         self.k = min(request.top_k, len(self.classes))
         self.mode, self.out, self.keys = mode, out, keys or frozenset()
+        self.rule = rule  # --reject's, resolved once on the driver (base.rejection)
         self._filesystems: dict[str, Any] = {}
 
     def _read(self, uri: str) -> bytes:
@@ -207,7 +210,8 @@ class _Predictor:
             preds += make_predictions(chunk, [r.error for r in results], probs, self.classes,
                                       self.k, truths, self.backend, self.provider,
                                       reasons=[r.reason for r in results],
-                                      warnings=[r.warnings for r in results])
+                                      warnings=[r.warnings for r in results],
+                                      rejection=self.rule)
         return preds
 
     def __call__(self, batch: Any) -> Iterator[Any]:
@@ -251,10 +255,12 @@ class _Predictor:
         pre = [FileResult(it.error, it.reason) for it in items]
         preds = self._predict([it.path for it in items], pre)
         labels = self.request.labels_from_folders
+        reject = self.rule is not None
         if self.mode == "rows":
-            return predictions_to_table(preds, labels)
+            return predictions_to_table(preds, labels, reject)
         if self.mode == "stream":
-            return _report(preds, skipped, rows=_ipc(predictions_to_table(preds, labels)))
+            return _report(preds, skipped,
+                           rows=_ipc(predictions_to_table(preds, labels, reject)))
         return _report(preds, skipped, parts=self._write_part(preds, where) if preds else [])
 
     def _write_part(self, preds: list[Prediction],
@@ -263,7 +269,8 @@ class _Predictor:
         assert self.out is not None and where is not None
         unit, first, unit_rows = where
         name = part_name(unit, first, self.out.fmt)
-        write_part(self.out.job, name, encode_part(preds, self.out.fmt, self.out.labels))
+        data = encode_part(preds, self.out.fmt, self.out.labels, self.out.reject)
+        write_part(self.out.job, name, data)
         return [{"name": name, "unit": unit, "first": first, "rows": len(preds),
                  "unit_rows": unit_rows, "failed": sum(not p.ok for p in preds)}]
 
@@ -353,13 +360,15 @@ def part_rows(request: PredictRequest) -> int:
 
 def map_predict(ds: Any, request: PredictRequest, concurrency: int | tuple[int, int],
                 mode: str = "rows", out: Output | None = None,
-                keys: frozenset[tuple[int, int]] | None = None) -> Any:
+                keys: frozenset[tuple[int, int]] | None = None,
+                rule: Rejection | None = None) -> Any:
     """``ds`` → a lazy Dataset computed by ``concurrency`` ``_Predictor`` actors in ``mode``
     (``rows``, ``stream`` or ``parts``). ``ds``: listing units (``input_dataset``; ``keys``
-    given), or rows with a ``path`` column and optionally ``path_bytes``."""
+    given), or rows with a ``path`` column and optionally ``path_bytes``. ``rule``:
+    ``--reject``'s (``base.rejection``)."""
     return ds.map_batches(
         _Predictor,
-        fn_constructor_args=(request, model_files(request), mode, out, keys),
+        fn_constructor_args=(request, model_files(request), mode, out, keys, rule),
         batch_size=1 if keys is not None else request.batch_size,  # one unit per call
         batch_format="pyarrow",
         zero_copy_batch=True,
@@ -391,12 +400,13 @@ def predict_dataset(sources: Iterable[str] | Any,
                              model=resolve_model(None if model is None else os.fspath(model)),
                              **options)
     RayEngine().check(request)
+    rule = rejection(request)
     if given:
-        return map_predict(sources, request, _concurrency(request))
+        return map_predict(sources, request, _concurrency(request), rule=rule)
     ds, keys = input_dataset(request.sources, recursive=request.recursive)
     if ds is None:
         raise UsageError("no inputs: the sources name no files")
-    return map_predict(ds, request, _concurrency(request), keys=keys)
+    return map_predict(ds, request, _concurrency(request), keys=keys, rule=rule)
 
 
 def _concurrency(request: PredictRequest) -> int | tuple[int, int]:
@@ -424,8 +434,10 @@ class RayPrediction:
 
     def __init__(self, request: PredictRequest, *, num_cpus: int | None = None,
                  stdin: TextIO | None = None, progress: Progress | None = None,
-                 on_skip: Callable[[str], None] | None = None) -> None:
+                 on_skip: Callable[[str], None] | None = None,
+                 rule: Rejection | None = None) -> None:
         self.request = request
+        self.rule = rule  # --reject's (base.rejection)
         self.on_skip = on_skip
         self.session = RaySession(request.address, num_cpus=num_cpus)
         self.stdin = stdin
@@ -467,7 +479,7 @@ class RayPrediction:
                 return
             self.units = ds.count()  # from the blocks' metadata: nothing runs
             self.concurrency = _concurrency(self.request)
-            ds = map_predict(ds, self.request, self.concurrency, mode, out, keys)
+            ds = map_predict(ds, self.request, self.concurrency, mode, out, keys, self.rule)
             try:
                 for table in ds.iter_batches(batch_size=None, batch_format="pyarrow",
                                              prefetch_batches=2):
@@ -571,8 +583,10 @@ class RayEngine:
                on_start: Callable[[tuple[str, ...]], None] | None) -> PredictStats:
         self.check(request)
         ray_module()  # Ray missing: say how to install it before anything else
-        # The class names from the model's metadata (the contract); the actors run it.
-        stats = PredictStats(classes=model_classes(request))
+        # The class names and --reject's rule from the model's metadata (the contract), before
+        # Ray starts; the actors run the model.
+        info = model_info(request)
+        stats = PredictStats(classes=info.classes, rejection=rejection(request, info))
         if on_start is not None:
             on_start(stats.classes)
         return stats
@@ -586,7 +600,7 @@ class RayEngine:
 
         stats = self._start(request, on_start)
         job = RayPrediction(request, stdin=stdin, progress=on_progress,
-                            on_skip=skip_counter(stats, on_skip))
+                            on_skip=skip_counter(stats, on_skip), rule=stats.rejection)
         with contextlib.closing(iter(job)) as rows:
             for pred in rows:
                 stats.add(pred)
@@ -604,10 +618,10 @@ class RayEngine:
               stdin: TextIO | None = None) -> PredictStats:
         """Every input's row into ``target`` (``parts.output_for``: one file or a folder of
         parts, a local path or a URI) in ``fmt``, written by the workers, committed once."""
-        out = output_for(target, fmt, request.labels_from_folders)
+        out = output_for(target, fmt, request.labels_from_folders, request.reject != "off")
         stats = self._start(request, on_start)
         job = RayPrediction(request, stdin=stdin, progress=on_progress,
-                            on_skip=skip_counter(stats, on_skip))
+                            on_skip=skip_counter(stats, on_skip), rule=stats.rejection)
         job.write(out, stats)
         stats.ran_on = job.describe()
         return stats.finish()
