@@ -51,7 +51,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cifarkit.engines.base import (
-    DEFAULT_BATCH,
     OnRow,
     PredictRequest,
     PredictStats,
@@ -86,8 +85,6 @@ from cifarkit.engines.reject import Rejection
 from cifarkit.engines.rows import Prediction, name_bytes
 from cifarkit.errors import CifarkitError, ClusterError, UsageError
 
-# Batches of this size keep an actor's per-task overhead (~1 ms) small next to its work.
-RAY_BATCH = DEFAULT_BATCH
 PART_BATCHES = 8  # batches per part file: 2,048 rows at the default batch size
 READ_THREADS = 16  # object-store reads in flight per actor (URI inputs)
 
