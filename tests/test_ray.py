@@ -249,7 +249,7 @@ def test_a_failed_job_leaves_nothing_under_the_final_name(cluster, image_set, mo
     """A part write that raises (injected) fails the job: no file, no folder, no job folder."""
     FAULT.write_text("raise")
     try:
-        r = run_cli(str(image_set), "-m", str(model), "-f", "csv", "-o", str(tmp_path / "out/"),
+        r = run_cli(str(image_set), "-m", str(model), "-f", "csv", "-o", f"{tmp_path}/out/",
                     "--engine", "ray", "--address", cluster.address, cwd=tmp_path)
     finally:
         FAULT.unlink(missing_ok=True)
@@ -286,7 +286,7 @@ def test_reject_gives_the_same_unknown_rows_in_both_engines(cluster, image_set, 
 
 def test_strict_stops_at_a_failed_input_and_commits_what_was_written(cluster, image_set, model,
                                                                      tmp_path):
-    r = run_cli(str(image_set), "-m", str(model), "-f", "jsonl", "-o", str(tmp_path / "out/"),
+    r = run_cli(str(image_set), "-m", str(model), "-f", "jsonl", "-o", f"{tmp_path}/out/",
                 "--strict", "--engine", "ray", "--address", cluster.address, "--batch-size", "2",
                 "--concurrency", "1", cwd=tmp_path)
     assert r.returncode == 1 and "stopped at the first failure" in r.stderr, r.stderr

@@ -415,6 +415,20 @@ def _concurrency(request: PredictRequest) -> int | tuple[int, int]:
 # --- the driver side --------------------------------------------------------------------------
 
 
+def _root_cause(exc: BaseException) -> str:
+    """The error under Ray's wrappers (``RayTaskError(OSError)`` → the ``OSError``): its own
+    message, not the remote traceback around it."""
+    err: BaseException = exc
+    while True:  # down the wrappers' causes (not __context__: what was being handled)
+        inner = getattr(err, "cause", None) or err.__cause__
+        if not isinstance(inner, BaseException) or inner is err:
+            break
+        err = inner
+    if type(err).__module__.startswith("ray"):
+        return f"{type(exc).__name__}: {short_error(exc)}"
+    return f"{type(err).__name__}: {short_error(err, 600)}"
+
+
 def _path_key(path: str) -> bytes:
     return hashlib.blake2b(name_bytes(path), digest_size=8).digest()
 
@@ -487,8 +501,7 @@ class RayPrediction:
                 cause = cifarkit_cause(exc)
                 if cause is not None:
                     raise type(cause)(*cause.args) from None
-                raise ClusterError(f"the Ray job failed: {type(exc).__name__}: "
-                                   f"{short_error(exc)}") from None
+                raise ClusterError(f"the Ray job failed: {_root_cause(exc)}") from None
 
     def _skipped(self, report: dict[str, Any]) -> None:
         from cifarkit.engines.rows import decode_name
