@@ -8,6 +8,7 @@ import pickle
 import shutil
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -34,13 +35,25 @@ def benchmark_module(name: str) -> Iterator[ModuleType]:
     sys.modules.pop(name, None)
 
 
+def isolate_caches(mp: pytest.MonkeyPatch, root: Path) -> None:
+    """Point cifarkit's and Keras's caches under ``root`` and forbid downloads."""
+    mp.setenv("CIFARKIT_CACHE", str(root / "cifarkit-cache"))
+    mp.setenv("KERAS_HOME", str(root / "keras"))
+    mp.setenv("CIFARKIT_NO_DOWNLOAD", "1")
+
+
+@contextmanager
+def isolated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The isolation below for a module or session fixture (those start before it)."""
+    with pytest.MonkeyPatch.context() as mp:
+        isolate_caches(mp, tmp_path_factory.mktemp("home"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """No test reads or writes the user's caches, and none may download anything."""
-    root = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("CIFARKIT_CACHE", str(root / "cifarkit-cache"))
-    monkeypatch.setenv("KERAS_HOME", str(root / "keras"))
-    monkeypatch.setenv("CIFARKIT_NO_DOWNLOAD", "1")
+    isolate_caches(monkeypatch, tmp_path_factory.mktemp("home"))
 
 
 def synthetic_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -169,3 +182,17 @@ def open_set(tmp_path_factory: pytest.TempPathFactory) -> OpenSet:
     ruled = F.linear_model(root / "digits06-ruled.onnx", weight, bias, ds.classes, 16,
                            metadata={"unknown": json.dumps(rule)})
     return OpenSet(known, unknown, model, ruled, threshold)
+
+
+@pytest.fixture(scope="session")
+def digits_run(digits: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One cnn-batchnorm run on the digits at 16×16 (4 epochs, batch 64), trained once for
+    the session: test_train_own_data checks the run, test_own_data_e2e exports it.
+    ``(run folder, TrainResult)``."""
+    from cifarkit.train import train
+
+    root = tmp_path_factory.mktemp("digits-run")
+    with isolated(tmp_path_factory):
+        result = train("cnn-batchnorm", data=digits, image_size=16, epochs=4, batch_size=64,
+                       out=root / "run")
+    return root / "run", result

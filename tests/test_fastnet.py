@@ -14,7 +14,7 @@ from cifarkit.models.fastnet import init_whitening
 from cifarkit.train import get_recipe, train
 from cifarkit.train.augment import AugmentedBatches
 from cifarkit.train.schedules import BiasScaledSGD, Triangle, lookahead_decay
-from tests.conftest import synthetic_images, write_folders
+from tests.conftest import isolated, synthetic_images, write_folders
 
 
 def test_fastnet_shape_and_parameters():
@@ -173,31 +173,42 @@ def test_fastnet_trains_with_its_own_recipe(tmp_path):
     np.testing.assert_allclose(kernel.reshape(12, 24)[:, 12:], -kernel.reshape(12, 24)[:, :12])
 
 
-def _saved_fastnet_s(tmp_path):
-    """An untrained fastnet-s with a data-initialised stem, saved, and a tiny image tree to
-    export it with: ``(model, path, data)``."""
+@pytest.fixture(scope="module")
+def fastnet_s_exports(tmp_path_factory):
+    """An untrained fastnet-s with a data-initialised stem, saved, exported (fp32, no bench)
+    as trained (``None``: level 1) and with ``--tta 2``, on a tiny image tree: one export
+    per level, shared by the GELU and TTA tests. ``(model, {level: ExportResult}, root)``."""
+    import keras
+
+    from cifarkit.export import export_model
+
+    keras.utils.set_random_seed(6)
+    root = tmp_path_factory.mktemp("fastnet-s")
     model = create_model("fastnet-s")
     x, _ = synthetic_images(300)
     init_whitening(model, x, n=300)
-    path = tmp_path / "fastnet-s.keras"
+    path = root / "fastnet-s.keras"
     model.save(path)
-    return model, path, write_folders(tmp_path / "data", train_per_class=4, test_per_class=4)
+    data = write_folders(root / "data", train_per_class=4, test_per_class=4)
+    with isolated(tmp_path_factory):
+        results = {level: export_model(path, root / f"out-{level}", precisions=["fp32"],
+                                       data=data, parity_images=32, benchmark=False, tta=level)
+                   for level in (None, 2)}
+    return model, results, root
 
 
 @pytest.mark.slow
-def test_fastnet_exports_with_exact_gelu(tmp_path):
+def test_fastnet_exports_with_exact_gelu(fastnet_s_exports):
     """Keras's exact GELU becomes TF Erfc, which tf2onnx lacks; export rewrites it to Erf."""
     import onnx
 
-    from cifarkit.export import export_model
     from tests.test_export import FP32_MAX_ABS_DIFF, assert_contract
 
-    model, path, data = _saved_fastnet_s(tmp_path)
-    result = export_model(path, tmp_path / "out", precisions=["fp32"], data=data,
-                          parity_images=32, benchmark=False)
+    model, results, root = fastnet_s_exports
+    result = results[None]
     assert result.parity.max_abs_diff <= FP32_MAX_ABS_DIFF
     assert result.parity.top1_agreement == 1.0
-    onnx_file = tmp_path / "out" / "model.fp32.onnx"
+    onnx_file = root / "out-None" / "model.fp32.onnx"
     assert_contract(onnx_file, model)
     ops = {n.op_type for n in onnx.load(onnx_file).graph.node}
     assert "Erf" in ops and "Erfc" not in ops
@@ -237,26 +248,19 @@ def test_tta_views_match_airbench_level_2_by_hand():
 
 
 @pytest.mark.slow
-def test_export_sets_tta_level_and_records_it(tmp_path):
+def test_export_sets_tta_level_and_records_it(fastnet_s_exports):
     """``export --tta 2``: ONNX matches the re-levelled Keras model, the card says level 2 and 6
     views, MACs are 3× level 1's, and the reproduce command carries --tta 2."""
-    import keras
-
-    from cifarkit.export import export_model
     from tests.test_export import FP32_MAX_ABS_DIFF
 
-    keras.utils.set_random_seed(6)
-    _, path, data = _saved_fastnet_s(tmp_path)
-    cards = {}
-    for level in (None, 2):
-        result = export_model(path, tmp_path / f"out-{level}", precisions=["fp32"], data=data,
-                              parity_images=32, benchmark=False, tta=level)
+    _, results, root = fastnet_s_exports
+    for result in results.values():
         assert result.parity.max_abs_diff <= FP32_MAX_ABS_DIFF
-        cards[level] = result.card
+    cards = {level: result.card for level, result in results.items()}
     assert cards[None]["tta"]["level"] == 1 and "--tta" not in cards[None]["reproduce"]
     assert cards[2]["tta"]["level"] == 2 and cards[2]["tta"]["views"] == 6
     assert "--tta 2" in cards[2]["reproduce"]
     assert cards[2]["macs_per_image"] == 3 * cards[None]["macs_per_image"]
     assert any("level 2 set at export" in n for n in cards[2]["notes"])
-    readme = (tmp_path / "out-2" / "README.md").read_text()
+    readme = (root / "out-2" / "README.md").read_text()
     assert "level 2, 6 views per image" in readme

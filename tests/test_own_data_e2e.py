@@ -13,17 +13,15 @@ from cifarkit.backends import Classifier
 from cifarkit.contract import read_onnx
 from cifarkit.data import load_dataset
 from cifarkit.export import export_model
-from cifarkit.train import train
 from tests.test_cli_foundation import run_cli
 
 pytestmark = pytest.mark.slow
 
 
-def test_digits_train_export_bench_predict(digits, tmp_path):
-    train("cnn-batchnorm", data=digits, image_size=16, epochs=4, batch_size=64,
-          out=tmp_path / "run")
-    out = tmp_path / "run" / "exported"
-    export_model(tmp_path / "run", out=out, precisions=("fp32", "int8"), data=digits,
+def test_digits_train_export_bench_predict(digits, digits_run, tmp_path):
+    run, _ = digits_run  # the session's one training (conftest), checked in test_train_own_data
+    out = tmp_path / "exported"
+    export_model(run, out=out, precisions=("fp32", "int8"), data=digits,
                  runtimes=["onnxruntime", "openvino"], bench_rounds=2)
     ds = load_dataset(digits, splits=("test",), image_size=16)
     names = ("eight", "five", "four", "nine", "one", "seven", "six", "three", "two", "zero")

@@ -12,10 +12,9 @@ from tests.conftest import write_digits
 pytestmark = pytest.mark.slow
 
 
-def test_digits_at_size_16_name_their_classes(digits, tmp_path):
-    result = train("cnn-batchnorm", data=digits, image_size=16, epochs=4, batch_size=64,
-                   out=tmp_path / "run")
-    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+def test_digits_at_size_16_name_their_classes(digits_run):
+    run, result = digits_run
+    meta = json.loads((run / "run.json").read_text())
     assert meta["classes"][:3] == ["eight", "five", "four"]  # sorted folder names
     assert meta["image_size"] == 16 and meta["preprocess"]
     assert meta["data"]["evaluated_on"] == "test" and meta["data"]["layout"] == "splits"
