@@ -3,6 +3,7 @@ columns, the quick main job's sweep and the accuracy-vs-throughput figure."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -59,12 +60,19 @@ def test_models_quiet_and_80_columns():
 
 
 def test_train_quiet_and_names_its_device(tmp_path):
+    """`cifarkit train` end to end in its own process (the only CLI training in the suite):
+    quiet, names its device, prints the result and writes the run."""
     root = write_folders(tmp_path / "d", 4, 2)
+    out = tmp_path / "run"
     res = _cli("train", "dense", "--recipe", "seed", "--epochs", "1", "--data", str(root),
-               "--out", str(tmp_path / "run"))
+               "--out", str(out))
     assert res.returncode == 0, res.stderr
     assert not [line for line in res.stderr.splitlines() if NOISE.search(line)], res.stderr
     assert "on tensorflow: CPU" in res.stdout or "on tensorflow: GPU" in res.stdout
+    assert "test accuracy" in res.stdout and "seconds / epoch" in res.stdout
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["command"].startswith("cifarkit train dense --recipe seed")
+    assert meta["device"].startswith("tensorflow: ")
 
 
 def test_short_path():
