@@ -21,8 +21,10 @@ pytestmark = pytest.mark.slow
 def test_digits_train_export_bench_predict(digits, digits_run, tmp_path):
     run, _ = digits_run  # the session's one training (conftest), checked in test_train_own_data
     out = tmp_path / "exported"
+    # No speed benchmark (wall-clock-bound timing loops; test_export times its own export):
+    # this test checks classes, size and accuracy; the runs-in table still runs both runtimes.
     export_model(run, out=out, precisions=("fp32", "int8"), data=digits,
-                 runtimes=["onnxruntime", "openvino"], bench_rounds=2)
+                 runtimes=["onnxruntime", "openvino"], benchmark=False)
     ds = load_dataset(digits, splits=("test",), image_size=16)
     names = ("eight", "five", "four", "nine", "one", "seven", "six", "three", "two", "zero")
     for precision in ("fp32", "int8"):

@@ -13,9 +13,11 @@ from cifarkit.train.augment import flip_translate
 from tests.conftest import write_folders
 
 
-@pytest.fixture
-def small_data(tmp_path):
-    return write_folders(tmp_path / "data", train_per_class=30, test_per_class=10)
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    # Read-only for every test: written once (400 PNGs) for the module.
+    return write_folders(tmp_path_factory.mktemp("small") / "data", train_per_class=30,
+                         test_per_class=10)
 
 
 def test_seed_recipe_is_the_notebook():
