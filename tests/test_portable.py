@@ -34,13 +34,15 @@ from cifarkit.export import (  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def images() -> np.ndarray:
+def images(tmp_path_factory) -> np.ndarray:
     """uint8 [64, 32, 32, 3]: real test images if available, else synthetic."""
     path = os.environ.get("CIFARKIT_DATA")
     if path and Path(path).is_dir():
         from cifarkit.data import load_dataset
+        from tests.conftest import isolated
 
-        return load_dataset(path, limit=640).x_test[:64]
+        with isolated(tmp_path_factory):  # no test writes the user's cache
+            return load_dataset(path, limit=640, splits=("test",)).x_test[:64]
     from tests.conftest import synthetic_images
 
     return synthetic_images(64, seed=3)[0]

@@ -11,6 +11,7 @@ import pytest
 
 from cifarkit.backends import Classifier, resolve_model
 from cifarkit.data import CLASSES, load_dataset
+from tests.conftest import isolated
 
 EXPORTED = Path(__file__).resolve().parents[1] / "exported"
 CARDS = sorted(EXPORTED.glob("*/card.json"))
@@ -56,13 +57,14 @@ def test_file_matches_card_and_contract(item):
 
 
 @pytest.fixture(scope="module")
-def test_split(request):
+def test_split(tmp_path_factory):
     import os
 
     data = os.environ.get("CIFARKIT_DATA")
     if not data or not Path(data).is_dir():
         pytest.skip("CIFARKIT_DATA (the real CIFAR-10 images) is not set")
-    ds = load_dataset(data, splits=("test",))
+    with isolated(tmp_path_factory):  # decodes into no user cache, as a clean CI would
+        ds = load_dataset(data, splits=("test",))
     return ds.x_test, ds.y_test
 
 
