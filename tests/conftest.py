@@ -170,7 +170,8 @@ def open_set(tmp_path_factory: pytest.TempPathFactory) -> OpenSet:
         for d in sorted((every / split).iterdir()):
             target = known if d.name in ("zero", "one", "two", "three", "four", "five") else unknown
             shutil.copytree(d, target / split / d.name)
-    ds = load_dataset(known, splits=("train",), image_size=16)
+    with isolated(tmp_path_factory):  # session fixtures start before _isolated_caches
+        ds = load_dataset(known, splits=("train",), image_size=16)
     fit, held = stratified_split(ds.y_train, 0.25, 0)
     x = F.grey_features(ds.x_train)
     lr = LogisticRegression(max_iter=2000).fit(x[fit], ds.y_train[fit])
