@@ -85,6 +85,7 @@ def _render(result: Any) -> None:
         console.print(f"tflite: via {result.tflite_engine}; int8 full-integer, uint8 input "
                       "(scale 1, zero point 0)")
     _render_calibration(result.card.get("calibration"))
+    _render_robustness(result.card.get("robustness"))
     for precision, rows in (result.card.get("runs_in") or {}).items():
         cells = []
         for r in rows:
@@ -115,6 +116,17 @@ def _render_calibration(calibration: dict[str, Any] | None) -> None:
                f"{c['held_out']['ece_after']:.3f}")
         console.print(f"  {p}: T={c['temperature']:.3f} · {ece} · unknown below "
                       f"{c['threshold']:.3f}")
+
+
+def _render_robustness(robustness: dict[str, Any] | None) -> None:
+    """One line per precision: mean accuracy over the corrupted sets and its drop."""
+    if not robustness:
+        return
+    console.print(f"corruptions: {len(robustness['corruptions'])} × severities 1–5 on "
+                  f"{robustness['n_images']:,} test images (seed {robustness['seed']})")
+    for p, r in robustness["precisions"].items():
+        console.print(f"  {p}: clean {r['clean']:.2%} · corrupted mean {r['mean']:.2%} · "
+                      f"drop {r['drop'] * 100:.1f} pt")
 
 
 def export(
@@ -190,6 +202,12 @@ def export(
         0.95, "--unknown-acceptance",
         help="Share of the held-out images the unknown threshold (top probability) accepts.",
     ),
+    corruptions: int = typer.Option(
+        0, "--corruptions", min=0, metavar="N",
+        help="Also measure each ONNX file's accuracy under CIFAR-10-C's 15 corruptions x 5 "
+        "severities on N stratified test images (seeded; the card's robustness table). "
+        "0 = off.",
+    ),
     runs_dir: Path = typer.Option(Path("runs"), "--runs", help="Where bare `export` looks."),
     exported_dir: Path = typer.Option(
         Path("exported"), "--exported", help="Parent of the default output folders."
@@ -222,7 +240,8 @@ def export(
         reduce_range=reduce_range, tta=tta, limit=limit, check=not no_check,
         parity_images=parity_images, benchmark=not no_bench, bench_threads=bench_threads,
         runtimes=None if runtimes.strip() == "none" else parse_csv(runtimes, "--runs-in"),
-        held_out=held_out, unknown_acceptance=unknown_acceptance, exported_dir=exported_dir,
+        held_out=held_out, unknown_acceptance=unknown_acceptance, corruptions=corruptions,
+        exported_dir=exported_dir,
         command=" ".join(["cifarkit", *sys.argv[1:]]) if sys.argv else None,
     ).validated()
     if opset < MIN_OPSET:  # the upper bound needs tf2onnx (TensorFlow): checked below

@@ -10,7 +10,8 @@ from cifarkit.contract import CIFAR10_CLASSES, DEFAULT_IMAGE_SIZE
 #: 2: per-file evaluation and latency, params, MACs, the equivalent command (`reproduce`).
 #: 3: file formats (onnx/tflite/ort), portability, parity reference, ONNX sources.
 #: 4: calibration (temperature per precision, ECE/NLL before → after, the unknown rule).
-CARD_VERSION = 4
+#: 5: robustness (accuracy under the CIFAR-10-C corruptions, with ``--corruptions``).
+CARD_VERSION = 5
 
 
 def _pct(x: float | None) -> str:
@@ -268,19 +269,16 @@ def _image_size(card: dict[str, Any]) -> int:
     return int(found.group(1)) if found else DEFAULT_IMAGE_SIZE
 
 
-def render_readme(card: dict[str, Any]) -> str:
-    """A human model card from ``card.json``'s content."""
-    name, arch = card["name"], card["architecture"]
-    data = card["evaluation"]
+def _header_lines(card: dict[str, Any], size: int) -> list[str]:
+    """Title, architecture, provenance, what it does, and the training."""
     training = card.get("training") or {}
     kinds = "ONNX" + "".join(f", {k}" for k, fmt in (("LiteRT", "tflite"), ("ORT", "ort"))
                              if fmt in (card.get("formats") or []))
     cifar = tuple(card["classes"]) == CIFAR10_CLASSES
-    size = _image_size(card)
-    lines = [f"# {name} — {'CIFAR-10 ' if cifar else 'image '}classifier ({kinds})", ""]
+    lines = [f"# {card['name']} — {'CIFAR-10 ' if cifar else 'image '}classifier ({kinds})", ""]
     desc = card.get("description")
     lines += [
-        f"**Architecture:** `{arch}`" + (f" — {desc}" if desc else ""),
+        f"**Architecture:** `{card['architecture']}`" + (f" — {desc}" if desc else ""),
         "",
         "Exported by `cifarkit export` from "
         f"`{card['source']['file']}` (sha256 `{card['source']['sha256'][:16]}…`"
@@ -310,8 +308,13 @@ def render_readme(card: dict[str, Any]) -> str:
         lines += _training_lines(training)
     else:
         lines.append("No `run.json` came with the model, so the training details are unknown.")
+    return lines
+
+
+def _size_lines(card: dict[str, Any]) -> list[str]:
+    """Parameters and multiply-accumulates."""
     macs = card.get("macs") or {}
-    lines += ["", "## Size and compute", ""]
+    lines = ["", "## Size and compute", ""]
     if card.get("params") is not None:
         lines.append(f"- parameters: {card['params']:,} ({_count(card['params'])})")
     if card.get("macs_per_image") is not None:
@@ -322,7 +325,13 @@ def render_readme(card: dict[str, Any]) -> str:
         )
         lines.append("  (Conv and MatMul/Gemm of the fp32 graph at batch 1, so work the graph "
                      "adds itself, such as test-time flips, counts)")
-    lines += ["", "## Files and accuracy", ""]
+    return lines
+
+
+def _files_lines(card: dict[str, Any]) -> list[str]:
+    """The files with their accuracy, parity and speed; the formats; the checksums."""
+    data = card["evaluation"]
+    lines = ["", "## Files and accuracy", ""]
     if data["synthetic"]:
         lines += [
             "No CIFAR-10 data was available when this was exported: parity was checked on "
@@ -343,9 +352,8 @@ def render_readme(card: dict[str, Any]) -> str:
         ]
     if not data["synthetic"] or bench:
         lines.append("")
-    reference = _reference(card)
     lines += [
-        f"| file | precision | size | accuracy | Δ vs fp32 | agreement with {reference} | "
+        f"| file | precision | size | accuracy | Δ vs fp32 | agreement with {_reference(card)} | "
         "max abs Δprob | speed vs fp32 |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -361,6 +369,12 @@ def render_readme(card: dict[str, Any]) -> str:
             f"{'—' if f.get('speed_vs_fp32') is None else format(f['speed_vs_fp32'], '.2f') + '×'}"
             " |"
         )
+    return lines + _format_lines(card) + _checksum_lines(card)
+
+
+def _format_lines(card: dict[str, Any]) -> list[str]:
+    """How the LiteRT and ORT files were made and measured."""
+    lines = []
     engine = card.get("tflite_engine")
     if any(f.get("format") == "tflite" for f in card["files"]):
         lines += ["", "`.tflite`: LiteRT, converted from the fp32 ONNX graph by "
@@ -372,19 +386,49 @@ def render_readme(card: dict[str, Any]) -> str:
         lines += ["", "`.ort`: onnxruntime's ORT format (for ORT Mobile / minimal builds), "
                   "converted by `onnxruntime.tools.convert_onnx_models_to_ort` (fixed "
                   "optimizations, no x86-only layouts); measured with onnxruntime."]
-    lines += ["", "SHA-256 (check with `sha256sum -c`):", "", "```"]
+    return lines
+
+
+def _checksum_lines(card: dict[str, Any]) -> list[str]:
+    lines = ["", "SHA-256 (check with `sha256sum -c`):", "", "```"]
     lines += [f"{f['sha256']}  {f['file']}" for f in card["files"]]
     lines.append("```")
-    lines += _evaluation_lines(card["files"])
-    lines += _calibration_lines(card)
-    lines += _latency_lines(card)
-    lines += _runs_in_lines(card)
+    return lines
+
+
+def _robustness_lines(card: dict[str, Any]) -> list[str]:
+    """Accuracy under the CIFAR-10-C corruptions (``export --corruptions``), per precision."""
+    r = card.get("robustness")
+    if not r:
+        return []
+    lines = ["", "## Accuracy under corruptions", "",
+             f"Top-1 on {r['n_images']:,} stratified test images, clean and under the "
+             f"{len(r['corruptions'])} CIFAR-10-C corruptions at severities 1–5 "
+             f"({r['library']}, {r['preset']} severities, seed {r['seed']}; each file in "
+             "onnxruntime on the CPU). Mean: over the "
+             f"{len(r['corruptions']) * len(r['severities'])} corrupted sets; worst and best: "
+             "the corruptions with the lowest and highest mean over the severities (each "
+             "one's accuracies are in `card.json`).", "",
+             "| precision | clean | mean corrupted | drop | "
+             + " | ".join(f"sev {s}" for s in r["severities"]) + " | worst | best |",
+             "|---|---:|---:|---:|" + "---:|" * len(r["severities"]) + "---|---|"]
+    for p, row in r["precisions"].items():
+        means = {c: sum(a) / len(a) for c, a in row["accuracy"].items()}
+        worst, best = min(means, key=means.__getitem__), max(means, key=means.__getitem__)
+        lines.append(f"| {p} | {_pct(row['clean'])} | {_pct(row['mean'])} | "
+                     f"{row['drop'] * 100:.1f} pt | "
+                     + " | ".join(_pct(m) for m in row["mean_by_severity"])
+                     + f" | {worst} {_pct(means[worst])} | {best} {_pct(means[best])} |")
+    return lines
+
+
+def _parity_lines(card: dict[str, Any]) -> list[str]:
     parity = card.get("parity")
-    lines += ["", f"## Parity with {card.get('parity_reference') or 'the Keras model'}", ""]
+    lines = ["", f"## Parity with {card.get('parity_reference') or 'the Keras model'}", ""]
     if parity:
         what = "random (synthetic) images" if parity["synthetic"] else "test images"
         lines.append(
-            f"fp32 vs {reference} on {parity['images']:,} {what}: max |Δprob| "
+            f"fp32 vs {_reference(card)} on {parity['images']:,} {what}: max |Δprob| "
             f"{parity['max_abs_diff']:.2e}, top-1 agreement {parity['top1_agreement']:.2%} "
             "(gate: ≤ 1e-4 and 100%)."
         )
@@ -394,33 +438,44 @@ def render_readme(card: dict[str, Any]) -> str:
                          "LiteRT/ORT files against the calibrated fp32 ONNX file.")
     else:
         lines.append("Not checked (`--no-check`).")
-    lines += _portability_lines(card)
+    return lines
+
+
+def _quantization_lines(card: dict[str, Any]) -> list[str]:
     q = card.get("quantization")
-    if q:
-        lines += [
-            "",
-            "## INT8 quantization",
-            "",
-            f"onnxruntime static quantization, {q['format']}, activations {q['activation_type']}"
-            f", weights {q['weight_type']} {'per channel' if q['per_channel'] else 'per tensor'}"
-            f", reduce_range={q['reduce_range']} (CPU VNNI: {q['cpu_vnni']}), "
-            f"{q['calibration_method']} calibration on {q['calibration_images']} "
-            f"{q['calibration_data']}.",
-        ]
-        if q.get("folded_affine"):
-            lines.append(
-                f"Before quantizing, {q['folded_affine']} batch-norm Mul/Add ops that follow a "
-                "ReLU were folded into the neighbouring Conv/Gemm layers (exact algebra; it "
-                "keeps int8 from rounding their per-channel scales)."
-            )
-        if q.get("op_types"):
-            lines.append(
-                f"Quantized op types: {', '.join(q['op_types'])} (the graph has GELU: its "
-                "elementwise Erf/Mul/Add stay float between the int8 convolutions)."
-            )
-        if q.get("excluded_nodes"):
-            lines.append(f"Kept in float: {', '.join(q['excluded_nodes'])} (the output softmax).")
+    if not q:
+        return []
+    lines = [
+        "",
+        "## INT8 quantization",
+        "",
+        f"onnxruntime static quantization, {q['format']}, activations {q['activation_type']}"
+        f", weights {q['weight_type']} {'per channel' if q['per_channel'] else 'per tensor'}"
+        f", reduce_range={q['reduce_range']} (CPU VNNI: {q['cpu_vnni']}), "
+        f"{q['calibration_method']} calibration on {q['calibration_images']} "
+        f"{q['calibration_data']}.",
+    ]
+    if q.get("folded_affine"):
+        lines.append(
+            f"Before quantizing, {q['folded_affine']} batch-norm Mul/Add ops that follow a "
+            "ReLU were folded into the neighbouring Conv/Gemm layers (exact algebra; it "
+            "keeps int8 from rounding their per-channel scales)."
+        )
+    if q.get("op_types"):
+        lines.append(
+            f"Quantized op types: {', '.join(q['op_types'])} (the graph has GELU: its "
+            "elementwise Erf/Mul/Add stay float between the int8 convolutions)."
+        )
+    if q.get("excluded_nodes"):
+        lines.append(f"Kept in float: {', '.join(q['excluded_nodes'])} (the output softmax).")
+    return lines
+
+
+def _footer_lines(card: dict[str, Any], size: int) -> list[str]:
+    """Notes, the reproduce command, how to run it, the versions."""
+    training = card.get("training") or {}
     notes = card.get("notes") or []
+    lines = []
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     lines += ["", "## Reproduce", "",
@@ -452,4 +507,15 @@ def render_readme(card: dict[str, Any]) -> str:
         "Versions: " + ", ".join(f"{k} {v}" for k, v in card["versions"].items()) + ".",
         "",
     ]
+    return lines
+
+
+def render_readme(card: dict[str, Any]) -> str:
+    """A human model card from ``card.json``'s content."""
+    size = _image_size(card)
+    lines = [*_header_lines(card, size), *_size_lines(card), *_files_lines(card),
+             *_evaluation_lines(card["files"]), *_calibration_lines(card),
+             *_robustness_lines(card), *_latency_lines(card), *_runs_in_lines(card),
+             *_parity_lines(card), *_portability_lines(card), *_quantization_lines(card),
+             *_footer_lines(card, size)]
     return "\n".join(lines)

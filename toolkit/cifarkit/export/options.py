@@ -114,6 +114,8 @@ class ExportOptions:
     #: Where the temperature and the unknown threshold are fitted (``export.calibrate``).
     held_out: str | os.PathLike[str] = _cli(Flag("--held-out"), "auto")
     unknown_acceptance: float = _cli(Flag("--unknown-acceptance", when=_calibrated), ACCEPTANCE)
+    #: Accuracy under the CIFAR-10-C corruptions on this many test images (0: not measured).
+    corruptions: int = _cli(Flag("--corruptions", skip=(0,)), 0)
     # The library's own: timing details and the seed of the stratified subsets.
     bench_rounds: int = 15
     latency_batch_sizes: tuple[int, ...] = _library(LATENCY_BATCH_SIZES, _benchmark)
@@ -138,6 +140,9 @@ class ExportOptions:
         if not 0 < self.unknown_acceptance < 1:
             raise UsageError("--unknown-acceptance is the share of held-out images to accept, "
                              f"in (0, 1), got {self.unknown_acceptance}")
+        if self.corruptions < 0:
+            raise UsageError(f"--corruptions is a number of test images (0: off), got "
+                             f"{self.corruptions}")
         return replace(self, precisions=precisions, formats=formats, runtimes=runtimes or None,
                        held_out=check_held_out_choice(self.held_out),
                        latency_batch_sizes=tuple(self.latency_batch_sizes))

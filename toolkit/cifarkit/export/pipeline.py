@@ -359,6 +359,25 @@ def _provenance(st: ExportState) -> tuple[dict[str, Any], dict[str, Any] | None]
                       "exported_at": old.get("exported_at")}
 
 
+def _corruptions(st: ExportState) -> None:
+    """Accuracy under the CIFAR-10-C corruptions, each written ONNX file as staged."""
+    o, images = st.opts, st.images
+    assert images is not None
+    if not o.corruptions:
+        return
+    st.step("corruptions")
+    if not images.labelled:
+        st.notes.append("no corruption table: it needs the real test images (--data)")
+        return
+    from cifarkit.export.robustness import robustness_card
+
+    files = {p: st.stage / model_filename(p) for p in o.precisions}
+    what, progress = f"export {st.src.name}: corruptions", st.progress
+    st.robustness = robustness_card(
+        files, st.src.name, images.x_test, images.y_test, o.corruptions, o.seed,
+        None if progress is None else lambda done, total, _: progress(done, total, what))
+
+
 # --- 7. LiteRT and ORT format, from the final ONNX files, run through backends -------------
 
 
@@ -533,8 +552,7 @@ def _commit(out_dir: Path, files: list[tuple[str, bytes]]) -> None:
 #: The steps, in order; each reads and extends the ``ExportState``.
 STEPS: tuple[Callable[[ExportState], None], ...] = (
     _load_source, _portable_fp32, _parity, _precisions, _calibrate, _measure, _onnx_files,
-    _tflite, _ort,
-    _runs_in, _write,
+    _corruptions, _tflite, _ort, _runs_in, _write,
 )
 
 
@@ -600,5 +618,8 @@ def export_model(source: str | os.PathLike[str], out: str | os.PathLike[str] | N
     precision's temperature and the unknown threshold are fitted on (``export.calibrate``:
     "auto", "val", "training-split", a folder of class folders, or "none");
     ``unknown_acceptance``: the share of them the unknown threshold accepts.
+    ``corruptions``: measure each written ONNX file's accuracy under the CIFAR-10-C
+    corruptions (15 × severities 1–5) on that many stratified test images, seeded by
+    ``seed``, for the card's ``robustness`` table (0: not measured).
     """
     return run_export(source, out, ExportOptions(**options), progress)

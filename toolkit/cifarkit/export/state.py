@@ -74,6 +74,7 @@ class ExportState:
     speed: Throughput | None = None
     latency: dict[str, dict[str, Any]] = field(default_factory=dict)
     latency_setup: LatencySetup | None = None
+    robustness: dict[str, Any] | None = None  # the corruption table (``export.robustness``)
     # what is written
     exported_at: str = ""
     versions: dict[str, str] = field(default_factory=dict)
@@ -94,6 +95,7 @@ class ExportState:
         return ["load", "convert", "check", *(["parity"] if o.check else []),
                 *[p for p in o.precisions if p != "fp32"],
                 *(["calibrate"] if self.held_out is not None else []), "measure",
+                *(["corruptions"] if o.corruptions else []),
                 *[f for f in o.formats if f != "onnx"], *(["runs in"] if o.runtimes else []),
                 "write"]
 
@@ -218,6 +220,7 @@ class ExportState:
             "benchmark": self.speed.to_dict() if self.speed else None,
             "latency": self.latency_setup.to_dict() if self.latency_setup else None,
             "calibration": self.calibration_card(),
+            **({"robustness": self.robustness} if self.robustness else {}),
             "runs_in": self.runs_in,
             "runs_in_setup": self.runs_in_setup,
             "opset": o.opset,
