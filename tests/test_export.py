@@ -372,12 +372,14 @@ def test_reproduce_command_is_rendered_from_the_options():
 
     opts = ExportOptions(precisions=["int8", "fp32"], formats="tflite", limit=500,
                          reduce_range=False, check=False, bench_threads=0,
-                         runtimes=["all"], data="/data/my images", seed=3).validated()
+                         runtimes=["all"], data="/data/my images", seed=3,
+                         corruptions=200).validated()
     assert reproduce_command(Path("runs/x"), Path("out"), opts) == (
         "cifarkit export runs/x --out out --precision fp32,int8 --opset 17 "
         "--data '/data/my images' --limit 500 --calibration-images 500 "
         "--calibration-method minmax --no-reduce-range --format onnx,tflite --no-check "
-        "--bench-threads 0 --runs-in all --held-out auto --unknown-acceptance 0.95")
+        "--bench-threads 0 --runs-in all --held-out auto --unknown-acceptance 0.95 "
+        "--corruptions 200")
     assert opts.unreproducible() == ["seed"]
     plain = ExportOptions(precisions=["fp32"], benchmark=False, latency_seconds=1.0,
                           held_out="none")

@@ -4,7 +4,7 @@ The export is a sequence of named steps over one ``ExportState`` state (``STEPS`
 (load and check it, pick the images) → the portable fp32 graph (convert, structural checks,
 MACs) → parity with the source → fp16 / int8 (checked and compared the same way) → measure
 (accuracy and per-class errors, throughput ratio, latency) → the ONNX files with their
-metadata → LiteRT and ORT-format files, each run once through ``cifarkit.backends`` →
+metadata → accuracy under corruptions (``--corruptions``) → LiteRT and ORT-format files, each run once through ``cifarkit.backends`` →
 the "runs in" table → card and atomic write.
 
 Everything is built in memory and in a private staging folder (where backends open the
