@@ -170,7 +170,7 @@ def test_card_readme_and_reproduce_say_how(calibrated):
     assert f"| int8 | {t:.4f} |" in readme
     assert "--held-out auto --unknown-acceptance 0.95" in calibrated.card["reproduce"]
     on_disk = json.loads(calibrated.card_path.read_text())
-    assert on_disk["card_version"] == 4 and on_disk["calibration"]["acceptance"] == 0.95
+    assert on_disk["card_version"] == 5 and on_disk["calibration"]["acceptance"] == 0.95
 
 
 def test_held_out_none_and_missing_val(colours, tmp_path):
