@@ -4,8 +4,8 @@ The export is a sequence of named steps over one ``ExportState`` state (``STEPS`
 (load and check it, pick the images) → the portable fp32 graph (convert, structural checks,
 MACs) → parity with the source → fp16 / int8 (checked and compared the same way) → measure
 (accuracy and per-class errors, throughput ratio, latency) → the ONNX files with their
-metadata → accuracy under corruptions (``--corruptions``) → LiteRT and ORT-format files, each run once through ``cifarkit.backends`` →
-the "runs in" table → card and atomic write.
+metadata → accuracy under corruptions (``--corruptions``) → LiteRT and ORT-format files,
+each run once through ``cifarkit.backends`` → the "runs in" table → card and atomic write.
 
 Everything is built in memory and in a private staging folder (where backends open the
 files before they are committed); files are written into the output folder only at the end,
