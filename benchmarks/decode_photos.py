@@ -10,6 +10,12 @@ decoder above ~500 MiB. Two parts, every file made on the fly (nothing downloade
 - ``photos``: ``--count`` photo-like 4000×3000 (12 Mpx) JPEGs (quality 92) and PNGs; each
   format decoded ``--rounds`` times over in one fresh process: images/s (best round, files in
   the page cache) and the process's peak RSS;
+- ``predict``: ``cifarkit predict`` over the same photos, one decoder process (``-w 1``,
+  chunks of 4), one inference thread, JSONL to a file; its own reported seconds (best of
+  ``--rounds``; the command's start-up is not in them, the decoder process's start is) over
+  half the photos and over all: the whole-run rate and the steady-state (marginal) rate,
+  each against the decode bound measured again in the same rounds (interleaved, so both see
+  the same load on shared cores), and the decoder process's peak RSS (from ``/proc``);
 - ``large``: one 8,100×8,100 image per kind (8-bit RGB PNG; 16-bit grey PNG holding 12-bit
   data; 32-bit float TIFF with values in ±3.14, deflate), each decoded once in its own fresh
   process: peak RSS, peak anonymous RSS (sampled every 2 ms: without the file pages libtiff
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -36,7 +43,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-SCHEMA = "cifarkit.decode-photos/1"
+SCHEMA = "cifarkit.decode-photos/2"
+SUMMARY = re.compile(r"(\d+) images? \((\d+) classified, (\d+) failed\) in ([\d.]+) s")
 PHOTO = (4000, 3000)
 LARGE = 8100
 
@@ -61,14 +69,16 @@ def sampler():  # anonymous memory only: libtiff maps the file itself (page cach
 
 if sample:
     threading.Thread(target=sampler, daemon=True).start()
-best = float("inf")
+best = cpu = float("inf")
 for _ in range(rounds):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for f in files:
         arr = load_image(f, size=size)
     best = min(best, time.perf_counter() - t)
+    cpu = min(cpu, time.process_time() - c)
 done.set()
-print(json.dumps({"seconds": best, "images_per_s": len(files) / best, "rss_before_mib": before,
+print(json.dumps({"seconds": best, "images_per_s": len(files) / best, "cpu_seconds": cpu,
+                  "rss_before_mib": before,
                   "peak_rss_mib": status("VmHWM"), "peak_anon_mib": anon[0] if sample else None,
                   "mean": float(arr.mean())}))
 """
@@ -83,15 +93,28 @@ def photo(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return np.clip(smooth.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 
+def _formats() -> dict[str, tuple[str, dict[str, Any]]]:
+    """format → (suffix, save options); HEIF where pillow-heif (a cifarkit dependency) is."""
+    from cifarkit.data.formats import register_plugins
+
+    fmts = {"jpeg": (".jpg", {"quality": 92}), "png": (".png", {"compress_level": 1})}
+    if register_plugins():
+        fmts["heif"] = (".heic", {"quality": 85})
+    return fmts
+
+
 def make_photos(folder: Path, count: int) -> dict[str, list[str]]:
     rng = np.random.default_rng(0)
-    out: dict[str, list[str]] = {"jpeg": [], "png": []}
+    fmts = _formats()
+    out: dict[str, list[str]] = {fmt: [] for fmt in fmts}
     for i in range(count):
         img = Image.fromarray(photo(rng, *PHOTO))  # made even when kept: same rng stream
-        for fmt, kw in (("jpeg", {"quality": 92}), ("png", {"compress_level": 1})):
-            path = folder / f"photo{i}.{'jpg' if fmt == 'jpeg' else 'png'}"
-            if not path.exists():
-                img.save(path, **kw)
+        for fmt, (suffix, kw) in fmts.items():
+            path = folder / f"photo{i}{suffix}"
+            if not path.exists() or not path.stat().st_size:
+                tmp = path.with_name(f".{path.name}.tmp")
+                img.save(tmp, format=fmt.upper(), **kw)  # JPEG, PNG, HEIF: Pillow's names
+                tmp.replace(path)
             out[fmt].append(str(path))
     return out
 
@@ -129,12 +152,91 @@ def measure(files: list[str], size: int, rounds: int, sample: bool = False) -> d
     return result
 
 
+def _decoder_peak(proc: Any) -> tuple[float, float]:
+    """Poll a predict command until it ends: the highest VmHWM among its child processes
+    (the decoders), in MiB (VmHWM only grows, so the last reading of each child is its peak),
+    and their CPU seconds (user + system, last reading each)."""
+    import psutil
+
+    peaks: dict[int, float] = {}
+    cpu: dict[int, float] = {}
+    parent = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            children = parent.children(recursive=True)
+        except psutil.NoSuchProcess:
+            break
+        for child in children:
+            try:
+                for line in Path(f"/proc/{child.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peaks[child.pid] = int(line.split()[1]) / 1024
+                times = child.cpu_times()
+                cpu[child.pid] = times.user + times.system
+            except (OSError, psutil.Error):
+                continue
+        time.sleep(0.01)
+    return max(peaks.values(), default=0.0), sum(cpu.values())
+
+
+def _predict_once(paths: list[str], out: Path) -> dict[str, Any]:
+    """One ``cifarkit predict`` over ``paths`` (chunks of 4, so one decoder process works
+    from the first chunk on): its reported seconds and counts, the decoder's peak RSS and
+    its CPU seconds."""
+    cmd = [sys.executable, "-m", "cifarkit", "predict", *paths, "-w", "1", "--threads", "1",
+           "-b", "4", "--format", "jsonl", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak, cpu = _decoder_peak(proc)
+    stdout, stderr = proc.communicate()
+    found = SUMMARY.search(stdout + stderr)
+    if not found:
+        return {"error": (stdout + stderr).strip().splitlines()[-3:]}
+    return {"seconds": float(found.group(4)), "counts": [int(found.group(i)) for i in (1, 2, 3)],
+            "peak": peak, "cpu": cpu}
+
+
+def measure_predict(paths: list[str], rounds: int, out: Path, size: int) -> dict[str, Any]:
+    """``cifarkit predict`` over the first half of ``paths`` and over all of them, best of
+    ``rounds``: wall seconds as predict reports them (its own start-up not counted) and the
+    decoder process's CPU seconds. The marginal figures ``(n - n/2) / (all - half)`` cancel
+    the decoder process's start (its imports): the steady state a long run reaches. The
+    decode bound is measured again in each round, just before, so both see the same load;
+    CPU seconds are the figure that survives a shared machine's load best."""
+    half = paths[: len(paths) // 2]
+    wall: dict[int, float] = {}
+    cpu: dict[int, float] = {}
+    peak, counts, bound, bound_cpu = 0.0, [0, 0, 0], 0.0, float("inf")
+    for _ in range(rounds):
+        alone = measure(paths, size, 1)
+        bound = max(bound, alone.get("images_per_s", 0.0))
+        bound_cpu = min(bound_cpu, alone.get("cpu_seconds", float("inf")))
+        for part in (half, paths):
+            got = _predict_once(part, out)
+            if "error" in got:
+                return got
+            wall[len(part)] = min(wall.get(len(part), float("inf")), got["seconds"])
+            cpu[len(part)] = min(cpu.get(len(part), float("inf")), got["cpu"])
+            peak = max(peak, got["peak"])
+            counts = got["counts"] if part is paths else counts
+    n, h = len(paths), len(half)
+    marginal = (n - h) / (wall[n] - wall[h]) if wall[n] > wall[h] else None
+    cpu_per_image = (cpu[n] - cpu[h]) / (n - h)
+    return {"decode_bound_images_per_s": bound, "seconds": wall[n],
+            "images_per_s": n / wall[n], "half_seconds": wall[h],
+            "marginal_images_per_s": marginal, "images": counts[0], "classified": counts[1],
+            "failed": counts[2], "decoder_peak_rss_mib": peak,
+            "decode_bound_cpu_s_per_image": bound_cpu / n,
+            "decoder_cpu_s_per_image": cpu_per_image,
+            "cpu_ratio": (bound_cpu / n) / cpu_per_image if cpu_per_image > 0 else None}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=6, help="photos per format (default 6)")
     ap.add_argument("--rounds", type=int, default=3, help="passes over the photos (best kept)")
     ap.add_argument("--size", type=int, default=32, help="the model's image size S")
-    ap.add_argument("--parts", default="photos,large", help="photos, large or both")
+    ap.add_argument("--parts", default="photos,predict,large",
+                    help="comma-separated: photos, predict (needs photos), large")
     ap.add_argument("--keep", help="make the files in this folder and keep them")
     ap.add_argument("--out", help="write the results here as JSON")
     ap.add_argument("--note", default="", help="free text kept in the JSON (what else ran)")
@@ -160,6 +262,21 @@ def main() -> None:
             report["photos"][fmt] = r
             print(f"{fmt:5} 4000×3000: {r.get('images_per_s', 0):6.1f} images/s, peak RSS "
                   f"{r.get('peak_rss_mib', 0):5.0f} MiB {r.get('error') or ''}")
+    if "predict" in parts and "photos" in parts:
+        report["predict"] = {}
+        for fmt, paths in files.items():
+            r = measure_predict(paths, args.rounds, folder / f"predictions-{fmt}.jsonl",
+                                args.size)
+            bound = r.get("decode_bound_images_per_s")
+            for key in ("images_per_s", "marginal_images_per_s"):
+                rate = r.get(key)
+                r[key.replace("images_per_s", "ratio")] = rate / bound if bound and rate else None
+            report["predict"][fmt] = r
+            print(f"predict {fmt:5}: {r.get('images_per_s', 0):6.1f} images/s = "
+                  f"{r.get('ratio') or 0:.2f}× the decode bound (steady state "
+                  f"{r.get('marginal_ratio') or 0:.2f}×; decoder CPU per image "
+                  f"{r.get('cpu_ratio') or 0:.2f}× as lean as decoding alone), decoder peak RSS "
+                  f"{r.get('decoder_peak_rss_mib', 0):4.0f} MiB {r.get('error') or ''}")
     if "large" in parts:
         report["large"] = {}
         for kind, path in make_large(folder).items():
