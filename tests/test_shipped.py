@@ -76,5 +76,16 @@ def test_accuracy_matches_card(item, test_split):
     x, y = test_split
     assert card["evaluation"]["test_images"] == len(y) == 10_000
     with Classifier(card_path.parent / entry["file"]) as clf:
-        acc = float(np.mean(clf.predict(x) == y))
+        probs = clf.predict_proba(x)
+        rule = clf.info.unknown
+    acc = float(np.mean(probs.argmax(axis=1) == y))
     assert abs(acc - entry["accuracy"]) <= 0.003, (acc, entry["accuracy"])
+    calibrated = ((card.get("calibration") or {}).get("precisions") or {}).get(entry["precision"])
+    if calibrated:  # the shipped file gives the calibration and acceptance its card records
+        from cifarkit.measure.calibration import ece
+
+        test = calibrated["test"]
+        assert abs(ece(probs, y) - test["ece_after"]) <= 0.002
+        assert rule is not None and rule.threshold == pytest.approx(calibrated["threshold"])
+        accepted = float(np.mean(probs.max(axis=1) >= rule.threshold))
+        assert abs(accepted - test["accepted"]) <= 0.002
