@@ -317,4 +317,4 @@ def test_card_runs_in_table_from_every_runtime(edge_export):
     assert f"{n:,} CIFAR-10 test images" in card["runs_in_setup"]
     readme = (edge_export.out_dir / "README.md").read_text()
     assert "## Runs in" in readme and "| tract |" in readme
-    assert card["reproduce"].endswith("--runs-in all")
+    assert "--runs-in all " in card["reproduce"] + " "  # calibration's flags may follow
