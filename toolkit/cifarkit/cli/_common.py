@@ -1,11 +1,15 @@
-"""Shared CLI pieces: consoles, global state, a progress bar fed by library callbacks."""
+"""Shared CLI pieces: consoles, global state, options more than one command declares, a
+progress bar fed by library callbacks."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -27,6 +31,14 @@ class _State:
 
 
 state = _State()
+
+DATA_HELP = (
+    "Dataset: a folder of class folders (<class>/ or train/<class>/ with val/ and/or test/), "
+    "a cifar-10-batches-py folder, or cifar-10-python.tar.gz. Default: $CIFARKIT_DATA, then "
+    "Keras's CIFAR-10 cache, then Keras's download."
+)
+#: ``--data`` of train and bench (export's own says what export does without data).
+DataOpt = Annotated[Path | None, typer.Option("--data", help=DATA_HELP)]
 
 
 def parse_csv(value: str | None, what: str) -> list[str]:

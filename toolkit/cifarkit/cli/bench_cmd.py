@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
-from cifarkit.cli._common import console, err_console, parse_csv
-from cifarkit.cli.data_cmd import DATA_HELP
+from cifarkit.cli._common import DataOpt, console, err_console, parse_csv
 
 
 def _progress() -> Any:
@@ -54,85 +53,90 @@ def _ints(value: str | None, what: str) -> list[int] | None:
         raise UsageError(f"{what}: expected comma-separated integers, got {value!r}") from None
 
 
+# --- the options, declared once each (in --help's order) --------------------------------------
+
+ModelsArg = Annotated[list[str] | None, typer.Argument(
+    show_default=False, help="Models: NAME (every precision in exported/NAME), NAME:PRECISION, "
+    "NAME:auto or 'default' (the file predict would run on the first --provider), an .onnx file or "
+    "a folder. Default: every model in exported/.")]
+SplitOpt = Annotated[str, typer.Option("--split", help="test | val | train.")]
+LimitOpt = Annotated[int | None, typer.Option(
+    "--limit", min=1, help="A stratified subset of N images (default: the whole split).")]
+ProviderOpt = Annotated[str | None, typer.Option(
+    "--provider", "-p", help="Comma-separated: cpu, cuda, tensorrt, openvino, auto. Each must be "
+    "really active. Default: cpu + cuda when active (else reported as unavailable).")]
+BackendOpt = Annotated[str | None, typer.Option(
+    "--backend", "--runtime", "-r", help="Comma-separated backends: onnxruntime (on --provider's "
+    "providers), onnxruntime:PROVIDER (cpu, cuda, tensorrt, openvino, auto), openvino, opencv, "
+    "tract, litert, or all (every runtime; those not installed are listed as unavailable). "
+    "Default: onnxruntime. Each file is compared with onnxruntime (top-1 agreement, max |Δp|). "
+    "litert runs the model.<precision>.tflite beside each ONNX file. --runtime is the old name.")]
+PrecisionOpt = Annotated[str | None, typer.Option(
+    "--precision", help="Comma-separated: fp32, fp16, int8 (default: all present).")]
+BatchSizesOpt = Annotated[str, typer.Option(
+    "--batch-sizes", "-b", help="Comma-separated batch sizes to time.")]
+WarmupOpt = Annotated[int, typer.Option(
+    "--warmup", min=0, help="Untimed runs before each timing.")]
+IterationsOpt = Annotated[int | None, typer.Option(
+    "--iterations", "-n", min=1, help="Timed runs per batch size.")]
+DurationOpt = Annotated[float | None, typer.Option(
+    "--duration", help="Seconds of timed runs per batch size (default 1.0; at least 5 runs). Not "
+    "with --iterations.")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    "--threads", min=1, help="onnxruntime intra-op threads (default: physical cores).")]
+KerasOpt = Annotated[str | None, typer.Option(
+    "--keras", help="Time the Keras model too: a .keras file, or 'auto' (the source recorded in "
+    "each export's card.json, or runs/<name>/model.keras). Imports TensorFlow.")]
+JsonPathOpt = Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")]
+MarkdownOpt = Annotated[Path | None, typer.Option(
+    "--markdown", help="Write the Markdown report here (e.g. benchmarks/RESULTS.md).")]
+PlotsOpt = Annotated[Path | None, typer.Option(
+    "--plots", help="Write the PNG figures into this folder (default with --markdown: a figures/ "
+    "folder beside it).")]
+NoPlotsOpt = Annotated[bool, typer.Option("--no-plots", help="No figures, even with --markdown.")]
+ConfusionsOpt = Annotated[int, typer.Option(
+    "--confusions", min=0, help="How many of the most common confusions to list.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No tables on stdout.")]
+QuickOpt = Annotated[bool, typer.Option(
+    "--quick", help="The main job's lighter sweep: the default model (exported/default), every "
+    "precision, gets the whole sweep; every other model a stratified 2,000 images, batch sizes 1 "
+    "and 32, 0.5 s of timed runs each.")]
+CorruptionsOpt = Annotated[int | None, typer.Option(
+    "--corruptions", min=10, metavar="N", help="Also measure accuracy under CIFAR-10-C's 15 "
+    "corruptions x 5 severities on N stratified images (seeded; onnxruntime, CPU).")]
+OodOpt = Annotated[Path | None, typer.Option(
+    "--ood", metavar="DIR", help="Also tell images of other subjects apart: every image under DIR "
+    "(any depth; folder names ignored) against the split, on every model x precision x backend: "
+    "AUROC, FPR at 95 % TPR and the share rejected on each side at the model's recorded threshold "
+    "(else the one accepting 95 % of the split).")]
+
+
 def bench(
-    models: list[str] = typer.Argument(
-        None, help="Models: NAME (every precision in exported/NAME), NAME:PRECISION, NAME:auto "
-        "or 'default' (the file predict would run on the first --provider), an .onnx file or a "
-        "folder. Default: every model in exported/.", show_default=False,
-    ),
-    data: Path = typer.Option(None, "--data", help=DATA_HELP),
-    split: str = typer.Option("test", "--split", help="test | val | train."),
-    limit: int = typer.Option(
-        None, "--limit", min=1, help="A stratified subset of N images (default: the whole split)."
-    ),
-    provider: str = typer.Option(
-        None, "--provider", "-p", help="Comma-separated: cpu, cuda, tensorrt, openvino, auto. "
-        "Each must be really active. Default: cpu + cuda when active (else reported as "
-        "unavailable).",
-    ),
-    backend: str = typer.Option(
-        None, "--backend", "--runtime", "-r", help="Comma-separated backends: onnxruntime "
-        "(on --provider's providers), onnxruntime:PROVIDER (cpu, cuda, tensorrt, openvino, "
-        "auto), openvino, opencv, tract, litert, or all (every runtime; those not installed "
-        "are listed as unavailable). Default: onnxruntime. Each file is compared with "
-        "onnxruntime (top-1 agreement, max |Δp|). litert runs the model.<precision>.tflite "
-        "beside each ONNX file. --runtime is the old name.",
-    ),
-    precision: str = typer.Option(
-        None, "--precision", help="Comma-separated: fp32, fp16, int8 (default: all present)."
-    ),
-    batch_sizes: str = typer.Option(
-        "1,8,32,128,512", "--batch-sizes", "-b", help="Comma-separated batch sizes to time."
-    ),
-    warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed runs before each timing."),
-    iterations: int = typer.Option(
-        None, "--iterations", "-n", min=1, help="Timed runs per batch size."
-    ),
-    duration: float = typer.Option(
-        None, "--duration", help="Seconds of timed runs per batch size (default 1.0; at least "
-        "5 runs). Not with --iterations.",
-    ),
-    threads: int = typer.Option(
-        None, "--threads", min=1, help="onnxruntime intra-op threads (default: physical cores)."
-    ),
-    keras: str = typer.Option(
-        None, "--keras", help="Time the Keras model too: a .keras file, or 'auto' (the source "
-        "recorded in each export's card.json, or runs/<name>/model.keras). Imports TensorFlow.",
-    ),
-    json_path: Path = typer.Option(None, "--json", help="Write the JSON report here."),
-    markdown: Path = typer.Option(
-        None, "--markdown", help="Write the Markdown report here (e.g. benchmarks/RESULTS.md)."
-    ),
-    plots: Path = typer.Option(
-        None, "--plots", help="Write the PNG figures into this folder (default with "
-        "--markdown: a figures/ folder beside it).",
-    ),
-    no_plots: bool = typer.Option(False, "--no-plots", help="No figures, even with --markdown."),
-    confusions: int = typer.Option(
-        10, "--confusions", min=0, help="How many of the most common confusions to list."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No tables on stdout."),
-    quick: bool = typer.Option(
-        False, "--quick", help="The main job's lighter sweep: the default model "
-        "(exported/default), every precision, gets the whole sweep; every other model a "
-        "stratified 2,000 images, batch sizes 1 and 32, 0.5 s of timed runs each.",
-    ),
-    corruptions: int = typer.Option(
-        None, "--corruptions", min=10, metavar="N",
-        help="Also measure accuracy under CIFAR-10-C's 15 corruptions x 5 severities on N "
-             "stratified images (seeded; onnxruntime, CPU).",
-    ),
-    ood: Path = typer.Option(
-        None, "--ood", metavar="DIR", help="Also tell images of other subjects apart: every "
-        "image under DIR (any depth; folder names ignored) against the split, on every model "
-        "x precision x backend: AUROC, FPR at 95 % TPR and the share rejected on each side at "
-        "the model's recorded threshold (else the one accepting 95 % of the split).",
-    ),
+    models: ModelsArg = None,
+    data: DataOpt = None,
+    split: SplitOpt = "test",
+    limit: LimitOpt = None,
+    provider: ProviderOpt = None,
+    backend: BackendOpt = None,
+    precision: PrecisionOpt = None,
+    batch_sizes: BatchSizesOpt = "1,8,32,128,512",
+    warmup: WarmupOpt = 5,
+    iterations: IterationsOpt = None,
+    duration: DurationOpt = None,
+    threads: ThreadsOpt = None,
+    keras: KerasOpt = None,
+    json_path: JsonPathOpt = None,
+    markdown: MarkdownOpt = None,
+    plots: PlotsOpt = None,
+    no_plots: NoPlotsOpt = False,
+    confusions: ConfusionsOpt = 10,
+    quiet: QuietOpt = False,
+    quick: QuickOpt = False,
+    corruptions: CorruptionsOpt = None,
+    ood: OodOpt = None,
 ) -> None:
     """Accuracy, per-class errors and latency of exported ONNX models on real images."""
-    from rich.markup import escape
-
-    from cifarkit.bench import BenchConfig, rich_report, run_bench
+    from cifarkit.bench import BenchConfig, rich_report
     from cifarkit.errors import UsageError
 
     if iterations is not None and duration is not None:
@@ -142,38 +146,43 @@ def bench(
 
         quiet_tensorflow()
     config = BenchConfig(
-        models=list(models or []),
-        data=data,
-        split=split,
-        limit=limit,
+        models=list(models or []), data=data, split=split, limit=limit,
         providers=parse_csv(provider, "--provider") or None,
         runtimes=parse_csv(backend, "--backend") or None,
         precisions=parse_csv(precision, "--precision") or None,
-        batch_sizes=_ints(batch_sizes, "--batch-sizes") or [],
-        warmup=warmup,
-        iterations=iterations,
-        duration=duration,
-        threads=threads,
-        keras=keras,
-        n_confusions=confusions,
-        argv=["cifarkit", *sys.argv[1:]],
-        quick=quick,
-        corruptions=corruptions,
-        ood=ood,
+        batch_sizes=_ints(batch_sizes, "--batch-sizes") or [], warmup=warmup,
+        iterations=iterations, duration=duration, threads=threads, keras=keras,
+        n_confusions=confusions, argv=["cifarkit", *sys.argv[1:]], quick=quick,
+        corruptions=corruptions, ood=ood,
     )
+    result = _run(config)
+    if not quiet:
+        for item in rich_report(result):
+            console.print(item)
+    _write_reports(result, json_path, markdown, None if no_plots else plots,
+                   markdown is not None and not no_plots)
+    _finish(result, quiet)
+
+
+def _run(config: Any) -> Any:
+    """``run_bench`` under a progress bar that names what is being measured."""
+    from rich.markup import escape
+
+    from cifarkit.bench import run_bench
+
     with _progress() as bar:
         task = bar.add_task("benchmark", total=None)
 
         def on_progress(done: int, total: int, what: str) -> None:
             bar.update(task, completed=done, total=total, description=escape(what))
 
-        result = run_bench(config, progress=on_progress)
+        return run_bench(config, progress=on_progress)
 
-    if not quiet:
-        for item in rich_report(result):
-            console.print(item)
-    _write_reports(result, json_path, markdown, None if no_plots else plots,
-                   markdown is not None and not no_plots)
+
+def _finish(result: Any, quiet: bool) -> None:
+    """The closing line on stderr; the first failure raised (exit code 4) when any failed."""
+    from rich.markup import escape
+
     on = ", ".join(result.providers)
     if result.multi_runtime:
         on = ", ".join(result.runtimes) + (f" (onnxruntime on {on})" if on else "")

@@ -7,13 +7,8 @@ from pathlib import Path
 
 import typer
 
-from cifarkit.cli._common import console, progress_bar
+from cifarkit.cli._common import DATA_HELP, console, progress_bar
 
-DATA_HELP = (
-    "Dataset: a folder of class folders (<class>/ or train/<class>/ with val/ and/or test/), "
-    "a cifar-10-batches-py folder, or cifar-10-python.tar.gz. Default: $CIFARKIT_DATA, then "
-    "Keras's CIFAR-10 cache, then Keras's download."
-)
 #: Classes listed in the terminal table before it is cut (JSON-free command: say so).
 MAX_ROWS = 30
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -129,107 +129,97 @@ def _render_robustness(robustness: dict[str, Any] | None) -> None:
                       f"drop {r['drop'] * 100:.1f} pt")
 
 
+# --- the options, declared once each (in --help's order) --------------------------------------
+
+SourcesArg = Annotated[list[Path] | None, typer.Argument(
+    show_default=False, help="Run folders (runs/<arch>/), .keras files, or fp32 .onnx files (e.g. "
+    "a shipped exported/<name>/model.fp32.onnx: re-exported with the same weights). Default: every "
+    "runs/*/ whose export is missing or older than its model.keras.")]
+OutOpt = Annotated[Path | None, typer.Option(
+    "--out", "-o", help="Output folder (one source only). Default: exported/<name>/.")]
+PrecisionOpt = Annotated[str, typer.Option(
+    "--precision", "-p", help="Comma-separated: fp32, fp16, int8.")]
+FormatsOpt = Annotated[str, typer.Option(
+    "--format", "-f", help="Comma-separated: onnx (always), tflite (LiteRT model.fp32.tflite + "
+    "full-integer model.int8.tflite), ort (ORT format, one per precision).")]
+OpsetOpt = Annotated[int, typer.Option(
+    "--opset", help="ONNX opset (13 up to what tf2onnx supports).")]
+CalibrationImagesOpt = Annotated[int, typer.Option(
+    "--calibration-images", help="INT8: stratified training images to calibrate on.")]
+CalibrationMethodOpt = Annotated[str, typer.Option(
+    "--calibration-method", help="INT8: minmax | entropy | percentile.")]
+ReduceRangeOpt = Annotated[bool | None, typer.Option(
+    "--reduce-range/--no-reduce-range", show_default=False, help="INT8: 7-bit weights, safe on "
+    "every x86 CPU (without VNNI the integer kernels can saturate at 8 bits). Default: on unless "
+    "this CPU has VNNI; say --reduce-range for files that will run on other machines.")]
+TtaOpt = Annotated[int | None, typer.Option(
+    "--tta", min=0, max=2, show_default=False, help="fastnet models: in-graph test-time "
+    "augmentation level. 0 none, 1 the image and its mirror (as trained), 2 also one-pixel "
+    "translations (6 views: more accurate, 3x the work of 1). Default: the trained model's.")]
+DataOpt = Annotated[Path | None, typer.Option("--data", help=DATA_HELP)]
+LimitOpt = Annotated[int | None, typer.Option(
+    "--limit", help="Measure accuracy on a stratified subset of N test images.")]
+ParityImagesOpt = Annotated[int, typer.Option(
+    "--parity-images", help="Test images compared between Keras and ONNX.")]
+NoCheckOpt = Annotated[bool, typer.Option(
+    "--no-check", help="Skip the Keras-vs-ONNX parity check (the ONNX checker, the contract and "
+    "onnxruntime loading still run).")]
+NoBenchOpt = Annotated[bool, typer.Option(
+    "--no-bench", help="Skip the speed ratio and the latency sweep.")]
+BenchThreadsOpt = Annotated[int, typer.Option(
+    "--bench-threads", min=0, help="onnxruntime threads for the speed ratio (0 = its default, one "
+    "per core).")]
+RuntimesOpt = Annotated[str, typer.Option(
+    "--runs-in", help="Runtimes for the card's \"runs in\" table: each ONNX file run on the test "
+    "images (onnxruntime,openvino,opencv,tract,litert; all; none). Not installed: a row saying so; "
+    "litert needs --format tflite.")]
+HeldOutOpt = Annotated[str, typer.Option(
+    "--held-out", help="Images the model never saw, to fit each precision's temperature "
+    "(calibrated probabilities, folded into the graph) and the unknown threshold on: auto (the "
+    "data's val/ split, else the training's validation split redrawn from --data; else not "
+    "calibrated, with a note), val, training-split, a folder of class folders, or none. Never the "
+    "test split.")]
+UnknownAcceptanceOpt = Annotated[float, typer.Option(
+    "--unknown-acceptance", help="Share of the held-out images the unknown threshold (top "
+    "probability) accepts.")]
+CorruptionsOpt = Annotated[int, typer.Option(
+    "--corruptions", min=0, metavar="N", help="Also measure each ONNX file's accuracy under "
+    "CIFAR-10-C's 15 corruptions x 5 severities on N stratified test images (seeded; the card's "
+    "robustness table). 0 = off.")]
+RunsDirOpt = Annotated[Path, typer.Option("--runs", help="Where bare `export` looks.")]
+ExportedDirOpt = Annotated[Path, typer.Option(
+    "--exported", help="Parent of the default output folders.")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Bare `export`: re-export runs that are up to date too.")]
+
+
 def export(
-    sources: list[Path] = typer.Argument(
-        None, help="Run folders (runs/<arch>/), .keras files, or fp32 .onnx files (e.g. a "
-        "shipped exported/<name>/model.fp32.onnx: re-exported with the same weights). "
-        "Default: every runs/*/ whose export is missing or older than its model.keras.",
-        show_default=False,
-    ),
-    out: Path = typer.Option(
-        None, "--out", "-o", help="Output folder (one source only). Default: exported/<name>/."
-    ),
-    precision: str = typer.Option(
-        "fp32,fp16,int8", "--precision", "-p", help="Comma-separated: fp32, fp16, int8."
-    ),
-    formats: str = typer.Option(
-        "onnx", "--format", "-f", help="Comma-separated: onnx (always), tflite (LiteRT "
-        "model.fp32.tflite + full-integer model.int8.tflite), ort (ORT format, one per "
-        "precision)."
-    ),
-    opset: int = typer.Option(17, "--opset", help="ONNX opset (13 up to what tf2onnx supports)."),
-    calibration_images: int = typer.Option(
-        500, "--calibration-images", help="INT8: stratified training images to calibrate on."
-    ),
-    calibration_method: str = typer.Option(
-        "minmax", "--calibration-method", help="INT8: minmax | entropy | percentile."
-    ),
-    reduce_range: bool | None = typer.Option(
-        None, "--reduce-range/--no-reduce-range", show_default=False,
-        help="INT8: 7-bit weights, safe on every x86 CPU (without VNNI the integer kernels "
-        "can saturate at 8 bits). Default: on unless this CPU has VNNI; say --reduce-range "
-        "for files that will run on other machines.",
-    ),
-    tta: int | None = typer.Option(
-        None, "--tta", min=0, max=2, show_default=False,
-        help="fastnet models: in-graph test-time augmentation level. 0 none, 1 the image and "
-        "its mirror (as trained), 2 also one-pixel translations (6 views: more accurate, "
-        "3x the work of 1). Default: the trained model's.",
-    ),
-    data: Path = typer.Option(None, "--data", help=DATA_HELP),
-    limit: int = typer.Option(
-        None, "--limit", help="Measure accuracy on a stratified subset of N test images."
-    ),
-    parity_images: int = typer.Option(
-        1000, "--parity-images", help="Test images compared between Keras and ONNX."
-    ),
-    no_check: bool = typer.Option(
-        False, "--no-check", help="Skip the Keras-vs-ONNX parity check (the ONNX checker, the "
-        "contract and onnxruntime loading still run)."
-    ),
-    no_bench: bool = typer.Option(
-        False, "--no-bench", help="Skip the speed ratio and the latency sweep."
-    ),
-    bench_threads: int = typer.Option(
-        1, "--bench-threads", min=0,
-        help="onnxruntime threads for the speed ratio (0 = its default, one per core).",
-    ),
-    runtimes: str = typer.Option(
-        "all", "--runs-in",
-        help="Runtimes for the card's \"runs in\" table: each ONNX file run on the test "
-        "images (onnxruntime,openvino,opencv,tract,litert; all; none). Not installed: a row "
-        "saying so; litert needs --format tflite.",
-    ),
-    held_out: str = typer.Option(
-        "auto", "--held-out",
-        help="Images the model never saw, to fit each precision's temperature (calibrated "
-        "probabilities, folded into the graph) and the unknown threshold on: auto (the data's "
-        "val/ split, else the training's validation split redrawn from --data; else not "
-        "calibrated, with a note), val, training-split, a folder of class folders, or none. "
-        "Never the test split.",
-    ),
-    unknown_acceptance: float = typer.Option(
-        0.95, "--unknown-acceptance",
-        help="Share of the held-out images the unknown threshold (top probability) accepts.",
-    ),
-    corruptions: int = typer.Option(
-        0, "--corruptions", min=0, metavar="N",
-        help="Also measure each ONNX file's accuracy under CIFAR-10-C's 15 corruptions x 5 "
-        "severities on N stratified test images (seeded; the card's robustness table). "
-        "0 = off.",
-    ),
-    runs_dir: Path = typer.Option(Path("runs"), "--runs", help="Where bare `export` looks."),
-    exported_dir: Path = typer.Option(
-        Path("exported"), "--exported", help="Parent of the default output folders."
-    ),
-    force: bool = typer.Option(
-        False, "--force", help="Bare `export`: re-export runs that are up to date too."
-    ),
+    sources: SourcesArg = None,
+    out: OutOpt = None,
+    precision: PrecisionOpt = "fp32,fp16,int8",
+    formats: FormatsOpt = "onnx",
+    opset: OpsetOpt = 17,
+    calibration_images: CalibrationImagesOpt = 500,
+    calibration_method: CalibrationMethodOpt = "minmax",
+    reduce_range: ReduceRangeOpt = None,
+    tta: TtaOpt = None,
+    data: DataOpt = None,
+    limit: LimitOpt = None,
+    parity_images: ParityImagesOpt = 1000,
+    no_check: NoCheckOpt = False,
+    no_bench: NoBenchOpt = False,
+    bench_threads: BenchThreadsOpt = 1,
+    runtimes: RuntimesOpt = "all",
+    held_out: HeldOutOpt = "auto",
+    unknown_acceptance: UnknownAcceptanceOpt = 0.95,
+    corruptions: CorruptionsOpt = 0,
+    runs_dir: RunsDirOpt = Path("runs"),
+    exported_dir: ExportedDirOpt = Path("exported"),
+    force: ForceOpt = False,
 ) -> None:
     """Export Keras models to portable ONNX (fp32, fp16, int8) and optionally LiteRT / ORT
     format, check them, and write a model card."""
-    from dataclasses import replace
-
-    from cifarkit.errors import CifarkitError, UsageError
-    from cifarkit.export import (
-        MIN_OPSET,
-        ExportOptions,
-        check_opset,
-        find_stale_runs,
-        resolve_data,
-        resolve_source,
-        run_export,
-    )
+    from cifarkit.export import ExportOptions
 
     # checked now (before TensorFlow is imported); runs-in names are resolved by the exporter
     # (so the card's reproduce command says "all")
@@ -244,29 +234,50 @@ def export(
         exported_dir=exported_dir,
         command=" ".join(["cifarkit", *sys.argv[1:]]) if sys.argv else None,
     ).validated()
+    todo = _sources(sources or [], out, opset, runs_dir, exported_dir, force)
+    if todo:
+        _export_all(todo, out, options, data)
+
+
+def _sources(sources: list[Path], out: Path | None, opset: int, runs_dir: Path,
+             exported_dir: Path, force: bool) -> list[Path]:
+    """The sources to export (bare `export`: the runs whose export is missing or stale),
+    checked before TensorFlow is imported where that can be; [] when there is nothing to do."""
+    from cifarkit.errors import UsageError
+    from cifarkit.export import MIN_OPSET, check_opset, find_stale_runs, resolve_source
+
     if opset < MIN_OPSET:  # the upper bound needs tf2onnx (TensorFlow): checked below
         check_opset(opset)
-    if out is not None and len(sources or []) != 1:
+    if out is not None and len(sources) != 1:
         raise UsageError("--out needs exactly one run folder or .keras file")
-    for src in sources or []:  # fail on a bad path before importing TensorFlow
+    for src in sources:  # fail on a bad path before importing TensorFlow
         resolve_source(src)
     from cifarkit.cli._tfquiet import quiet_tensorflow
 
     quiet_tensorflow()  # check_opset imports tf2onnx, and with it TensorFlow
     check_opset(opset)
-    if not sources:
-        stale, skipped = find_stale_runs(runs_dir, exported_dir)
-        if force:
-            stale += [run for run, why in skipped if why.startswith("up to date")]
-            stale.sort()
-        for run, why in skipped:
-            if not (force and why.startswith("up to date")):
-                console.print(f"[dim]skip {run}: {escape(why)}[/]")
-        if not stale:
-            console.print(f"nothing to export: no run in {runs_dir}/ has a missing or outdated "
-                          "export")
-            return
-        sources = stale
+    if sources:
+        return sources
+    stale, skipped = find_stale_runs(runs_dir, exported_dir)
+    if force:
+        stale += [run for run, why in skipped if why.startswith("up to date")]
+        stale.sort()
+    for run, why in skipped:
+        if not (force and why.startswith("up to date")):
+            console.print(f"[dim]skip {run}: {escape(why)}[/]")
+    if not stale:
+        console.print(f"nothing to export: no run in {runs_dir}/ has a missing or outdated "
+                      "export")
+    return stale
+
+
+def _export_all(sources: list[Path], out: Path | None, options: Any, data: Path | None) -> None:
+    """Each source exported and rendered; with several, a failure is reported and the others
+    go on, and the command exits with the first failure's code."""
+    from dataclasses import replace
+
+    from cifarkit.errors import CifarkitError
+    from cifarkit.export import resolve_data, run_export
 
     with progress_bar() as update:
         ds = resolve_data(data, progress=update)
@@ -275,7 +286,6 @@ def export(
                           "Keras cache): checking with synthetic images")
     else:
         console.print(f"data: {ds.source}: {len(ds.x_test):,} test, {len(ds.x_train):,} train")
-
     options = replace(options, data=ds)
     failures: list[tuple[Path, CifarkitError]] = []
     for src in sources:

@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -199,99 +199,101 @@ def _stdout_stream(wrap: bool) -> Iterator[Any]:
         stream.detach()
 
 
+# --- the options, declared once each (in --help's order) --------------------------------------
+
+PathsArg = Annotated[list[str], typer.Argument(
+    show_default=False, help="Image files, folders, glob patterns ('photos/**/*.png'), or - to "
+    "read newline-separated paths from stdin.")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", help="An .onnx file, a folder, or NAME[:fp32|int8|fp16|auto] in exported/ "
+    "(auto: int8 on CPUs when its card says int8 pays, else fp32). Default: the model named in "
+    "exported/default.")]
+BackendOpt = Annotated[str, typer.Option(
+    "--backend", help="The runtime that runs the model: onnxruntime[:PROVIDER] | openvino | opencv "
+    "| tract | litert (litert opens the .tflite beside the .onnx). Fails unless installed and able "
+    "to run the model; rows name it.")]
+ProviderOpt = Annotated[str, typer.Option(
+    "--provider", "-p", help="onnxruntime's execution provider: cpu | cuda | tensorrt | openvino | "
+    "auto. Fails unless really active (no silent CPU fallback).")]
+BatchSizeOpt = Annotated[int, typer.Option(
+    "--batch-size", "-b", min=1, help="Images per decode task and inference request (the session "
+    "runs them in chunks of its preferred size).")]
+TopKOpt = Annotated[int, typer.Option("--top-k", "-k", min=1, help="Classes listed per image.")]
+FmtOpt = Annotated[str, typer.Option(
+    "--format", "-f", help="table | csv | jsonl | parquet (needs --output: NAME.parquet is one "
+    "file, any other name a folder of part files).")]
+OutputOpt = Annotated[str | None, typer.Option(
+    "--output", "-o", help="Write the results to FILE (atomically) instead of stdout. --engine "
+    "ray: FOLDER/ (or a URI, s3://b/preds/) is a folder of part files written by the workers plus "
+    "_SUCCESS; NAME.csv|.jsonl|.parquet one file (see docs/scale-out.md).")]
+EngineOpt = Annotated[str, typer.Option(
+    "--engine", "-e", help="local (this process and its decoder processes) | ray (a Ray Data actor "
+    "pool, on a local Ray or the cluster at --address).")]
+AddressOpt = Annotated[str | None, typer.Option(
+    "--address", show_default=False, help="Ray cluster (HOST:PORT of the head, ray://HOST:PORT or "
+    "auto). Default: $RAY_ADDRESS, else a local Ray started for this run. --engine ray only.")]
+ConcurrencyOpt = Annotated[str | None, typer.Option(
+    "--concurrency", show_default=False, help="Inference actors: N, or MIN-MAX to autoscale "
+    "(default: the cluster's CPUs / --cpus-per-actor, or GPUs / --gpus-per-actor). --engine ray "
+    "only.")]
+CpusPerActorOpt = Annotated[int, typer.Option(
+    "--cpus-per-actor", min=1, help="CPUs per actor = its onnxruntime threads. --engine ray only.")]
+GpusPerActorOpt = Annotated[float | None, typer.Option(
+    "--gpus-per-actor", min=0.0, show_default=False, help="GPUs per actor (default: 1 with "
+    "--provider cuda or tensorrt, else 0; fractions share a GPU). --engine ray only.")]
+RecursiveOpt = Annotated[bool, typer.Option(
+    "--recursive/--no-recursive", help="Walk subfolders of folder arguments (a ** in a glob "
+    "pattern always matches any depth).")]
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", "-w", min=0, help="Decoder processes (default: physical cores; 0: decode in the "
+    "main process).")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first file that fails.")]
+LabelsFromFoldersOpt = Annotated[bool, typer.Option(
+    "--labels-from-folders", help="Take the true class from each image's folder name (…/cat/x.jpg) "
+    "and report accuracy and a per-class summary.")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    "--threads", min=1, help="Inference threads (onnxruntime's intra-op threads; default: physical "
+    "cores).")]
+IoBindingOpt = Annotated[bool, typer.Option(
+    "--io-binding", help="Run through onnxruntime I/O binding (one copy per batch to the GPU, "
+    "outputs bound on the device).")]
+ProviderOptionOpt = Annotated[list[str] | None, typer.Option(
+    "--provider-option", help="KEY=VALUE passed to the execution provider, e.g. "
+    "cudnn_conv_algo_search=HEURISTIC (repeatable).")]
+RejectOpt = Annotated[str, typer.Option(
+    "--reject", metavar="auto|VALUE|off", help="Answer 'unknown' for images that look like none of "
+    "the classes: auto (the threshold recorded in the model; an error if it has none) | VALUE (a "
+    "score threshold: for the top probability, in (0, 1)) | off. Rows keep top-k and gain score "
+    "and rejected columns; the summary counts the unknown rows. Refused for a model with a class "
+    "named 'unknown'.")]
+ListSkippedOpt = Annotated[bool, typer.Option(
+    "--list-skipped", help="List the files that folders and globs held but that were skipped as "
+    "non-images (their extension is none the installed Pillow opens; the summary counts them).")]
+
+
 def predict(
-    paths: list[str] = typer.Argument(
-        ..., help="Image files, folders, glob patterns ('photos/**/*.png'), or - to read "
-        "newline-separated paths from stdin.", show_default=False,
-    ),
-    model: str = typer.Option(
-        None, "--model", "-m", help="An .onnx file, a folder, or NAME[:fp32|int8|fp16|auto] in "
-        "exported/ (auto: int8 on CPUs when its card says int8 pays, else fp32). Default: the "
-        "model named in exported/default.",
-    ),
-    backend: str = typer.Option(
-        "onnxruntime", "--backend", help="The runtime that runs the model: onnxruntime[:PROVIDER] "
-        "| openvino | opencv | tract | litert (litert opens the .tflite beside the .onnx). Fails "
-        "unless installed and able to run the model; rows name it.",
-    ),
-    provider: str = typer.Option(
-        "cpu", "--provider", "-p", help="onnxruntime's execution provider: cpu | cuda | tensorrt "
-        "| openvino | auto. Fails unless really active (no silent CPU fallback).",
-    ),
-    batch_size: int = typer.Option(
-        256, "--batch-size", "-b", min=1, help="Images per decode task and inference request "
-        "(the session runs them in chunks of its preferred size).",
-    ),
-    top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="Classes listed per image."),
-    fmt: str = typer.Option(
-        "table", "--format", "-f", help="table | csv | jsonl | parquet (needs --output: NAME"
-        ".parquet is one file, any other name a folder of part files).",
-    ),
-    output: str = typer.Option(
-        None, "--output", "-o", help="Write the results to FILE (atomically) instead of stdout. "
-        "--engine ray: FOLDER/ (or a URI, s3://b/preds/) is a folder of part files written by "
-        "the workers plus _SUCCESS; NAME.csv|.jsonl|.parquet one file (see docs/scale-out.md).",
-    ),
-    engine: str = typer.Option(
-        "local", "--engine", "-e", help="local (this process and its decoder processes) | ray "
-        "(a Ray Data actor pool, on a local Ray or the cluster at --address).",
-    ),
-    address: str = typer.Option(
-        None, "--address", help="Ray cluster (HOST:PORT of the head, ray://HOST:PORT or auto). "
-        "Default: $RAY_ADDRESS, else a local Ray started for this run. --engine ray only.",
-        show_default=False,
-    ),
-    concurrency: str = typer.Option(
-        None, "--concurrency", help="Inference actors: N, or MIN-MAX to autoscale (default: "
-        "the cluster's CPUs / --cpus-per-actor, or GPUs / --gpus-per-actor). --engine ray only.",
-        show_default=False,
-    ),
-    cpus_per_actor: int = typer.Option(
-        1, "--cpus-per-actor", min=1, help="CPUs per actor = its onnxruntime threads. "
-        "--engine ray only.",
-    ),
-    gpus_per_actor: float = typer.Option(
-        None, "--gpus-per-actor", min=0.0, help="GPUs per actor (default: 1 with --provider cuda "
-        "or tensorrt, else 0; fractions share a GPU). --engine ray only.", show_default=False,
-    ),
-    recursive: bool = typer.Option(
-        True, "--recursive/--no-recursive", help="Walk subfolders of folder arguments (a ** in "
-        "a glob pattern always matches any depth).",
-    ),
-    workers: int = typer.Option(
-        None, "--workers", "-w", min=0, help="Decoder processes (default: physical cores; 0: "
-        "decode in the main process).",
-    ),
-    strict: bool = typer.Option(False, "--strict", help="Stop at the first file that fails."),
-    labels_from_folders: bool = typer.Option(
-        False, "--labels-from-folders", help="Take the true class from each image's folder name "
-        "(…/cat/x.jpg) and report accuracy and a per-class summary.",
-    ),
-    threads: int = typer.Option(
-        None, "--threads", min=1, help="Inference threads (onnxruntime's intra-op threads; "
-        "default: physical cores).",
-    ),
-    io_binding: bool = typer.Option(
-        False, "--io-binding", help="Run through onnxruntime I/O binding (one copy per batch to "
-        "the GPU, outputs bound on the device).",
-    ),
-    provider_option: list[str] = typer.Option(
-        None, "--provider-option", help="KEY=VALUE passed to the execution provider, e.g. "
-        "cudnn_conv_algo_search=HEURISTIC (repeatable).",
-    ),
-    reject: str = typer.Option(
-        "off", "--reject", metavar="auto|VALUE|off",
-        help="Answer 'unknown' for images that look like none of the classes: auto (the "
-        "threshold recorded in the model; an error if it has none) | VALUE (a score "
-        "threshold: for the top probability, in (0, 1)) | off. Rows keep top-k and gain "
-        "score and rejected columns; the summary counts the unknown rows. Refused for a "
-        "model with a class named 'unknown'.",
-    ),
-    list_skipped: bool = typer.Option(
-        False, "--list-skipped", help="List the files that folders and globs held but that were "
-        "skipped as non-images (their extension is none the installed Pillow opens; the "
-        "summary counts them).",
-    ),
+    paths: PathsArg,
+    model: ModelOpt = None,
+    backend: BackendOpt = "onnxruntime",
+    provider: ProviderOpt = "cpu",
+    batch_size: BatchSizeOpt = 256,
+    top_k: TopKOpt = 3,
+    fmt: FmtOpt = "table",
+    output: OutputOpt = None,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    cpus_per_actor: CpusPerActorOpt = 1,
+    gpus_per_actor: GpusPerActorOpt = None,
+    recursive: RecursiveOpt = True,
+    workers: WorkersOpt = None,
+    strict: StrictOpt = False,
+    labels_from_folders: LabelsFromFoldersOpt = False,
+    threads: ThreadsOpt = None,
+    io_binding: IoBindingOpt = False,
+    provider_option: ProviderOptionOpt = None,
+    reject: RejectOpt = "off",
+    list_skipped: ListSkippedOpt = False,
 ) -> None:
     """Classify images with an ONNX model: streaming, batched, bad files reported and skipped.
 
@@ -300,27 +302,16 @@ def predict(
     from rich.markup import escape
 
     from cifarkit.backends.catalog import choose_model
-    from cifarkit.engines import FORMATS, PredictRequest, get_engine
-    from cifarkit.engines.rows import safe_text
-    from cifarkit.errors import UsageError
+    from cifarkit.engines import PredictRequest
 
     fmt = fmt.lower()
-    if fmt not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if fmt == "parquet" and output is None:
-        raise UsageError("--format parquet writes a file: give --output NAME.parquet (one file) "
-                         "or --output FOLDER (part files)")
-    runner = get_engine(engine.lower())
-    if output is not None and "://" in str(output) and runner.name != "ray":
-        raise UsageError(f"--output {output}: a URI output needs --engine ray (its workers "
-                         "write the parts); the local engine writes local files")
+    runner = _engine(engine, fmt, output)
     choice = choose_model(model, provider)
     request = PredictRequest(
         sources=tuple(paths), model=choice.path, backend=backend.lower(), provider=provider,
         provider_options=_parse_options(provider_option), top_k=top_k, batch_size=batch_size,
         recursive=recursive, labels_from_folders=labels_from_folders, strict=strict,
-        reject=reject,
-        workers=workers, threads=threads, io_binding=io_binding, address=address,
+        reject=reject, workers=workers, threads=threads, io_binding=io_binding, address=address,
         concurrency=concurrency, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
     )
     runner.check(request)
@@ -337,26 +328,53 @@ def predict(
     with _stdout_stream(wrap=output is None and not to_terminal) as stream:
         skipped: list[str] | None = [] if list_skipped else None
         stats = _run(runner, request, fmt, output, stream, render, skipped)
+    _report(stats, fmt, output, skipped)
+    raise typer.Exit(_exit_code(stats, labels_from_folders, render.classes))
+
+
+def _engine(name: str, fmt: str, output: str | None) -> Any:
+    """The engine called ``name``, once ``--format`` and ``--output`` are known to suit it."""
+    from cifarkit.engines import FORMATS, get_engine
+    from cifarkit.errors import UsageError
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "parquet" and output is None:
+        raise UsageError("--format parquet writes a file: give --output NAME.parquet (one file) "
+                         "or --output FOLDER (part files)")
+    runner = get_engine(name.lower())
+    if output is not None and "://" in str(output) and runner.name != "ray":
+        raise UsageError(f"--output {output}: a URI output needs --engine ray (its workers "
+                         "write the parts); the local engine writes local files")
+    return runner
+
+
+def _report(stats: Any, fmt: str, output: str | None, skipped: list[str] | None) -> None:
+    """After the rows: the skipped files (``--list-skipped``), the summary, what was written."""
+    from rich.markup import escape
+
+    from cifarkit.engines.rows import safe_text
+
     for path in skipped or ():
         err_console.print(f"skipped: {escape(safe_text(path))}", highlight=False,
                           soft_wrap=True)
     _summary(stats, console if (fmt == "table" and output is None) else err_console,
-             list_skipped)
+             skipped is not None)
     if output is not None:
         err_console.print(f"wrote {escape(os.fspath(output))}", highlight=False, soft_wrap=True)
-    if request.labels_from_folders and stats.unlabelled and not stats.labelled:
-        names = ", ".join(render.classes[:8]) + (" …" if len(render.classes) > 8 else "")
+
+
+def _exit_code(stats: Any, labels_from_folders: bool, classes: tuple[str, ...]) -> int:
+    """0 when every input was classified; 1 (said why) when any failed or none was found; 2
+    when --labels-from-folders found no input in a folder named after a class."""
+    from rich.markup import escape
+
+    if labels_from_folders and stats.unlabelled and not stats.labelled:
+        names = ", ".join(classes[:8]) + (" …" if len(classes) > 8 else "")
         err_console.print("[red]error:[/] --labels-from-folders: no input is in a folder named "
                           f"after one of the model's classes ({escape(names)}); name the "
                           "folders after the classes, or leave the option out", soft_wrap=True)
-        raise typer.Exit(2)
-    raise typer.Exit(_exit_code(stats))
-
-
-def _exit_code(stats: Any) -> int:
-    """0 when every input was classified; 1 (said why) when any failed or none was found."""
-    from rich.markup import escape
-
+        return 2
     if stats.stopped_early:
         err_console.print("[red]stopped at the first failure (--strict)[/]")
     if stats.images == 0:

@@ -3,82 +3,88 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
-from cifarkit.cli._common import console, err_console, progress_bar
-from cifarkit.cli.data_cmd import DATA_HELP
+from cifarkit.cli._common import DataOpt, console, err_console, progress_bar
+
+# --- the options, declared once each (in --help's order) --------------------------------------
+
+ArchArg = Annotated[str, typer.Argument(help="Architecture name (see `cifarkit models`).")]
+RecipeOpt = Annotated[str | None, typer.Option(
+    "--recipe", help="default | seed (the notebook's) | fast (airbench94's) | fast-l "
+    "(airbench95's). Default: the architecture's own (fast-l for fastnet-l, fast for the other "
+    "fastnet*, else default).")]
+EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Override the recipe's epochs.")]
+BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", help="Override the batch size.")]
+LrOpt = Annotated[float | None, typer.Option("--lr", help="Override the (peak) learning rate.")]
+ValSplitOpt = Annotated[float | None, typer.Option(
+    "--val-split", help="Validation fraction, stratified.")]
+WeightDecayOpt = Annotated[float | None, typer.Option(
+    "--weight-decay", help="Override decoupled weight decay (per unit lr).")]
+LabelSmoothingOpt = Annotated[float | None, typer.Option(
+    "--label-smoothing", help="Override label smoothing.")]
+CutoutOpt = Annotated[int | None, typer.Option(
+    "--cutout", help="Cutout augmentation: fill one N×N square of each training image with the "
+    "mean pixel (0: off, the recipes' default).")]
+SeedOpt = Annotated[int | None, typer.Option(
+    "--seed", help="Seed for splits, init and augmentation (default 0).")]
+LimitOpt = Annotated[int | None, typer.Option(
+    "--limit", help="Stratified subset of N images per split.")]
+ImageSizeOpt = Annotated[int | None, typer.Option(
+    "--image-size", help="Build the model for N×N images and decode the data to N×N (16-512, "
+    "default 32; VGG16: 32-224).")]
+InitOpt = Annotated[str | None, typer.Option(
+    "--init", help="Start from a trained model: a run folder, a .keras or fp32 .onnx file, or a "
+    "shipped model's name (e.g. fastnet-relu). The head is rebuilt for the data's classes; the "
+    "peak learning rate is the recipe's x0.2 unless --lr is given.")]
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict", help="Fail on an image file that cannot be decoded (default: skip and list it).")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/<arch>/).")]
+MixedPrecisionOpt = Annotated[bool, typer.Option("--mixed-precision", help="float16 compute.")]
+ResumeOpt = Annotated[bool, typer.Option(
+    "--resume", help="Continue an interrupted run with its own recipe, seed and options (any given "
+    "again must match).")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Discard an interrupted run.")]
+WeightsOpt = Annotated[str | None, typer.Option(
+    "--weights", help="VGG16 only: 'imagenet' (default), a .h5 path, or 'none'.")]
+FeatureCacheOpt = Annotated[bool | None, typer.Option(
+    "--feature-cache/--no-feature-cache", help="VGG16 only: train the head on base features "
+    "computed once (default), or through the frozen base every epoch (with the recipe's "
+    "translations).")]
+FinetuneEpochsOpt = Annotated[int | None, typer.Option(
+    "--finetune-epochs", help="vgg16-finetune: epochs with block5 unfrozen, after the head's "
+    "--epochs (default 5).")]
+FinetuneLrOpt = Annotated[float | None, typer.Option(
+    "--finetune-lr", help="vgg16-finetune: block5 phase's initial learning rate, Nesterov SGD with "
+    "cosine decay (default 1e-4).")]
 
 
 def train(
-    arch: str = typer.Argument(..., help="Architecture name (see `cifarkit models`)."),
-    recipe: str = typer.Option(
-        None, "--recipe",
-        help="default | seed (the notebook's) | fast (airbench94's) | fast-l (airbench95's). "
-             "Default: the architecture's own (fast-l for fastnet-l, fast for the other "
-             "fastnet*, else default).",
-    ),
-    epochs: int = typer.Option(None, "--epochs", help="Override the recipe's epochs."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Override the batch size."),
-    lr: float = typer.Option(None, "--lr", help="Override the (peak) learning rate."),
-    val_split: float = typer.Option(None, "--val-split", help="Validation fraction, stratified."),
-    weight_decay: float = typer.Option(
-        None, "--weight-decay", help="Override decoupled weight decay (per unit lr)."
-    ),
-    label_smoothing: float = typer.Option(
-        None, "--label-smoothing", help="Override label smoothing."
-    ),
-    cutout: int = typer.Option(
-        None, "--cutout",
-        help="Cutout augmentation: fill one N×N square of each training image with the mean "
-             "pixel (0: off, the recipes' default).",
-    ),
-    seed: int = typer.Option(
-        None, "--seed", help="Seed for splits, init and augmentation (default 0)."
-    ),
-    data: Path = typer.Option(None, "--data", help=DATA_HELP),
-    limit: int = typer.Option(None, "--limit", help="Stratified subset of N images per split."),
-    image_size: int = typer.Option(
-        None, "--image-size",
-        help="Build the model for N×N images and decode the data to N×N (16-512, default 32; "
-             "VGG16: 32-224).",
-    ),
-    init: str = typer.Option(
-        None, "--init",
-        help="Start from a trained model: a run folder, a .keras or fp32 .onnx file, or a "
-             "shipped model's name (e.g. fastnet-relu). The head is rebuilt for the data's "
-             "classes; the peak learning rate is the recipe's x0.2 unless --lr is given.",
-    ),
-    strict: bool = typer.Option(
-        False, "--strict", help="Fail on an image file that cannot be decoded (default: skip "
-        "and list it)."),
-    out: Path = typer.Option(None, "--out", help="Run folder (default runs/<arch>/)."),
-    mixed_precision: bool = typer.Option(False, "--mixed-precision", help="float16 compute."),
-    resume: bool = typer.Option(
-        False, "--resume",
-        help="Continue an interrupted run with its own recipe, seed and options "
-             "(any given again must match).",
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Discard an interrupted run."),
-    weights: str = typer.Option(
-        None, "--weights", help="VGG16 only: 'imagenet' (default), a .h5 path, or 'none'."
-    ),
-    feature_cache: bool = typer.Option(
-        None, "--feature-cache/--no-feature-cache",
-        help="VGG16 only: train the head on base features computed once (default), or "
-             "through the frozen base every epoch (with the recipe's translations).",
-    ),
-    finetune_epochs: int = typer.Option(
-        None, "--finetune-epochs",
-        help="vgg16-finetune: epochs with block5 unfrozen, after the head's --epochs "
-             "(default 5).",
-    ),
-    finetune_lr: float = typer.Option(
-        None, "--finetune-lr",
-        help="vgg16-finetune: block5 phase's initial learning rate, Nesterov SGD with "
-             "cosine decay (default 1e-4).",
-    ),
+    arch: ArchArg,
+    recipe: RecipeOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchSizeOpt = None,
+    lr: LrOpt = None,
+    val_split: ValSplitOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    label_smoothing: LabelSmoothingOpt = None,
+    cutout: CutoutOpt = None,
+    seed: SeedOpt = None,
+    data: DataOpt = None,
+    limit: LimitOpt = None,
+    image_size: ImageSizeOpt = None,
+    init: InitOpt = None,
+    strict: StrictOpt = False,
+    out: OutOpt = None,
+    mixed_precision: MixedPrecisionOpt = False,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    weights: WeightsOpt = None,
+    feature_cache: FeatureCacheOpt = None,
+    finetune_epochs: FinetuneEpochsOpt = None,
+    finetune_lr: FinetuneLrOpt = None,
 ) -> None:
     """Train ARCH on CIFAR-10 or your own class folders (--data) and write runs/<arch>/
     (model, history, curves, run.json)."""
