@@ -15,12 +15,13 @@ fails, and rows name the backend and provider that computed them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
@@ -246,6 +247,19 @@ def get_engine(name: str) -> Engine:
         raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {name!r}")
     module, cls = ENGINES[name]
     return getattr(importlib.import_module(module), cls)()
+
+
+def consume(rows: Iterable[Prediction], stats: PredictStats, on_row: OnRow,
+            strict: bool) -> None:
+    """Each row into ``stats``, then to ``on_row``; with ``strict``, stop after the first
+    failed one. The rows are closed however this ends (their decoders or Ray job stop)."""
+    with contextlib.closing(iter(rows)) as it:  # type: ignore[type-var]
+        for pred in it:
+            stats.add(pred)
+            on_row(pred)
+            if strict and not pred.ok:
+                stats.stopped_early = True
+                break
 
 
 def skip_counter(stats: PredictStats, on_skip: OnSkip | None) -> OnSkip:

@@ -19,7 +19,6 @@ of its chunk are retried one by one so only the culprit is reported.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import threading
@@ -39,6 +38,7 @@ from cifarkit.engines.base import (
     PredictStats,
     Progress,
     backend_of,
+    consume,
     describe_model,
     open_model,
     refuse,
@@ -381,13 +381,7 @@ class LocalEngine:
                 labels_from_folders=request.labels_from_folders, progress=on_progress,
                 on_warning=on_warning, on_skip=skip_counter(stats, on_skip), rejection=rule,
             )
-            with contextlib.closing(rows):
-                for pred in rows:
-                    stats.add(pred)
-                    on_row(pred)
-                    if request.strict and not pred.ok:
-                        stats.stopped_early = True
-                        break
+            consume(rows, stats, on_row, request.strict)
             stats.ran_on = f"{describe_model(model)}, up to {workers} decoder processes"
         return stats.finish()
 
