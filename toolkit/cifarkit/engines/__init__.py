@@ -14,7 +14,8 @@
 - ``reject``: ``--reject auto|VALUE|off``, the rule under which rows answer ``unknown``;
 - ``writers``: table/CSV/JSONL/Parquet writers, atomic;
 - ``local``: decoder processes + one model in this process (``predict_files``);
-- ``ray``, ``ray_cluster``: the same on Ray Data (a local Ray or a cluster), with
+- ``ray`` (the driver), ``ray_actor`` (the workers' actor), ``ray_cluster``: the same on
+  Ray Data (a local Ray or a cluster), with
   ``listing`` (the driver plans units of listing, workers list them) and ``parts`` (part files
   written by the workers, checked and committed once by the driver).
 """
