@@ -114,11 +114,21 @@ def _expand(arg: str, recursive: bool, seen: set[tuple[int, int]], literal: bool
                 on_skip(match)
 
 
-def _stdin_lines(stream: TextIO) -> Iterator[str]:
-    for line in stream:
-        line = line.rstrip("\r\n")
-        if line.strip():
-            yield line
+def arguments(sources: Iterable[str], stdin: TextIO | None) -> Iterator[tuple[str, bool]]:
+    """``(argument, literal)`` for each of ``sources``, ``-`` replaced by the non-blank lines
+    of ``stdin`` (default ``sys.stdin``), which are literal: never glob patterns."""
+    for arg in sources:
+        if arg != "-":
+            yield os.fspath(arg), False
+            continue
+        if stdin is None:
+            import sys
+
+            stdin = sys.stdin
+        for line in stdin:
+            line = line.rstrip("\r\n")
+            if line.strip():
+                yield line, True
 
 
 def iter_inputs(
@@ -130,16 +140,8 @@ def iter_inputs(
     ``data.formats.SkippedFiles().add``)."""
     on_skip = on_skip or _ignore
     seen: set[tuple[int, int]] = set()
-    for arg in sources:
-        if arg == "-":
-            if stdin is None:
-                import sys
-
-                stdin = sys.stdin
-            for line in _stdin_lines(stdin):
-                yield from _expand(line, recursive, seen, True, on_skip)
-        else:
-            yield from _expand(os.fspath(arg), recursive, seen, False, on_skip)
+    for arg, literal in arguments(sources, stdin):
+        yield from _expand(arg, recursive, seen, literal, on_skip)
 
 
 def count_inputs(sources: Iterable[str], *, recursive: bool = True) -> int:

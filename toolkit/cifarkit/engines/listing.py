@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from cifarkit.engines.inputs import GLOB_CHARS, InputItem, _expand, _stdin_lines, _walk
+from cifarkit.engines.inputs import GLOB_CHARS, InputItem, _expand, _walk, arguments
 
 PATHS_PER_UNIT = 4096  # literal names (arguments, stdin lines) per ``paths`` unit
 Key = tuple[int, int]  # (st_dev, st_ino) of a folder
@@ -139,16 +139,8 @@ def plan_units(sources: Iterable[str], *, recursive: bool = True,
     """The units for ``sources`` (``inputs.iter_inputs``'s arguments) and the folder keys
     every worker's walk starts from."""
     planner = Planner(recursive)
-    for arg in sources:
-        if arg == "-":
-            if stdin is None:
-                import sys
-
-                stdin = sys.stdin
-            for line in _stdin_lines(stdin):
-                planner.argument(line, literal=True)
-        else:
-            planner.argument(os.fspath(arg), literal=False)
+    for arg, literal in arguments(sources, stdin):
+        planner.argument(arg, literal)
     return planner.finish(), frozenset(planner.keys)
 
 
