@@ -5,7 +5,8 @@ The export is a sequence of named steps over one ``ExportState`` state (``STEPS`
 MACs) → parity with the source → fp16 / int8 (checked and compared the same way) → measure
 (accuracy and per-class errors, throughput ratio, latency) → the ONNX files with their
 metadata → accuracy under corruptions (``--corruptions``) → LiteRT and ORT-format files,
-each run once through ``cifarkit.backends`` → the "runs in" table → card and atomic write.
+each run once through ``cifarkit.backends`` (``extra_formats``) → the "runs in" table → card
+and atomic write.
 
 Everything is built in memory and in a private staging folder (where backends open the
 files before they are committed); files are written into the output folder only at the end,
@@ -27,17 +28,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cifarkit import contract
 from cifarkit._io import atomic_path
 from cifarkit.backends.onnxruntime import cpu_session, session_proba
-from cifarkit.errors import CifarkitError, ExportError, ModelError, UsageError
+from cifarkit.errors import ModelError, UsageError
 from cifarkit.export.calibrate import (
     add_test_figures,
     fold_temperature,
     held_out_images,
-    tflite_record,
 )
 from cifarkit.export.calibrate import fit as fit_temperature
 from cifarkit.export.calibrate import record as calibration_record
@@ -45,6 +43,7 @@ from cifarkit.export.card import render_readme
 from cifarkit.export.check import check_onnx, check_runtime
 from cifarkit.export.convert import check_opset, keras_to_onnx, require
 from cifarkit.export.data import export_images, resolve_data
+from cifarkit.export.extra_formats import ort_files, tflite_files
 from cifarkit.export.measure import (
     accuracy,
     evaluation,
@@ -54,7 +53,6 @@ from cifarkit.export.measure import (
     throughput,
 )
 from cifarkit.export.metadata import (
-    dist_version,
     set_metadata,
     tool_versions,
     training_summary,
@@ -63,7 +61,6 @@ from cifarkit.export.onnx_source import at_opset, load_onnx_source
 from cifarkit.export.options import (
     FORMATS,
     PRECISIONS,
-    TFLITE_PRECISIONS,
     ExportOptions,
     reproduce_command,
 )
@@ -378,100 +375,7 @@ def _corruptions(st: ExportState) -> None:
         None if progress is None else lambda done, total, _: progress(done, total, what))
 
 
-# --- 7. LiteRT and ORT format, from the final ONNX files, run through backends -------------
-
-
-def _tflite(st: ExportState) -> None:
-    if "tflite" not in st.opts.formats:
-        return
-    st.step("tflite")
-    wanted = tuple(p for p in TFLITE_PRECISIONS if p in st.opts.precisions)
-    if not wanted:
-        st.notes.append("--format tflite writes fp32 and int8 files: neither was asked for")
-        return
-    from cifarkit.export.litert import to_tflite
-
-    assert st.images is not None
-    blobs, st.tflite_engine = to_tflite(st.protos["fp32"], st.images.x_calibration, wanted)
-    st.versions["ai-edge-litert"] = dist_version("ai-edge-litert")
-    if "int8" in blobs and st.held_out is not None and "fp32" in st.calibration:
-        _tflite_int8_figures(st, blobs["int8"])
-    for p, blob in blobs.items():
-        _checked_file(st, p, "tflite", blob, "litert")
-
-
-def _tflite_int8_figures(st: ExportState, blob: bytes) -> None:
-    """LiteRT's int8 file carries fp32's temperature (it is quantized from the calibrated fp32
-    graph by LiteRT's own converter); its held-out figures and MSP threshold, measured.
-
-    Not re-fitted: its Softmax output is int8 too (steps of 1/256), so most small
-    probabilities are exactly 0 and a fit on ``log p`` follows the floor, not the logits
-    (tried: converting again with such a T made its held-out ECE worse)."""
-    held = st.held_out
-    assert held is not None
-    probs = _staged_probs(st, "int8", blob, held.x)
-    st.tflite_calibration = tflite_record(probs, st.calibration["fp32"].temperature, held,
-                                          st.opts.unknown_acceptance)
-
-
-def _staged_probs(st: ExportState, p: str, blob: bytes, x: np.ndarray) -> np.ndarray:
-    """Probabilities of a .tflite blob staged beside its ONNX sibling (which names the
-    classes), run by the litert backend; ``_checked_file`` stages the final file later."""
-    from cifarkit.backends import get_runtime
-
-    path = st.stage / model_filename(p, "tflite")
-    path.write_bytes(blob)
-    with get_runtime("litert").open(path) as model:
-        return model.predict_proba(x).astype(np.float64)
-
-
-def _ort(st: ExportState) -> None:
-    if "ort" not in st.opts.formats:
-        return
-    st.step("ort")
-    from cifarkit.export.ortformat import to_ort_format
-
-    for p in st.opts.precisions:
-        _checked_file(st, p, "ort", to_ort_format(st.protos[p].SerializeToString(), p),
-                      "onnxruntime")
-
-
-#: What a file a backend cannot run is reported as.
-_CANNOT_LOAD = {"litert": "LiteRT cannot load the file",
-                "onnxruntime": "onnxruntime cannot load the ORT-format file"}
-
-
-def _checked_file(st: ExportState, p: str, fmt: str, blob: bytes, runtime: str) -> None:
-    """Stage a tflite/ort file (beside its ONNX sibling, whose metadata names the classes),
-    open it once in its backend: parity on the parity images, accuracy on the test set."""
-    from cifarkit.backends import get_runtime
-
-    images, info = st.images, st.info
-    assert images is not None and info is not None
-    path = st.add_payload(model_filename(p, fmt), blob)
-    try:
-        with get_runtime(runtime).open(path) as model:
-            probs = None if images.synthetic else model.predict_proba(images.x_test)
-            ref = None if images.x_parity is None else model.predict_proba(images.x_parity)
-    except CifarkitError as exc:
-        raise ExportError(f"{_CANNOT_LOAD[runtime]}: {exc}") from None
-    acc = evaluation_ = report = None
-    if probs is not None:
-        acc = float(np.mean(probs.argmax(1) == images.y_test))
-        evaluation_ = evaluation(probs, images.y_test, info.classes)
-    reference = (st.calibrated_reference if st.calibrated_reference is not None
-                 else st.reference)
-    if ref is not None and reference is not None:
-        report = compare(reference, ref, images.synthetic)
-        if p == "fp32":
-            calibrated = reference is st.calibrated_reference
-            require_fp32_parity(report, model_filename(p, fmt), reference=(
-                "the calibrated model.fp32.onnx" if calibrated else st.reference_name))
-    st.files.append(ExportedFile(
-        precision=p, format=fmt, path=st.out_dir / model_filename(p, fmt),
-        size_bytes=len(blob), sha256=hashlib.sha256(blob).hexdigest(), accuracy=acc,
-        accuracy_delta_vs_fp32=st.delta(p, acc), parity=report, evaluation=evaluation_,
-    ))
+# --- 7. LiteRT and ORT format: ``extra_formats`` (``tflite_files``, ``ort_files``) ---------
 
 
 # --- 8. the "runs in" table: each ONNX file in every runtime asked for ---------------------
@@ -552,7 +456,7 @@ def _commit(out_dir: Path, files: list[tuple[str, bytes]]) -> None:
 #: The steps, in order; each reads and extends the ``ExportState``.
 STEPS: tuple[Callable[[ExportState], None], ...] = (
     _load_source, _portable_fp32, _parity, _precisions, _calibrate, _measure, _onnx_files,
-    _corruptions, _tflite, _ort, _runs_in, _write,
+    _corruptions, tflite_files, ort_files, _runs_in, _write,
 )
 
 
