@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 
-def _attr(node: Any, name: str, default: Any = None) -> Any:
+def node_attr(node: Any, name: str, default: Any = None) -> Any:
+    """An ONNX node's attribute value, or ``default`` when it has none of that name."""
     from onnx import helper
 
     for a in node.attribute:
@@ -94,8 +95,8 @@ def _vector(v: np.ndarray, n: int) -> np.ndarray | None:
 
 
 def _gemm_ok(node: Any) -> bool:
-    return (node.op_type == "Gemm" and not _attr(node, "transA", 0)
-            and _attr(node, "alpha", 1.0) == 1.0 and _attr(node, "beta", 1.0) == 1.0)
+    return (node.op_type == "Gemm" and not node_attr(node, "transA", 0)
+            and node_attr(node, "alpha", 1.0) == 1.0 and node_attr(node, "beta", 1.0) == 1.0)
 
 
 def _dense_weight(g: _Graph, node: Any) -> np.ndarray | None:
@@ -104,14 +105,14 @@ def _dense_weight(g: _Graph, node: Any) -> np.ndarray | None:
     if w is None or w.ndim != 2 or w.dtype != np.float32:
         return None
     if node.op_type == "Gemm":
-        return (w.T if _attr(node, "transB", 0) else w) if _gemm_ok(node) else None
+        return (w.T if node_attr(node, "transB", 0) else w) if _gemm_ok(node) else None
     return w if node.op_type == "MatMul" else None
 
 
 def _set_dense(g: _Graph, node: Any, w_kn: np.ndarray, bias: np.ndarray | None) -> bool:
     """Replace a Gemm/MatMul(+Add) weight and bias. MatMul needs a following constant Add."""
     if node.op_type == "Gemm":
-        node.input[1] = g.add_const(node.input[1], w_kn.T if _attr(node, "transB", 0) else w_kn)
+        node.input[1] = g.add_const(node.input[1], w_kn.T if node_attr(node, "transB", 0) else w_kn)
         if bias is not None:
             name = g.add_const("gemm_bias", bias)
             if len(node.input) > 2:
@@ -208,10 +209,10 @@ def _shift_into_consumer(g: _Graph, add: Any) -> bool:
         return False
     if nxt.op_type == "Conv":
         w = g.const(nxt.input[1])
-        pads = _attr(nxt, "pads", None)
-        auto_pad = _attr(nxt, "auto_pad", b"NOTSET")
+        pads = node_attr(nxt, "pads", None)
+        auto_pad = node_attr(nxt, "auto_pad", b"NOTSET")
         auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-        if (w is None or w.ndim != 4 or (_attr(nxt, "group", 1) or 1) != 1
+        if (w is None or w.ndim != 4 or (node_attr(nxt, "group", 1) or 1) != 1
                 or (pads is not None and any(pads)) or auto_pad not in ("NOTSET", "VALID")):
             return False
         b = _vector(raw, w.shape[1])
@@ -228,7 +229,7 @@ def _shift_into_consumer(g: _Graph, add: Any) -> bool:
         return True
     dense = nxt
     flatten_channels = None
-    if nxt.op_type == "Transpose" and list(_attr(nxt, "perm", [])) == [0, 2, 3, 1]:
+    if nxt.op_type == "Transpose" and list(node_attr(nxt, "perm", [])) == [0, 2, 3, 1]:
         reshape = g.only_consumer(nxt.output[0])
         dense = g.only_consumer(reshape.output[0]) if reshape is not None and \
             reshape.op_type == "Reshape" else None

@@ -29,6 +29,7 @@ import numpy as np
 from cifarkit.backends.onnxruntime import cpu_session
 from cifarkit.errors import ExportError
 from cifarkit.export.convert import INPUT_NAME, OUTPUT_NAME, require
+from cifarkit.export.fold import node_attr
 
 #: Ops refused by at least one of OpenCV DNN 5, tract 0.23 or LiteRT converters; a portable
 #: graph has none of them.
@@ -81,15 +82,6 @@ def _probe(proto: Any, tensors: list[str]) -> dict[int, dict[str, np.ndarray]]:
     return out
 
 
-def _attr(node: Any, name: str, default: Any = None) -> Any:
-    from onnx import helper
-
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
 def _const(graph: Any, name: str, value: np.ndarray) -> str:
     from onnx import numpy_helper
 
@@ -113,7 +105,7 @@ def _reverse_to_slice(proto: Any) -> tuple[int, int]:
     values = _probe(proto, [t for n in revs for t in (n.input[0], n.input[1])])
     converted = folded = 0
     for node in revs:
-        t_axis = int(_attr(node, "time_axis", 0))
+        t_axis = int(node_attr(node, "time_axis", 0))
         full = all(np.all(v[node.input[1]] == v[node.input[0]].shape[t_axis])
                    for v in values.values())
         if not full:  # a genuine per-row reversal: no standard op does that; left alone
@@ -125,7 +117,7 @@ def _reverse_to_slice(proto: Any) -> tuple[int, int]:
         # Transpose(p) → reverse axis t → Transpose(p⁻¹) is the reverse of axis p[t].
         if (before is not None and before.op_type == "Transpose" and len(readers) == 1
                 and readers[0].op_type == "Transpose" and OUTPUT_NAME not in node.output):
-            p, q = list(_attr(before, "perm")), list(_attr(readers[0], "perm"))
+            p, q = list(node_attr(before, "perm")), list(node_attr(readers[0], "perm"))
             if len(p) == len(q) and [p[i] for i in q] == list(range(len(p))):
                 src, axis, out = before.input[0], p[t_axis], readers[0].output[0]
                 drop.append(readers[0])  # the first Transpose is dead now: simplify drops it
