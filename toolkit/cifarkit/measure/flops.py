@@ -36,13 +36,13 @@ int8 (:func:`runtime_int8_share`). Where no honest peak exists the cell stays em
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cifarkit.errors import ModelError
+from cifarkit.measure.machine import cpu_flags, cpuinfo_field, read_cpuinfo
 
 # op type → index of its weight input (for Conv-like ops) or of its B input (MatMul-like)
 _CONV_WEIGHT = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
@@ -188,18 +188,6 @@ class CpuPeak:
         return asdict(self)
 
 
-def _cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-def _field(text: str, name: str) -> str | None:
-    m = re.search(rf"^{re.escape(name)}\s*:\s*(.*)$", text, re.MULTILINE)
-    return m.group(1).strip() if m else None
-
-
 def cpu_clock_ghz(cpuinfo: str | None = None) -> tuple[float, str] | None:
     """(GHz, where it came from) or None when nothing says."""
     sysfs = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
@@ -209,8 +197,8 @@ def cpu_clock_ghz(cpuinfo: str | None = None) -> tuple[float, str] | None:
             return khz / 1e6, f"{sysfs} (maximum clock)"
     except (OSError, ValueError):
         pass
-    text = _cpuinfo() if cpuinfo is None else cpuinfo
-    mhz = _field(text, "cpu MHz")
+    text = read_cpuinfo() if cpuinfo is None else cpuinfo
+    mhz = cpuinfo_field(text, "cpu MHz")
     try:
         if mhz and float(mhz) > 0:
             return float(mhz) / 1e3, "/proc/cpuinfo 'cpu MHz' (reported clock; boost not visible)"
@@ -219,26 +207,42 @@ def cpu_clock_ghz(cpuinfo: str | None = None) -> tuple[float, str] | None:
     return None
 
 
+class _Cpu(NamedTuple):
+    flags: set[str]
+    ghz: float
+    source: str  # where the clock came from
+    wide512: bool  # AVX-512 on full 512-bit units (not AMD before Zen 5's family 26)
+
+
+def _cpu(cores: int, flags: set[str] | None, cpuinfo: str | None,
+         clock: tuple[float, str] | None) -> _Cpu | None:
+    """What a peak is derived from (``cpuinfo`` and ``flags`` default to this machine's);
+    None when the clock is unknown (no ``/proc/cpuinfo``) or there are no cores."""
+    text = read_cpuinfo() if cpuinfo is None else cpuinfo
+    flags = cpu_flags(text) if flags is None else flags
+    clock = clock or cpu_clock_ghz(text)
+    if clock is None or cores < 1:
+        return None
+    vendor = cpuinfo_field(text, "vendor_id") or ""
+    try:
+        family = int(cpuinfo_field(text, "cpu family") or 0)
+    except ValueError:
+        family = 0
+    wide512 = "avx512f" in flags and (vendor != "AuthenticAMD" or family >= 26)
+    return _Cpu(flags, clock[0], clock[1], wide512)
+
+
 def cpu_fp32_peak(
     cores: int, *, flags: set[str] | None = None, cpuinfo: str | None = None,
     clock: tuple[float, str] | None = None,
 ) -> CpuPeak | None:
     """The FP32 peak of ``cores`` cores of this CPU (see the module docstring), or None when
     the clock is unknown (no ``/proc/cpuinfo``)."""
-    text = _cpuinfo() if cpuinfo is None else cpuinfo
-    if flags is None:
-        raw = _field(text, "flags") or ""
-        flags = set(raw.split())
-    clock = clock or cpu_clock_ghz(text)
-    if clock is None or cores < 1:
+    cpu = _cpu(cores, flags, cpuinfo, clock)
+    if cpu is None:
         return None
-    ghz, source = clock
-    vendor = _field(text, "vendor_id") or ""
-    try:
-        family = int(_field(text, "cpu family") or 0)
-    except ValueError:
-        family = 0
-    if "avx512f" in flags and (vendor != "AuthenticAMD" or family >= 26):
+    flags, ghz, source = cpu.flags, cpu.ghz, cpu.source
+    if cpu.wide512:
         lanes, isa = 16, "AVX-512"
     elif "avx512f" in flags:
         lanes, isa = 8, "AVX-512 on 256-bit units (AMD Zen 4)"
@@ -274,14 +278,6 @@ INT8_OPS = frozenset({"QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInte
                       "MatMulIntegerToFloat", "DynamicQuantizeMatMul"})
 
 
-def _vendor_family(text: str) -> tuple[str, int]:
-    vendor = _field(text, "vendor_id") or ""
-    try:
-        return vendor, int(_field(text, "cpu family") or 0)
-    except ValueError:
-        return vendor, 0
-
-
 def cpu_int8_peak(
     cores: int, *, flags: set[str] | None = None, cpuinfo: str | None = None,
     clock: tuple[float, str] | None = None,
@@ -302,16 +298,11 @@ def cpu_int8_peak(
     That is 4× (VNNI) or 2× (without) the FP32 FMA peak at the same vector width. An "op" is
     2 per MAC, as for FLOPs.
     """
-    text = _cpuinfo() if cpuinfo is None else cpuinfo
-    if flags is None:
-        flags = set((_field(text, "flags") or "").split())
-    clock = clock or cpu_clock_ghz(text)
-    if clock is None or cores < 1:
+    cpu = _cpu(cores, flags, cpuinfo, clock)
+    if cpu is None:
         return None
-    ghz, source = clock
-    vendor, family = _vendor_family(text)
+    flags, ghz, source, wide512 = cpu.flags, cpu.ghz, cpu.source, cpu.wide512
     units = 2
-    wide512 = "avx512f" in flags and (vendor != "AuthenticAMD" or family >= 26)
     if "amx_int8" in flags:
         macs, isa = 1024, "AMX-INT8 (TDPBUSD: 16,384 MACs per 16 cycles)"
     elif "avx512_vnni" in flags:
@@ -408,8 +399,7 @@ def row_peak(precision: str, cores: int, *, int8_share: float | None = None,
       onnxruntime runs as int8 (:func:`runtime_int8_share`); None when that is unknown.
     """
     kw = {"flags": flags, "cpuinfo": cpuinfo, "clock": clock}
-    text = _cpuinfo() if cpuinfo is None else cpuinfo
-    have = set((_field(text, "flags") or "").split()) if flags is None else flags
+    have = cpu_flags(cpuinfo) if flags is None else flags
     if precision == "fp32":
         return cpu_fp32_peak(cores, **kw)
     if precision == "fp16":

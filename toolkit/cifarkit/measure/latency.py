@@ -105,26 +105,13 @@ def check_budget(iterations: int | None, duration: float | None) -> tuple[int | 
     return iterations, duration
 
 
-def measure(
-    fn: Callable[[], Any],
-    *,
-    batch_size: int,
-    warmup: int = DEFAULT_WARMUP,
-    iterations: int | None = None,
-    duration: float | None = None,
-    min_iterations: int = MIN_ITERATIONS,
-    max_iterations: int = MAX_ITERATIONS,
-    clock: Clock = time.perf_counter,
-) -> LatencyStats:
+def measure(fn: Callable[[], Any], *, batch_size: int, warmup: int = DEFAULT_WARMUP,
+            **budget: Any) -> LatencyStats:
     """Time ``fn()`` (one batch of ``batch_size`` images per call); see the module docstring.
-
-    ``clock`` is injectable so the statistics can be tested with a scripted clock.
-    """
-    samples = collect_samples(
-        fn, warmup=warmup, iterations=iterations, duration=duration,
-        min_iterations=min_iterations, max_iterations=max_iterations, clock=clock,
-    )
-    return stats_from_samples(samples, batch_size, warmup)
+    ``budget``: ``collect_samples``' ``iterations``, ``duration``, ``min_iterations``,
+    ``max_iterations`` and ``clock`` (injectable, so the statistics can be tested with a
+    scripted clock)."""
+    return stats_from_samples(collect_samples(fn, warmup=warmup, **budget), batch_size, warmup)
 
 
 def collect_samples(

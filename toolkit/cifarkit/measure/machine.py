@@ -37,14 +37,22 @@ def _read(path: str) -> str:
         return ""
 
 
-def _field(text: str, name: str) -> str | None:
+def read_cpuinfo() -> str:
+    """``/proc/cpuinfo`` ("" where there is none)."""
+    return _read("/proc/cpuinfo")
+
+
+def cpuinfo_field(text: str, name: str) -> str | None:
+    """The first ``name : value`` of ``/proc/cpuinfo``'s ``text``."""
     m = re.search(rf"^{re.escape(name)}\s*:\s*(.*)$", text, re.MULTILINE)
     return m.group(1).strip() if m else None
 
 
-def cpu_flags() -> set[str]:
-    """The CPU feature flags (empty where there is no ``/proc/cpuinfo``)."""
-    return set((_field(_read("/proc/cpuinfo"), "flags") or "").split())
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU feature flags of ``cpuinfo`` (default: this machine's; empty where there is no
+    ``/proc/cpuinfo``)."""
+    return set((cpuinfo_field(read_cpuinfo() if cpuinfo is None else cpuinfo, "flags")
+                or "").split())
 
 
 def cpu_has_vnni(flags: set[str] | None = None) -> bool:
@@ -54,7 +62,7 @@ def cpu_has_vnni(flags: set[str] | None = None) -> bool:
 
 
 def cpu_name() -> str:
-    return _field(_read("/proc/cpuinfo"), "model name") or platform.processor() or \
+    return cpuinfo_field(read_cpuinfo(), "model name") or platform.processor() or \
         platform.machine()
 
 
@@ -80,21 +88,21 @@ def physical_cores() -> int:
 
 
 def cpu_info() -> dict[str, Any]:
-    text = _read("/proc/cpuinfo")
-    flags = set((_field(text, "flags") or "").split())
+    text = read_cpuinfo()
+    flags = cpu_flags(text)
     try:
         affinity = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         affinity = os.cpu_count()
     info: dict[str, Any] = {
         "model": cpu_name(),
-        "vendor": _field(text, "vendor_id"),
-        "family": _field(text, "cpu family"),
-        "model_number": _field(text, "model"),
+        "vendor": cpuinfo_field(text, "vendor_id"),
+        "family": cpuinfo_field(text, "cpu family"),
+        "model_number": cpuinfo_field(text, "model"),
         "physical_cores": physical_cores(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": affinity,
-        "mhz": float(m) if (m := _field(text, "cpu MHz")) and _is_float(m) else None,
+        "mhz": float(m) if (m := cpuinfo_field(text, "cpu MHz")) and _is_float(m) else None,
         "flags": {f: f in flags for f in CPU_FLAGS} if flags else {},
         "vnni": cpu_has_vnni(flags),
         "hypervisor": "hypervisor" in flags,

@@ -39,22 +39,23 @@ from cifarkit.errors import ModelError, UsageError
 ACCEPTANCE = 0.95  # default share of held-out in-distribution images the threshold accepts
 
 
-def _scores(values: Any, what: str) -> np.ndarray:
-    s = np.asarray(values, dtype=np.float64)
-    if s.ndim != 1 or not len(s):
-        raise UsageError(f"{what} must be a non-empty 1-D array of scores, got shape {s.shape}")
-    if not np.all(np.isfinite(s)):
+def _finite(values: Any, what: str, ndim: int) -> np.ndarray:
+    """``values`` as float64, non-empty, of ``ndim`` dimensions, without NaN or infinity."""
+    a = np.asarray(values, dtype=np.float64)
+    if a.ndim != ndim or not len(a):
+        shape = "1-D array of scores" if ndim == 1 else "[N, D] array"
+        raise UsageError(f"{what} must be a non-empty {shape}, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
         raise UsageError(f"{what} contain NaN or infinity")
-    return s
+    return a
+
+
+def _scores(values: Any, what: str) -> np.ndarray:
+    return _finite(values, what, 1)
 
 
 def _matrix(values: Any, what: str) -> np.ndarray:
-    m = np.asarray(values, dtype=np.float64)
-    if m.ndim != 2 or not len(m):
-        raise UsageError(f"{what} must be a non-empty [N, D] array, got shape {m.shape}")
-    if not np.all(np.isfinite(m)):
-        raise UsageError(f"{what} contain NaN or infinity")
-    return m
+    return _finite(values, what, 2)
 
 
 # --- scores -----------------------------------------------------------------------------------
