@@ -60,7 +60,33 @@ def cutout(x: np.ndarray, rng: np.random.Generator, size: int, fill: np.ndarray)
     return np.where(inside[..., None], fill.astype(x.dtype), x)
 
 
-class AugmentedBatches(keras.utils.PyDataset):
+class EpochBatches(keras.utils.PyDataset):
+    """Mini-batches of ``n`` examples in an order reshuffled each epoch: the order and the
+    epoch's draws (``self.rng``) depend on ``(seed, epoch)`` only (:func:`epoch_rng`), so a
+    run resumed after ``start_epoch`` epochs continues the uninterrupted run's stream.
+    Subclasses build batch ``index`` from ``self.indices(index)``."""
+
+    def __init__(self, n: int, batch_size: int, *, seed: int, start_epoch: int = 0) -> None:
+        super().__init__()
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self._start(start_epoch)
+
+    def _start(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.rng = epoch_rng(self.seed, epoch)
+        self.order = self.rng.permutation(self.n)
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def indices(self, index: int) -> np.ndarray:
+        return self.order[index * self.batch_size : (index + 1) * self.batch_size]
+
+    def on_epoch_end(self) -> None:
+        self._start(self.epoch + 1)
+
+
+class AugmentedBatches(EpochBatches):
     """Shuffled mini-batches of ``(images, one_hot)``, reshuffled and re-augmented each epoch.
 
     ``alternate_flip`` (airbench): a fixed random half of the images is flipped in even
@@ -83,11 +109,9 @@ class AugmentedBatches(keras.utils.PyDataset):
         cutout: int = 0,
         start_epoch: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(len(x), batch_size, seed=seed, start_epoch=start_epoch)
         self.x, self.y = x, y_onehot
-        self.batch_size = batch_size
         self.flip, self.translate = flip, translate
-        self.seed = seed
         self.cutout = cutout
         # Rounded to the images' dtype, so uint8 batches stay uint8 until the final cast.
         self.fill = (np.round(x.mean(axis=(0, 1, 2))).astype(x.dtype) if cutout
@@ -95,18 +119,9 @@ class AugmentedBatches(keras.utils.PyDataset):
         # The half flipped in even epochs: fixed for the run, so from the seed alone.
         self.flip_mask = (np.random.default_rng(seed).random(len(x)) < 0.5
                           if flip and alternate_flip else None)
-        self._start(start_epoch)
-
-    def _start(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.rng = epoch_rng(self.seed, epoch)
-        self.order = self.rng.permutation(len(self.x))
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        idx = self.indices(index)
         mask = None
         if self.flip_mask is not None:
             mask = self.flip_mask[idx] ^ bool(self.epoch % 2)
@@ -114,6 +129,3 @@ class AugmentedBatches(keras.utils.PyDataset):
         if self.cutout:
             xb = cutout(xb, self.rng, self.cutout, self.fill)
         return xb.astype(np.float32), self.y[idx]
-
-    def on_epoch_end(self) -> None:
-        self._start(self.epoch + 1)

@@ -19,7 +19,6 @@ base with the recipe's full augmentation instead.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -30,7 +29,7 @@ import numpy as np
 
 from cifarkit._io import atomic_path, write_json
 from cifarkit.errors import ModelError, UsageError
-from cifarkit.train.augment import epoch_rng
+from cifarkit.train.augment import EpochBatches
 from cifarkit.train.fit import Fitter, dtype_policy, load_weights
 
 #: Above this many bytes of cached features, ``train`` goes through the base instead
@@ -95,38 +94,23 @@ def feature_batch_size(image_size: int) -> int:
     return max(8, int(256 * (32 / image_size) ** 2))
 
 
-class CachedFeatureBatches(keras.utils.PyDataset):
+class CachedFeatureBatches(EpochBatches):
     """Shuffled batches of ``(features, one_hot)``; with ``mirrored``, each example's mirror
     image features are used with probability 1/2: a random horizontal flip, from the cache.
-    Each epoch's draws depend on ``(seed, epoch)`` only, so a resumed run (``start_epoch``)
-    continues the uninterrupted run's stream (see ``cifarkit.train.augment.epoch_rng``)."""
+    Each epoch's draws depend on ``(seed, epoch)`` only (``augment.EpochBatches``)."""
 
     def __init__(self, features: np.ndarray, mirrored: np.ndarray | None, y_onehot: np.ndarray,
                  batch_size: int, *, seed: int, start_epoch: int = 0) -> None:
-        super().__init__()
+        super().__init__(len(features), batch_size, seed=seed, start_epoch=start_epoch)
         self.features, self.mirrored, self.y = features, mirrored, y_onehot
-        self.batch_size = batch_size
-        self.seed = seed
-        self._start(start_epoch)
-
-    def _start(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.rng = epoch_rng(self.seed, epoch)
-        self.order = self.rng.permutation(len(self.features))
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.features) / self.batch_size)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        idx = self.indices(index)
         xb = self.features[idx]
         if self.mirrored is not None:
             flip = self.rng.random(len(idx)) < 0.5
             xb[flip] = self.mirrored[idx[flip]]  # xb is a copy (fancy indexing)
         return xb, self.y[idx]
-
-    def on_epoch_end(self) -> None:
-        self._start(self.epoch + 1)
 
 
 def frozen_base_options(
