@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from cifarkit.data.formats import SkippedFiles
+from cifarkit.engines.inputs import OnSkip
 from cifarkit.engines.reject import Rejection, parse_reject
 from cifarkit.engines.rows import Prediction
 from cifarkit.errors import UsageError
@@ -38,7 +39,8 @@ DEFAULT_BATCH = 256
 ENGINES = {"local": ("cifarkit.engines.local", "LocalEngine"),
            "ray": ("cifarkit.engines.ray", "RayEngine")}
 OnRow = Callable[[Prediction], None]
-OnSkip = Callable[[str], None]  # a file the walk left out as a non-image
+OnStart = Callable[[tuple[str, ...]], None]  # the model's class names, once it is open
+OnWarning = Callable[[str], None]  # a problem that is no input's
 Progress = Callable[[int, int, "int | None"], None]  # (done, failed, total or None)
 
 
@@ -231,8 +233,7 @@ class Engine(Protocol):
         """``UsageError`` for options this engine does not use."""
 
     def run(self, request: PredictRequest, on_row: OnRow, on_progress: Progress | None = None,
-            *, on_start: Callable[[tuple[str, ...]], None] | None = None,
-            on_warning: Callable[[str], None] | None = None,
+            *, on_start: OnStart | None = None, on_warning: OnWarning | None = None,
             on_skip: OnSkip | None = None, stdin: TextIO | None = None) -> PredictStats:
         """Predict every input: ``on_start(classes)`` once the model is known, ``on_row`` per
         input, ``on_progress`` per batch, ``on_warning`` for problems that are no input's,

@@ -26,11 +26,18 @@ of the Ray engine are named from them, so a retried task writes the same part ag
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from cifarkit.engines.inputs import GLOB_CHARS, InputItem, _expand, _walk, arguments
+from cifarkit.engines.inputs import (
+    GLOB_CHARS,
+    InputItem,
+    OnSkip,
+    _expand,
+    _walk,
+    arguments,
+)
 
 PATHS_PER_UNIT = 4096  # literal names (arguments, stdin lines) per ``paths`` unit
 Key = tuple[int, int]  # (st_dev, st_ino) of a folder
@@ -145,7 +152,7 @@ def plan_units(sources: Iterable[str], *, recursive: bool = True,
 
 
 def list_unit(unit: Unit, recursive: bool, keys: frozenset[Key],
-              on_skip: Callable[[str], None]) -> Iterator[InputItem]:
+              on_skip: OnSkip) -> Iterator[InputItem]:
     """The inputs of one unit, by ``inputs``' rules (on a worker)."""
     if unit.kind.startswith("uri-"):
         yield from list_uri(unit, on_skip)
@@ -200,7 +207,7 @@ def plan_uri(planner: Planner, uri: str) -> None:
             planner._add("uri-tree", [scheme + sub])
 
 
-def list_uri(unit: Unit, on_skip: Callable[[str], None]) -> Iterator[InputItem]:
+def list_uri(unit: Unit, on_skip: OnSkip) -> Iterator[InputItem]:
     """The objects of a ``uri-files`` / ``uri-tree`` unit, sorted, by the local rules
     (names starting with ``.`` skipped unseen, image extensions only)."""
     import pyarrow.fs as pafs

@@ -34,6 +34,8 @@ from cifarkit.data.images import decode as decode_image
 from cifarkit.engines.base import (
     DEFAULT_BATCH,
     OnRow,
+    OnStart,
+    OnWarning,
     PredictRequest,
     PredictStats,
     Progress,
@@ -45,7 +47,7 @@ from cifarkit.engines.base import (
     rejection,
     skip_counter,
 )
-from cifarkit.engines.inputs import InputItem, count_inputs, iter_inputs
+from cifarkit.engines.inputs import InputItem, OnSkip, count_inputs, iter_inputs
 from cifarkit.engines.reject import Rejection
 from cifarkit.engines.rows import DECODER_CRASH, Prediction, folder_label, make_predictions
 from cifarkit.errors import ImageError, UsageError
@@ -135,7 +137,7 @@ class _Decoder:
 
     def __init__(
         self, workers: int, decode: Callable[[str], Decoded | np.ndarray] | None,
-        on_warning: Callable[[str], None] | None = None, size: int = DEFAULT_IMAGE_SIZE,
+        on_warning: OnWarning | None = None, size: int = DEFAULT_IMAGE_SIZE,
     ) -> None:
         self.workers = workers
         self.decode = decode
@@ -256,8 +258,8 @@ def predict_files(
     stdin: TextIO | None = None,
     progress: Progress | None = None,
     count_total: bool = True,
-    on_warning: Callable[[str], None] | None = None,
-    on_skip: Callable[[str], None] | None = None,
+    on_warning: OnWarning | None = None,
+    on_skip: OnSkip | None = None,
     rejection: Rejection | None = None,
     _decode: Callable[[str], Decoded | np.ndarray] | None = None,
 ) -> Iterator[Prediction]:
@@ -363,10 +365,8 @@ class LocalEngine:
                          "gpus_per_actor": "--gpus-per-actor"}, "only with --engine ray")
 
     def run(self, request: PredictRequest, on_row: OnRow, on_progress: Progress | None = None,
-            *, on_start: Callable[[tuple[str, ...]], None] | None = None,
-            on_warning: Callable[[str], None] | None = None,
-            on_skip: Callable[[str], None] | None = None,
-            stdin: TextIO | None = None) -> PredictStats:
+            *, on_start: OnStart | None = None, on_warning: OnWarning | None = None,
+            on_skip: OnSkip | None = None, stdin: TextIO | None = None) -> PredictStats:
         self.check(request)
         workers = default_workers() if request.workers is None else request.workers
         rule = rejection(request)  # --reject auto without a rule: fails before any work

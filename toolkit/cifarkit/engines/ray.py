@@ -46,11 +46,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 from cifarkit.engines.base import (
     OnRow,
+    OnStart,
+    OnWarning,
     PredictRequest,
     PredictStats,
     Progress,
@@ -60,6 +62,7 @@ from cifarkit.engines.base import (
     rejection,
     skip_counter,
 )
+from cifarkit.engines.inputs import OnSkip
 from cifarkit.engines.listing import Unit, plan_units
 from cifarkit.engines.parts import Output, PartsJob, output_for
 from cifarkit.engines.ray_actor import Predictor, model_files
@@ -213,7 +216,7 @@ class RayPrediction:
 
     def __init__(self, request: PredictRequest, *, num_cpus: int | None = None,
                  stdin: TextIO | None = None, progress: Progress | None = None,
-                 on_skip: Callable[[str], None] | None = None,
+                 on_skip: OnSkip | None = None,
                  rule: Rejection | None = None) -> None:
         self.request = request
         self.rule = rule  # --reject's (base.rejection)
@@ -359,7 +362,7 @@ class RayEngine:
                              "--gpus-per-actor > 0")
 
     def _start(self, request: PredictRequest,
-               on_start: Callable[[tuple[str, ...]], None] | None) -> PredictStats:
+               on_start: OnStart | None) -> PredictStats:
         self.check(request)
         ray_module()  # Ray missing: say how to install it before anything else
         # The class names and --reject's rule from the model's metadata (the contract), before
@@ -371,10 +374,8 @@ class RayEngine:
         return stats
 
     def run(self, request: PredictRequest, on_row: OnRow, on_progress: Progress | None = None,
-            *, on_start: Callable[[tuple[str, ...]], None] | None = None,
-            on_warning: Callable[[str], None] | None = None,
-            on_skip: Callable[[str], None] | None = None,
-            stdin: TextIO | None = None) -> PredictStats:
+            *, on_start: OnStart | None = None, on_warning: OnWarning | None = None,
+            on_skip: OnSkip | None = None, stdin: TextIO | None = None) -> PredictStats:
         stats = self._start(request, on_start)
         job = RayPrediction(request, stdin=stdin, progress=on_progress,
                             on_skip=skip_counter(stats, on_skip), rule=stats.rejection)
@@ -383,10 +384,8 @@ class RayEngine:
         return stats.finish()
 
     def write(self, request: PredictRequest, target: str | os.PathLike[str], fmt: str,
-              on_progress: Progress | None = None, *,
-              on_start: Callable[[tuple[str, ...]], None] | None = None,
-              on_skip: Callable[[str], None] | None = None,
-              stdin: TextIO | None = None) -> PredictStats:
+              on_progress: Progress | None = None, *, on_start: OnStart | None = None,
+              on_skip: OnSkip | None = None, stdin: TextIO | None = None) -> PredictStats:
         """Every input's row into ``target`` (``parts.output_for``: one file or a folder of
         parts, a local path or a URI) in ``fmt``, written by the workers, committed once."""
         out = output_for(target, fmt, request.labels_from_folders, request.reject != "off")
