@@ -6,7 +6,6 @@ TensorFlow, tf2onnx and onnxruntime are imported inside the functions that need 
 importing this package is cheap. ``read_metadata`` needs only ``onnx``.
 """
 
-from cifarkit.backends.onnxruntime import session_proba as predict_onnx  # the old name
 from cifarkit.export.check import check_contract, check_onnx, check_runtime
 from cifarkit.export.convert import (
     DEFAULT_OPSET,
@@ -89,7 +88,6 @@ __all__ = [
     "max_opset",
     "model_filename",
     "predict_keras",
-    "predict_onnx",
     "quantize_int8",
     "read_metadata",
     "reproduce_command",

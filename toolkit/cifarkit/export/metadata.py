@@ -53,9 +53,6 @@ def output_description(n_classes: int = 10) -> str:
             "to 1)")
 
 
-#: CIFAR-10's (32×32 images, 10 classes).
-INPUT_DESCRIPTION = input_description()
-OUTPUT_DESCRIPTION = output_description()
 #: Keys whose values are JSON documents (decoded by :func:`read_metadata`).
 JSON_KEYS = frozenset({"class_names", "versions", "training", "parity", "quantization",
                        "portability", "derived_from", "calibration", "unknown"})
