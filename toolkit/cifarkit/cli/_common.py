@@ -53,17 +53,19 @@ def parse_csv(value: str | None, what: str) -> list[str]:
     return items
 
 
+def progress_display(transient: bool = True, disable: bool = False) -> Progress:
+    """A rich progress display on stderr: what, bar, done/total, elapsed, remaining."""
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=transient,
+        disable=disable,
+    )
+
+
 @contextlib.contextmanager
 def progress_bar(transient: bool = True) -> Iterator[Callable[[int, int, str], None]]:
     """Yield ``update(done, total, what)``: the library's progress callback, drawn by rich."""
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err_console, transient=transient) as progress:
+    with progress_display(transient) as progress:
         tasks: dict[str, TaskID] = {}
 
         def update(done: int, total: int, what: str) -> None:

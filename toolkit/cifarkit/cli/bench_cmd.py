@@ -21,24 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cifarkit.cli._common import DataOpt, console, err_console, parse_csv
-
-
-def _progress() -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=True,
-        disable=not err_console.is_terminal,
-    )
+from cifarkit.cli._common import DataOpt, console, err_console, parse_csv, progress_display
 
 
 def _ints(value: str | None, what: str) -> list[int] | None:
@@ -170,7 +153,7 @@ def _run(config: Any) -> Any:
 
     from cifarkit.bench import run_bench
 
-    with _progress() as bar:
+    with progress_display(disable=not err_console.is_terminal) as bar:
         task = bar.add_task("benchmark", total=None)
 
         def on_progress(done: int, total: int, what: str) -> None:
