@@ -103,7 +103,8 @@ def _chunks(items: Iterator[InputItem], size: int) -> Iterator[list[InputItem]]:
         yield chunk
 
 
-def _default_workers() -> int:
+def default_workers() -> int:
+    """Decoder processes used when ``workers`` is not given: the physical cores."""
     from cifarkit.measure.machine import physical_cores
 
     return physical_cores()
@@ -286,7 +287,7 @@ def predict_files(
     batch_size = batch_size or DEFAULT_BATCH
     if batch_size < 1:
         raise UsageError(f"batch_size must be >= 1, got {batch_size}")
-    workers = _default_workers() if workers is None else workers
+    workers = default_workers() if workers is None else workers
     if workers < 0:
         raise UsageError(f"workers must be >= 0, got {workers}")
     classes = tuple(classifier.classes)
@@ -347,11 +348,6 @@ def predict_files(
     finally:
         # Stopped early (--strict, Ctrl-C): don't wait for chunks nobody will read.
         decoder.close(wait=finished)
-
-
-def default_workers() -> int:
-    """Decoder processes used when ``workers`` is not given."""
-    return _default_workers()
 
 
 class LocalEngine:
