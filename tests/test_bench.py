@@ -14,23 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifarkit.bench import (
-    BenchConfig,
-    count_macs,
-    cpu_fp32_peak,
+from cifarkit.bench import BenchConfig, run_bench, to_dict
+from cifarkit.bench.report import to_markdown, write_figures, write_json, write_markdown
+from cifarkit.errors import ModelError, ProviderError, UsageError
+from cifarkit.measure.flops import count_macs, cpu_fp32_peak
+from cifarkit.measure.latency import make_batch, measure
+from cifarkit.measure.metrics import (
+    confusion_matrix,
     evaluate,
     format_confusion,
-    make_batch,
-    measure,
     per_class_metrics,
-    run_bench,
-    to_dict,
+    row_normalize,
     top_confusions,
     topk_accuracy,
 )
-from cifarkit.bench.report import to_markdown, write_figures, write_json, write_markdown
-from cifarkit.errors import ModelError, ProviderError, UsageError
-from cifarkit.measure.metrics import confusion_matrix, row_normalize
 from tests.conftest import write_folders
 from tests.onnx_fixtures import CLASSES, PROTOTYPES, cnn_model, color_model, solid
 

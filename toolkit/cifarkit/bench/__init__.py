@@ -13,8 +13,8 @@ Every model runs through ``cifarkit.backends``: ``BenchConfig(runtimes=["openvin
 settings and result rows), ``models`` (which files), ``plan`` (which backends), ``sweep``
 (one file on one backend), ``runner`` (``run_bench``), ``keras_baseline``, ``report``
 (JSON, Markdown, terminal, figures). Measuring pieces usable alone live in
-``cifarkit.measure``: ``metrics.evaluate`` (top-k, per-class P/R/F1, confusion),
-``latency.measure`` (percentiles of any callable), ``flops.count_macs`` /
+``cifarkit.measure`` (not re-exported here): ``metrics.evaluate`` (top-k, per-class P/R/F1,
+confusion), ``latency.measure`` (percentiles of any callable), ``flops.count_macs`` /
 ``flops.cpu_fp32_peak``, ``machine.collect_environment``.
 """
 
@@ -42,60 +42,29 @@ from cifarkit.bench.report import (
     write_markdown,
 )
 from cifarkit.bench.runner import run_bench
-from cifarkit.measure.flops import CpuPeak, MacCount, achieved_gflops, count_macs, cpu_fp32_peak
-from cifarkit.measure.latency import LatencyStats, make_batch, measure, stats_from_samples
-from cifarkit.measure.machine import collect_environment
-from cifarkit.measure.metrics import (
-    AccuracyReport,
-    confusion_matrix,
-    evaluate,
-    format_confusion,
-    per_class_metrics,
-    row_normalize,
-    top_confusions,
-    topk_accuracy,
-)
 
 __all__ = [
     "DEFAULT_BATCH_SIZES",
     "SCHEMA",
-    "AccuracyReport",
     "AccuracyResult",
     "Backend",
     "BenchConfig",
     "BenchResult",
-    "CpuPeak",
     "KerasComparison",
     "KerasResult",
     "LatencyRow",
-    "LatencyStats",
-    "MacCount",
     "ModelFile",
     "RuntimeFailure",
-    "achieved_gflops",
     "check_providers",
     "check_runtimes",
-    "collect_environment",
     "compare_with_keras",
-    "confusion_matrix",
-    "count_macs",
-    "cpu_fp32_peak",
     "default_providers",
-    "evaluate",
     "find_keras_source",
-    "format_confusion",
-    "make_batch",
-    "measure",
-    "per_class_metrics",
     "resolve_models",
     "rich_report",
-    "row_normalize",
     "run_bench",
-    "stats_from_samples",
     "to_dict",
     "to_markdown",
-    "top_confusions",
-    "topk_accuracy",
     "write_figures",
     "write_json",
     "write_markdown",
