@@ -34,8 +34,7 @@ class Runtime(ABC):
 
     name: str = ""
     module: str = ""
-    package: str = ""
-    distribution: str = ""  # the installed distribution whose version is reported
+    package: str = ""  # also the distribution whose version is reported
 
     @property
     def install_hint(self) -> str:
@@ -65,7 +64,7 @@ class Runtime(ABC):
         from importlib.metadata import PackageNotFoundError, version
 
         try:
-            return version(self.distribution or self.package)
+            return version(self.package)
         except PackageNotFoundError:
             return None
 

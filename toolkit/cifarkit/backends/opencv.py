@@ -28,7 +28,6 @@ class OpenCv(Runtime):
     name = "opencv"
     module = "cv2"
     package = "opencv-python-headless"
-    distribution = "opencv-python-headless"
 
     def version(self) -> str | None:
         try:
