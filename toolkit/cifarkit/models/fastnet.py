@@ -131,56 +131,23 @@ def init_whitening(model: Any, x_train: np.ndarray, n: int = 5000, eps: float = 
     layer.set_weights([kernel.astype(np.float32)])
 
 
-@register_model(
-    "fastnet",
-    description="airbench94-style, 64/256/256, flip TTA",
-    family="fast",
-    train_defaults={"recipe": "fast"},
-    data_init=init_whitening,
-)
-def fastnet(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4,
-        input_size: int = 32) -> Any:
-    return _fastnet("fastnet", (64, 256, 256), num_classes, tta, bn_momentum,
-                    input_size=input_size)
+def _register(name: str, widths: tuple[int, int, int], description: str, *,
+              recipe: str = "fast", activation: str = "gelu") -> None:
+    """One fastnet variant in the registry: ``_fastnet`` at ``widths`` with ``activation``."""
+
+    @register_model(name, description=description, family="fast",
+                    train_defaults={"recipe": recipe}, data_init=init_whitening)
+    def build(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4,
+              input_size: int = 32) -> Any:
+        return _fastnet(name, widths, num_classes, tta, bn_momentum, activation=activation,
+                        input_size=input_size)
 
 
-@register_model(
-    "fastnet-s",
-    description="fastnet at half width (32/128/128)",
-    family="fast",
-    train_defaults={"recipe": "fast"},
-    data_init=init_whitening,
-)
-def fastnet_s(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4,
-        input_size: int = 32) -> Any:
-    return _fastnet("fastnet-s", (32, 128, 128), num_classes, tta, bn_momentum,
-                    input_size=input_size)
-
-
-@register_model(
-    "fastnet-l",
-    description="airbench95-style wide, 128/384/384",
-    family="fast",
-    train_defaults={"recipe": "fast-l"},
-    data_init=init_whitening,
-)
-def fastnet_l(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4,
-        input_size: int = 32) -> Any:
-    return _fastnet("fastnet-l", (128, 384, 384), num_classes, tta, bn_momentum,
-                    input_size=input_size)
-
-
-@register_model(
-    "fastnet-relu",
-    description="fastnet, ReLU: int8-fused conv blocks",
-    family="fast",
-    train_defaults={"recipe": "fast"},
-    data_init=init_whitening,
-)
-def fastnet_relu(num_classes: int = 10, tta: int = 1, bn_momentum: float = 0.4,
-        input_size: int = 32) -> Any:
-    return _fastnet("fastnet-relu", (64, 256, 256), num_classes, tta, bn_momentum,
-                    activation="relu", input_size=input_size)
+_register("fastnet", (64, 256, 256), "airbench94-style, 64/256/256, flip TTA")
+_register("fastnet-s", (32, 128, 128), "fastnet at half width (32/128/128)")
+_register("fastnet-l", (128, 384, 384), "airbench95-style wide, 128/384/384", recipe="fast-l")
+_register("fastnet-relu", (64, 256, 256), "fastnet, ReLU: int8-fused conv blocks",
+          activation="relu")
 
 
 def tta_level(model: Any) -> int:
