@@ -29,7 +29,6 @@ ort = pytest.importorskip("onnxruntime")
 
 from cifarkit.export import (  # noqa: E402
     FP32_MAX_ABS_DIFF,
-    cpu_has_vnni,
     export_model,
     find_stale_runs,
     max_opset,
@@ -37,6 +36,7 @@ from cifarkit.export import (  # noqa: E402
     resolve_source,
     synthetic_dataset,
 )
+from cifarkit.measure.machine import cpu_has_vnni  # noqa: E402
 
 RUN_INFO = {
     "arch": "cnn-batchnorm", "recipe": "default", "epochs": 3, "seed": 0,

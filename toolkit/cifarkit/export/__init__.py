@@ -40,7 +40,6 @@ from cifarkit.export.quantize import (
     CALIBRATION_METHODS,
     DEFAULT_CALIBRATION_IMAGES,
     QuantizationInfo,
-    cpu_has_vnni,
     quantize_int8,
     to_float16,
 )
@@ -79,7 +78,6 @@ __all__ = [
     "check_portable",
     "check_runtime",
     "compare",
-    "cpu_has_vnni",
     "export_model",
     "find_stale_runs",
     "keras_to_onnx",
