@@ -60,11 +60,11 @@ from cifarkit._capture import c_stderr_lines
 from cifarkit.contract import DEFAULT_IMAGE_SIZE, DEFAULT_PREPROCESS
 from cifarkit.data import causes, formats, pixels
 from cifarkit.data.causes import image_error
-from cifarkit.data.formats import image_extensions, is_image_path
+from cifarkit.data.formats import is_image_path
 from cifarkit.errors import ImageError
 
 __all__ = ["BACKGROUND", "MAX_PIXELS", "PREPROCESS", "SIZE", "Decoded",
-           "decode", "image_extensions", "is_image_path", "load_image", "load_image_bytes",
+           "decode", "is_image_path", "load_image", "load_image_bytes",
            "resize_images", "to_square"]
 
 SIZE = DEFAULT_IMAGE_SIZE
@@ -93,12 +93,6 @@ _ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_1
                  8: Image.Transpose.ROTATE_90}
 
 Source = Callable[[], "str | IO[bytes]"]
-
-
-def __getattr__(name: str) -> frozenset[str]:  # IMAGE_EXTENSIONS, computed on first use
-    if name == "IMAGE_EXTENSIONS":
-        return image_extensions()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
