@@ -26,6 +26,7 @@ from cifarkit.export.calibrate import (  # noqa: E402
     check_fold,
     fold_temperature,
     held_out_images,
+    unfold_temperature,
 )
 from cifarkit.measure import calibration as cal  # noqa: E402
 from cifarkit.measure.ood import msp_score  # noqa: E402
@@ -235,6 +236,26 @@ def test_onnx_source_with_a_training_record_uses_its_split(colours, tmp_path):
     assert c["images"] == 80 and c["recorded_val_accuracy"] == 0.6
     acc = c["precisions"]["fp32"]["held_out"]["accuracy"]
     assert any(f"fp32 top-1 {acc:.2%} on them" in n for n in result.notes)
+
+
+def test_re_exporting_a_calibrated_file_fits_afresh_instead_of_stacking(calibrated, colours,
+                                                                        tmp_path):
+    _, logits_file, ds = colours
+    fp32 = next(f.path for f in calibrated.files if f.precision == "fp32" and f.format == "onnx")
+    proto = onnx.load(str(fp32))
+    assert unfold_temperature(proto) == pytest.approx(
+        calibrated.card["calibration"]["precisions"]["fp32"]["temperature"], rel=1e-6)
+    assert unfold_temperature(proto) is None  # nothing left to take out
+    assert not any(i.name.endswith("inv_temperature") for i in proto.graph.initializer)
+    again = export_model(fp32, tmp_path / "again", precisions=["fp32"], data=ds,
+                         parity_images=100, benchmark=False)
+    t0 = calibrated.card["calibration"]["precisions"]["fp32"]["temperature"]
+    t1 = again.card["calibration"]["precisions"]["fp32"]["temperature"]
+    assert t1 == pytest.approx(t0, rel=1e-3)  # the same fit, not T0 * T1
+    assert any("folded temperature" in n and "taken out" in n for n in again.notes)
+    out = next(f.path for f in again.files if f.precision == "fp32")
+    np.testing.assert_allclose(run(out, ds.x_test), cal.softmax(run(logits_file, ds.x_test), t1),
+                               atol=1e-5)
 
 
 def test_held_out_folder_maps_class_names(colours, tmp_path):

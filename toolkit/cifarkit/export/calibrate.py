@@ -196,6 +196,29 @@ def fold_temperature(proto: Any, temperature: float) -> float:
     return float(1.0 / float(scale))
 
 
+def unfold_temperature(proto: Any) -> float | None:
+    """Undo ``fold_temperature`` in place: the Softmax reads the logits again and the ``1/T``
+    constant is gone. Returns the temperature removed (None when the graph had none), so that
+    re-exporting a calibrated file fits a fresh temperature instead of stacking a second."""
+    from onnx import numpy_helper
+
+    softmax = _output_softmax(proto.graph)
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    mul = producers.get(softmax.input[0])
+    if mul is None or mul.op_type != "Mul" or not mul.input[1].endswith(INV_TEMPERATURE):
+        return None
+    consumers = [n for n in proto.graph.node if mul.output[0] in n.input]
+    if consumers != [softmax]:
+        raise ExportError(f"cannot remove the folded temperature: {mul.output[0]!r} feeds "
+                          f"{len(consumers)} nodes, not only the output Softmax")
+    const = next(t for t in proto.graph.initializer if t.name == mul.input[1])
+    temperature = float(1.0 / float(numpy_helper.to_array(const)))
+    softmax.input[0] = mul.input[0]
+    proto.graph.node.remove(mul)
+    proto.graph.initializer.remove(const)
+    return temperature
+
+
 def check_fold(before: np.ndarray, after: np.ndarray, temperature: float, precision: str,
                what: str) -> float:
     """``ExportError`` unless ``after == apply_temperature(before, T)`` with the same top-1

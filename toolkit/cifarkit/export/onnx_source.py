@@ -31,6 +31,9 @@ class OnnxSource:
     info: ModelInfo
     #: The card beside the file, when it describes this very file (else empty).
     card: dict[str, Any] = field(default_factory=dict)
+    #: The temperature the file had folded in, taken out of ``proto`` and ``blob`` (export
+    #: fits its own on the uncalibrated logits).
+    removed_temperature: float | None = None
 
     @property
     def architecture(self) -> str | None:
@@ -52,6 +55,7 @@ def load_onnx_source(path: str | Path) -> OnnxSource:
     import onnx
 
     from cifarkit.errors import ExportError
+    from cifarkit.export.calibrate import unfold_temperature
     from cifarkit.export.check import check_contract
     from cifarkit.export.metadata import read_metadata
 
@@ -77,6 +81,9 @@ def load_onnx_source(path: str | Path) -> OnnxSource:
             f"{path} is a {precision} model: export from the fp32 file (model.fp32.onnx), "
             "which every other precision is derived from"
         )
+    removed = unfold_temperature(proto)
+    if removed is not None:  # the parity reference must be the uncalibrated graph too
+        blob = proto.SerializeToString()
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     sha = sha256_file(path)
     card: dict[str, Any] = {}
@@ -90,7 +97,7 @@ def load_onnx_source(path: str | Path) -> OnnxSource:
         if any(f.get("sha256") == sha for f in files or [] if isinstance(f, dict)):
             card = candidate
     return OnnxSource(proto=proto, blob=blob, sha256=sha, opset=int(opset), metadata=meta,
-                      info=info, card=card)
+                      info=info, card=card, removed_temperature=removed)
 
 
 def at_opset(proto: Any, have: int, want: int, notes: list[str]) -> Any:
