@@ -1,7 +1,7 @@
 """Ray engine vs local engine, whole commands; the Ray driver's memory and CPU at 10⁴–10⁶ inputs.
 
     .venv/bin/python benchmarks/ray_predict.py                    # 10⁴ and 10⁵ inputs
-    .venv/bin/python benchmarks/ray_predict.py --sizes 1e4,1e5,1e6   # the figures in docs/scale-out.md
+    .venv/bin/python benchmarks/ray_predict.py --sizes 1e4,1e5,1e6   # docs/scale-out.md
 
 Inputs: hard links to ``$CIFARKIT_DATA/test`` (10,000 JPEGs), made by this script in a scratch
 folder outside the repository: ``SCRATCH/cifarkit-links/rep-NNN/<class>/<file>``, one ``rep``

@@ -97,6 +97,17 @@ def test_a_folder_gets_its_parts_and_the_manifest_and_replaces_an_old_one(tmp_pa
     assert _siblings(old) == ["preds"]
 
 
+@pytest.mark.parametrize("fmt, reader", [("parquet", "read_parquet"), ("csv", "read_csv"),
+                                         ("jsonl", "read_json")])
+def test_duckdb_reads_a_committed_folder_of_parts(tmp_path, fmt, reader):
+    duckdb = pytest.importorskip("duckdb")
+    out, job = _job(f"{tmp_path / 'preds'}/", fmt)
+    job.commit()
+    got = duckdb.sql(f"select path from {reader}('{tmp_path / 'preds'}/part-*') "
+                     "order by path").fetchall()
+    assert [r[0] for r in got] == sorted(p.display_path for p in ROWS)
+
+
 @pytest.mark.parametrize("units, phrase", [
     (((0, 0, 5), (0, 4, 3)), "overlap"),
     (((0, 0, 4), (0, 5, 3)), "miss"),

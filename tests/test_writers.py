@@ -1,6 +1,6 @@
-"""``engines/writers.py``: every format is valid UTF-8 that pandas reads (non-UTF-8 names
-included), commits atomically, and leaves neither a partial file nor a temp file when it fails,
-also when the failure is raised inside ``commit()``."""
+"""``engines/writers.py``: every format is valid UTF-8 that pandas, DuckDB and jq read
+(non-UTF-8 names included), commits atomically, and leaves neither a partial file nor a temp
+file when it fails, also when the failure is raised inside ``commit()``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import base64
 import io
 import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,38 @@ def test_each_format_is_utf8_that_pandas_reads_and_keeps_the_exact_name(tmp_path
     assert all(pd.isna(x) or x == "" for x in df["path_bytes"][1:])  # only where it differs
     assert list(df["label"][:2]) == ["cat", "dog"] and df["backend"][0] == "onnxruntime"
     assert df["error"][2] == "not an image Pillow can read"
+
+
+def _duckdb_read(fmt: str, path: Path) -> list[tuple]:
+    duckdb = pytest.importorskip("duckdb")
+    reader = {"csv": "read_csv", "jsonl": "read_json", "parquet": "read_parquet"}[fmt]
+    return duckdb.sql(f"select path, path_bytes, label, error from {reader}('{path}') "
+                      "order by path").fetchall()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_duckdb_reads_every_format_with_the_exact_name(tmp_path, fmt):
+    target = tmp_path / f"out.{fmt}"
+    with open_writer(fmt, target=target) as out:
+        for pred in ROWS:
+            out.add(pred)
+    rows = _duckdb_read(fmt, target)
+    assert [r[0] for r in rows] == sorted(["imgs/non\\xffutf8.png", "imgs/ünï 日本.png",
+                                           "imgs/bad.png"])
+    raw = next(r[1] for r in rows if r[0] == "imgs/non\\xffutf8.png")
+    assert base64.b64decode(raw) == RAW
+    assert next(r[3] for r in rows if r[0] == "imgs/bad.png") == "not an image Pillow can read"
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
+def test_jq_reads_the_jsonl(tmp_path):
+    target = tmp_path / "out.jsonl"
+    with open_writer("jsonl", target=target) as out:
+        for pred in ROWS:
+            out.add(pred)
+    got = subprocess.run(["jq", "-r", ".path_bytes // .path", str(target)], check=True,
+                         capture_output=True, text=True).stdout.splitlines()
+    assert base64.b64decode(got[0]) == RAW and got[1:] == ["imgs/ünï 日本.png", "imgs/bad.png"]
 
 
 def test_table_writer_renders_blocks_into_a_utf8_file(tmp_path):
