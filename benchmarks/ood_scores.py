@@ -22,6 +22,18 @@ Scores (``cifarkit.measure.ood``), higher = more like the training classes:
   averaged, as the head averages their logits), class means and one shared covariance fitted
   on ``--fit-images`` stratified training images the model learnt from (outside the training's
   validation split when it had one); ``mahalanobis-l2`` the same on L2-normalised features.
+- ``energy``: ``logsumexp`` of the logits (Liu et al. 2020), the input of the output Softmax
+  before the calibration temperature the export folds in (a ``Mul`` by ``1/T`` whose constant's
+  name ends in ``/inv_temperature``); ``energy-T``: ``T · logsumexp(z / T)`` at that folded ``T``.
+- ``knn-k{1,10,50}``: deep nearest neighbours (Sun et al. 2022), ``-‖f̂ - b̂_(k)‖`` where ``f̂``
+  is the L2-normalised penultimate feature and ``b̂_(k)`` the k-th nearest of the same
+  ``--fit-images`` training images' normalised features (the bank); ``-bank{N}`` with a bank of
+  ``--knn-bank`` stratified training images instead.
+- ``vim``: Virtual-logit Matching (Wang et al. 2022): ``logsumexp(z) - α‖P⊥(f - u)‖``, ``u``
+  the point where the (affine, least-squares-recovered) head gives zero logits, ``P⊥`` the
+  projection off the top ``D/2`` principal directions of the fit features (D = feature size,
+  the ViM code's rule below 768 features), ``α`` = mean top logit / mean residual norm on
+  the fit images.
 - ``best-layer``: diagnostic only, the best single earlier layer (spatially averaged ReLU /
   MaxPool outputs), chosen on these very test and unknown images, so optimistic.
 
@@ -33,10 +45,12 @@ threshold that accepts 95 % of it (the threshold export would record).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +61,7 @@ PHOTOS = ("astronaut", "brick", "camera", "clock", "coffee", "coins", "grass", "
           "hubble_deep_field", "immunohistochemistry", "moon", "retina", "rocket",
           "stereo_motorcycle", "page", "text", "cell", "microaneurysms")
 CROPS = 10
+KS = (1, 10, 50)  # k of the nearest-neighbour scores (Sun et al. use 50 at 50,000 images)
 
 
 def _png(a: np.ndarray) -> bytes:
@@ -95,19 +110,36 @@ def _feature_tensor(graph: Any) -> str:
     return node.input[0]
 
 
+def _logits_tensor(graph: Any) -> tuple[str, float]:
+    """The Softmax's input before a folded calibration temperature, and that ``T`` (1 without)."""
+    producers = {o: n for n in graph.node for o in n.output}
+    consts = {i.name: i for i in graph.initializer}
+    z = producers["probabilities"].input[0]
+    mul = producers.get(z)
+    if mul is not None and mul.op_type == "Mul":
+        inv = [i for i in mul.input if i in consts and i.endswith("/inv_temperature")]
+        if inv:
+            from onnx import numpy_helper
+
+            inv_t = float(numpy_helper.to_array(consts[inv[0]]).reshape(-1)[0])
+            return next(i for i in mul.input if i != inv[0]), 1 / inv_t
+    return z, 1.0
+
+
 def _layer_tensors(proto: Any) -> list[str]:
     return [n.output[0] for n in proto.graph.node if n.op_type in ("Relu", "MaxPool")]
 
 
 def features(path: Path, x: np.ndarray, extra_layers: bool) -> dict[str, np.ndarray]:
-    """``probabilities``, the penultimate features and (optionally) every ReLU/MaxPool output
-    averaged over space, each ``[N, ...]`` (two-view TTA batches averaged per image)."""
+    """``probabilities``, the logits (before any folded temperature), the penultimate features
+    and (optionally) every ReLU/MaxPool output averaged over space, each ``[N, ...]`` (two-view
+    TTA batches averaged per image)."""
     import onnx
 
     from cifarkit.backends.onnxruntime import cpu_session
 
     proto = onnx.load(str(path))
-    wanted = ["probabilities", _feature_tensor(proto.graph)]
+    wanted = ["probabilities", _logits_tensor(proto.graph)[0], _feature_tensor(proto.graph)]
     wanted += [t for t in (_layer_tensors(proto) if extra_layers else []) if t not in wanted]
     for t in wanted[1:]:
         proto.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT,
@@ -123,7 +155,8 @@ def features(path: Path, x: np.ndarray, extra_layers: bool) -> dict[str, np.ndar
                 out = (out[:len(batch)] + out[len(batch):]) / 2
             parts[t].append(out.reshape(len(batch), -1))
     named = {t: np.concatenate(v) for t, v in parts.items()}
-    return {"probabilities": named.pop("probabilities"), "penultimate": named.pop(wanted[1]),
+    return {"probabilities": named.pop("probabilities"), "logits": named.pop(wanted[1]),
+            "penultimate": named.pop(wanted[2]),
             **{f"layer:{t}": v for t, v in named.items()}}
 
 
@@ -139,12 +172,59 @@ def _rates(s_in: np.ndarray, s_out: np.ndarray, s_held: np.ndarray | None) -> di
     return out
 
 
+def _unit(f: np.ndarray) -> np.ndarray:
+    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+
+def knn_scores(bank: np.ndarray, ks: tuple[int, ...], *feats: np.ndarray) -> list[np.ndarray]:
+    """Per ``feats`` array, ``[N, len(ks)]``: minus the distance from each L2-normalised row to
+    its k-th nearest L2-normalised ``bank`` row (brute force, exact)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    nn = NearestNeighbors(n_neighbors=max(ks), algorithm="brute").fit(_unit(bank))
+    return [-nn.kneighbors(_unit(f))[0][:, [k - 1 for k in ks]] for f in feats]
+
+
+@dataclass(frozen=True)
+class ViM:
+    """Virtual-logit Matching fitted on training features and their logits."""
+
+    origin: np.ndarray  # u: where the head's logits are all zero
+    residual: np.ndarray  # [D, D - D/2]: the principal directions left out
+    alpha: float
+
+    @classmethod
+    def fit(cls, f: np.ndarray, z: np.ndarray) -> ViM:
+        a = np.c_[f, np.ones(len(f))].astype(np.float64)
+        wb = np.linalg.lstsq(a, z.astype(np.float64), rcond=None)[0]  # the head, recovered
+        w, b = wb[:-1], wb[-1]
+        u = -np.linalg.pinv(w.T) @ b
+        x = f - u
+        _, vecs = np.linalg.eigh(x.T @ x / len(x))  # ascending eigenvalues
+        ns = vecs[:, : f.shape[1] - f.shape[1] // 2]
+        alpha = float(z.max(axis=1).mean() / np.linalg.norm(x @ ns, axis=1).mean())
+        return cls(u, ns, alpha)
+
+    def score(self, f: np.ndarray, z: np.ndarray) -> np.ndarray:
+        from scipy.special import logsumexp
+
+        return logsumexp(z, axis=1) - self.alpha * np.linalg.norm((f - self.origin) @
+                                                                  self.residual, axis=1)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
+    import onnx
+
     from cifarkit.data import load_dataset, stratified_split, stratified_subset
     from cifarkit.export import read_metadata
-    from cifarkit.measure.ood import Mahalanobis, msp_score
+    from cifarkit.measure.ood import Mahalanobis, energy_score, msp_score
 
     started = time.time()
+    sha = _sha256(args.model)
     meta = read_metadata(args.model)
     training = meta.get("training") or {}
     ds = load_dataset(args.data, splits=("train", "test"))
@@ -165,6 +245,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                             normalize=norm)
         scores[name] = _rates(m.score(f_in["penultimate"]), m.score(f_out["penultimate"]),
                               None if f_held is None else m.score(f_held["penultimate"]))
+    _, temperature = _logits_tensor(onnx.load(str(args.model)).graph)
+    sets = [f_in, f_out] + ([] if f_held is None else [f_held])
+    for name, t in (("energy", 1.0), ("energy-T", temperature)):
+        scores[name] = _rates(*[energy_score(f["logits"], t) for f in sets])
+    banks = {"": f_fit["penultimate"]}
+    if args.knn_bank and args.knn_bank != len(fit_idx):
+        bank_idx = keep[stratified_subset(ds.y_train[keep], args.knn_bank, args.seed)]
+        banks[f"-bank{len(bank_idx)}"] = features(args.model, ds.x_train[bank_idx],
+                                                  False)["penultimate"]
+    for suffix, bank in banks.items():
+        per_set = knn_scores(bank, KS, *[f["penultimate"] for f in sets])
+        for j, k in enumerate(KS):
+            scores[f"knn-k{k}{suffix}"] = _rates(*[s[:, j] for s in per_set])
+    vim = ViM.fit(f_fit["penultimate"], f_fit["logits"])
+    scores["vim"] = _rates(*[vim.score(f["penultimate"], f["logits"]) for f in sets])
     layers = {}
     for key in (k for k in f_in if k.startswith("layer:")):
         m = Mahalanobis.fit(f_fit[key], y_fit, n_classes=len(ds.classes), normalize=True)
@@ -174,6 +269,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "schema": SCHEMA, "model": str(args.model), "architecture": meta.get("architecture"),
         "precision": meta.get("precision"), "temperature":
             (meta.get("calibration") or {}).get("temperature"),
+        "graph_temperature": temperature, "model_sha256": sha,
+        "knn_bank_images": {(s[1:] or "fit"): len(b) for s, b in banks.items()},
         "training_val_split": frac, "fit_images": len(fit_idx),
         "held_out_images": int(len(held)), "test_images": int(len(ds.y_test)),
         "unknown_images": len(names), "unknown_sources": sorted({n.split("[")[0] for n in names}),
@@ -189,10 +286,15 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--fit-images", type=int, default=10_000)
+    parser.add_argument("--knn-bank", type=int, default=0,
+                        help="also score k-NN against this many training images (0: only the "
+                             "--fit-images bank)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     result = measure(args)
+    if _sha256(args.model) != result["model_sha256"]:
+        sys.exit(f"{args.model} changed while it was measured; run again")
     text = json.dumps(result, indent=2) + "\n"
     if args.out:
         args.out.write_text(text)
