@@ -368,6 +368,41 @@ def test_globs_and_cross_linked_folders_give_the_local_engines_rows(cluster, mod
     assert _jsonl_rows(parts) == want
 
 
+def test_ctrl_c_mid_run_stops_within_seconds_leaving_nothing(cluster, model, tmp_path):
+    """Ctrl-C (SIGINT to the CLI's process group, as a terminal sends it) once the first part
+    is written: exit 130 within seconds; no output, job folder, part or manifest, even a while
+    later (an actor still busy must not write into a folder the driver removed)."""
+    png = _png(COLORS[0])
+    for i in range(3000):
+        d = tmp_path / "in" / f"d{i // 100:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{i:04d}.png").write_bytes(png)
+    env = {**os.environ, "COLUMNS": "200", "CIFARKIT_EXPORTED": str(tmp_path / "none"),
+           "PYTHONPATH": os.pathsep.join([str(REPO / "toolkit"), str(REPO)])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cifarkit", "predict", str(tmp_path / "in"), "-m", str(model),
+         "-f", "jsonl", "-o", f"{tmp_path}/out/", "--batch-size", "8", "--engine", "ray",
+         "--address", cluster.address], cwd=tmp_path, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".out.job-*/part-*")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert took < 15, f"{took:.1f} s to stop"
+    time.sleep(3)  # the actors' calls in flight end meanwhile
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"], list(tmp_path.iterdir())
+
+
 def test_parquet_folder_parts_and_a_failed_run_leaves_nothing(tmp_path):
     import pandas as pd
 
