@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from cifarkit.engines.inputs import iter_inputs
-from cifarkit.engines.listing import PATHS_PER_UNIT, list_unit, plan_units
+from cifarkit.engines.listing import (
+    CENSUS_KINDS,
+    PATHS_PER_UNIT,
+    census,
+    list_unit,
+    plan_units,
+    settle,
+)
 
 
 def _tree(root: Path) -> Path:
@@ -34,10 +41,14 @@ def _tree(root: Path) -> Path:
 
 
 def _listed(sources, recursive=True, stdin=None):
-    units, keys = plan_units(sources, recursive=recursive, stdin=stdin)
+    """As the Ray engine lists: plan, census, settle, then each unit on its own (in reverse:
+    no unit may depend on another having been listed first)."""
+    units, roots = plan_units(sources, recursive=recursive, stdin=stdin)
+    counts = census([u for u in units if u.kind in CENSUS_KINDS], recursive, roots)
+    units = settle(units, counts)
     items, skipped = [], []
-    for unit in units:
-        items += list(list_unit(unit, recursive, keys, skipped.append))
+    for unit in reversed(units):
+        items += list(list_unit(unit, recursive, roots, skipped.append))
     return units, items, skipped
 
 
@@ -76,7 +87,7 @@ def test_globs_files_missing_names_and_stdin_by_the_local_rules(tmp_path):
     assert sorted(skipped) == sorted(want_skipped)
     no_match = [i for i in items if i.reason == "no-match"]
     assert [i.path for i in no_match] == [str(root / "nothing*.png")]
-    assert {u.kind for u in units} == {"glob", "paths", "files"}
+    assert {u.kind for u in units} == {"glob-top", "glob-sub", "paths", "files"}
 
 
 def test_literal_names_come_in_bounded_units(tmp_path):
@@ -97,3 +108,78 @@ def test_an_unreadable_folder_is_one_error_row_from_its_unit(tmp_path):
         (root / "cat").chmod(0o755)
     assert sorted(items, key=lambda i: i.path) == sorted(want, key=lambda i: i.path)
     assert any(i.reason == "unreadable" for i in items)
+
+
+def _same(sources, recursive=True):
+    """The units list what the local walk lists: the same items (paths, errors, repeats) and
+    the same skipped files."""
+    units, items, skipped = _listed(sources, recursive)
+    want, want_skipped = _local(sources, recursive)
+    key = lambda i: (i.path, i.error or "")  # noqa: E731
+    assert sorted(items, key=key) == sorted(want, key=key), sources
+    assert sorted(skipped) == sorted(want_skipped), sources
+    return units, items
+
+
+@pytest.mark.parametrize("recursive", [True, False])
+def test_a_glob_is_listed_in_first_level_folder_units_as_the_local_engine_lists_it(
+        tmp_path, recursive):
+    root = _tree(tmp_path / "t")
+    for sub in ("cat", "dog", "bird"):
+        (root / sub / f"x-{sub}.png").write_bytes(b"x")
+    for pattern in ("**/*.png", "*/x*.png", "*", "**", "d*/**/*.webp", "*/puppies/*",
+                    "*/nothing*.png", "nothing*/x.png", "**/.hidden/*", "*/"):
+        _same([str(root / pattern)], recursive)
+    units, items = _same([str(root / "**" / "*.png")], recursive)
+    # ``base/**`` splits like the folder: one unit per sub-folder, holding its name only
+    assert [(u.kind, u.paths[1:]) for u in units] == [
+        ("glob-top", ()), *[("glob-sub", (n,)) for n in ("bird", "cat", "dog", "empty",
+                                                         "zlink")]]
+    # the no-match row once, from the pattern's first unit, though five units matched nothing
+    units, items = _same([str(root / "*" / "nothing*.png")], recursive)
+    assert len(units) == 6 and [(i.path, i.reason) for i in items] == [
+        (str(root / "*" / "nothing*.png"), "no-match")]
+    assert units[0].no_match and not any(u.no_match for u in units[1:])
+
+
+def test_a_glob_over_a_flat_folder_gives_the_driver_no_file_names(tmp_path):
+    flat = tmp_path / "flat"
+    (flat / "sub").mkdir(parents=True)
+    for i in range(500):
+        (flat / f"{i}.png").write_bytes(b"x")
+    for pattern in ("*.png", "**/*.png", "*"):
+        units, roots = plan_units([str(flat / pattern)])
+        assert sum(len(u.paths) for u in units) <= 3 and not roots
+        assert len(_same([str(flat / pattern)])[1]) >= 500
+
+
+def _cross_linked(root: Path) -> Path:
+    """Folders reached twice: a link to a later sibling, one into the middle of another
+    sub-folder, two to one folder outside the input, one into a hidden folder, and a loop."""
+    for name in ("a/1.png", "b/2.png", "b/deep/3.png", "c/4.png", ".h/5.png", "../out/6.png"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    for link, target in (("a/tob", "../b"), ("c/todeep", "../b/deep"), ("a/out", "../../out"),
+                         ("c/out", "../../out"), ("a/hid", "../.h"), ("b/deep/up", "../..")):
+        (root / link).symlink_to(target)
+    return root
+
+
+@pytest.mark.parametrize("recursive", [True, False])
+def test_cross_linked_folders_are_listed_once_where_the_local_walk_lists_them(
+        tmp_path, recursive):
+    root = _cross_linked(tmp_path / "in")
+    r = str(root)
+    # (no ``**``: glob follows the loop to the kernel's 40-link limit along every path into it)
+    for sources in ([r, f"{r}/b/deep"], [f"{r}/b/deep", r], [r, f"{r}/*/*"], [f"{r}/*/*", r],
+                    [f"{r}/*", f"{r}/b"], [f"{r}/c", r], [f"{r}/*/*/*.png"]):
+        _same(sources, recursive)
+    units, items = _same([r], recursive)
+    paths = sorted(os.path.relpath(i.path, r) for i in items)
+    if recursive:  # b is listed at its first place, a/tob (before b itself); out once, at a/
+        assert paths == ["a/1.png", "a/hid/5.png", "a/out/6.png", "a/tob/2.png",
+                         "a/tob/deep/3.png", "c/4.png"]
+        b = next(u for u in units if u.paths == (f"{r}/b",))
+        assert b.key in b.prune  # b's own unit lists nothing
+    else:
+        assert paths == []

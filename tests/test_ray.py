@@ -341,6 +341,68 @@ def test_a_non_utf8_name_on_ray_gives_the_local_engines_rows(cluster, model, tmp
     assert "on openvino in" in r.stderr
 
 
+def test_globs_and_cross_linked_folders_give_the_local_engines_rows(cluster, model, tmp_path):
+    """A glob listed in first-level units, folders reached twice through links (``a/tob ->
+    ../b`` before b itself, ``c/todeep`` into b's middle, a loop) and a file named by both a
+    folder and a glob: the local engine's rows, on stdout and in parts: each folder once at
+    its local place, the glob's file twice (as locally), one no-match row."""
+    root = tmp_path / "in"
+    for i, name in enumerate(("a/1.png", "b/2.png", "b/deep/3.png", "c/4.png", "c/x5.png")):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(_png(COLORS[i]))
+    for link, target in (("a/tob", "../b"), ("c/todeep", "../b/deep"), ("b/deep/up", "../..")):
+        (root / link).symlink_to(target)
+    sources = [str(root), str(root / "*" / "x*.png"), str(root / "*" / "no*.png")]
+    ray_args = ["--engine", "ray", "--address", cluster.address]
+    local = run_cli(*sources, "-m", str(model), "-f", "jsonl", cwd=tmp_path)
+    streamed = run_cli(*sources, "-m", str(model), "-f", "jsonl", *ray_args, cwd=tmp_path)
+    parted = run_cli(*sources, "-m", str(model), "-f", "jsonl", "-o", f"{tmp_path}/out/",
+                     *ray_args, cwd=tmp_path)
+    assert local.returncode == streamed.returncode == parted.returncode == 1, streamed.stderr
+    want = _jsonl_rows(local.stdout)
+    assert sorted(os.path.relpath(r["path"], root) for r in want) == [
+        "*/no*.png", "a/1.png", "a/tob/2.png", "a/tob/deep/3.png", "c/4.png", "c/x5.png",
+        "c/x5.png"]
+    assert _jsonl_rows(streamed.stdout) == want
+    parts = "".join(p.read_text() for p in (tmp_path / "out").glob("part-*"))
+    assert _jsonl_rows(parts) == want
+
+
+def test_ctrl_c_mid_run_stops_within_seconds_leaving_nothing(cluster, model, tmp_path):
+    """Ctrl-C (SIGINT to the CLI's process group, as a terminal sends it) once the first part
+    is written: exit 130 within seconds; no output, job folder, part or manifest, even a while
+    later (an actor still busy must not write into a folder the driver removed)."""
+    png = _png(COLORS[0])
+    for i in range(3000):
+        d = tmp_path / "in" / f"d{i // 100:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{i:04d}.png").write_bytes(png)
+    env = {**os.environ, "COLUMNS": "200", "CIFARKIT_EXPORTED": str(tmp_path / "none"),
+           "PYTHONPATH": os.pathsep.join([str(REPO / "toolkit"), str(REPO)])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cifarkit", "predict", str(tmp_path / "in"), "-m", str(model),
+         "-f", "jsonl", "-o", f"{tmp_path}/out/", "--batch-size", "8", "--engine", "ray",
+         "--address", cluster.address], cwd=tmp_path, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".out.job-*/part-*")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert took < 15, f"{took:.1f} s to stop"
+    time.sleep(3)  # the actors' calls in flight end meanwhile
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"], list(tmp_path.iterdir())
+
+
 def test_parquet_folder_parts_and_a_failed_run_leaves_nothing(tmp_path):
     import pandas as pd
 

@@ -16,7 +16,8 @@
 - ``local``: decoder processes + one model in this process (``predict_files``);
 - ``ray`` (the driver), ``ray_actor`` (the workers' actor), ``ray_cluster``: the same on
   Ray Data (a local Ray or a cluster), with
-  ``listing`` (the driver plans units of listing, workers list them) and ``parts`` (part files
+  ``listing`` (the driver plans units of listing, workers list them; ``globs``: a pattern
+  expanded in parts) and ``parts`` (part files
   written by the workers, checked and committed once by the driver).
 """
 

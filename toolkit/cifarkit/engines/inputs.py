@@ -104,14 +104,24 @@ def _expand(arg: str, recursive: bool, seen: set[tuple[int, int]], literal: bool
     else:
         matches = sorted(glob.glob(arg, recursive=True))
         if not matches:
-            yield InputItem(arg, f"{arg}: no file matches this pattern", NO_MATCH)
-        for match in matches:
-            if os.path.isdir(match):
-                yield from _walk(match, recursive, seen, on_skip)
-            elif is_image_path(match):
-                yield InputItem(match)
-            else:
-                on_skip(match)
+            yield no_match(arg)
+        yield from _matched(matches, recursive, seen, on_skip)
+
+
+def no_match(pattern: str) -> InputItem:
+    return InputItem(pattern, f"{pattern}: no file matches this pattern", NO_MATCH)
+
+
+def _matched(matches: Iterable[str], recursive: bool, seen: set[tuple[int, int]],
+             on_skip: OnSkip) -> Iterator[InputItem]:
+    """A pattern's matches, sorted: folders walked, image files taken, other files skipped."""
+    for match in matches:
+        if os.path.isdir(match):
+            yield from _walk(match, recursive, seen, on_skip)
+        elif is_image_path(match):
+            yield InputItem(match)
+        else:
+            on_skip(match)
 
 
 def arguments(sources: Iterable[str], stdin: TextIO | None) -> Iterator[tuple[str, bool]]:

@@ -2,22 +2,28 @@
 
 ``inputs.iter_inputs`` lists everything in one process; at scale that process (the Ray
 driver) would hold every path. Here the driver only looks at the arguments and the top level
-of each folder argument, and turns them into units, each listed by one worker with the same
-rules (``inputs``: sorted walk, image extensions, hidden names skipped, unreadable folders and
-globs that match nothing as error items):
+of each folder argument and glob pattern, and turns them into units, each listed by one
+worker with the same rules (``inputs``: sorted walk, image extensions, hidden names skipped,
+unreadable folders and globs that match nothing as error items):
 
 - a folder: one ``files`` unit (the images directly in it) and, when recursive, one ``tree``
   unit per sub-folder (walked whole by its worker): partitioned by sub-folder;
-- a glob pattern: one ``glob`` unit (its worker expands the pattern and walks the folders it
-  matches; one worker knows whether the pattern matched nothing, the no-match row needs that);
+- a glob pattern: a ``glob-top`` unit and one ``glob-sub`` unit per group of first-level
+  folders its matches can start in (``globs``: each gives exactly ``glob.glob``'s matches
+  there); ``glob`` (expanded whole) when the pattern's base cannot be listed;
 - a file, anything else, and stdin's lines that are not folders: ``paths`` units of up to
   ``PATHS_PER_UNIT`` names (stdin is the driver's by nature: its lines pass through it).
 
-A folder reached twice is listed once, as locally (the cycle guard): the driver skips an
-argument folder already planned, and each worker's walk starts with the other units' roots
-marked as seen, so a symlink to a sibling sub-folder is not entered (its files are listed
-under the sub-folder's own name). A link from deep inside one sub-folder into another
-sub-folder's middle is the one case listed twice (each worker guards its own walk only).
+**A folder reached twice** (symlinks, nested arguments, a glob matching a folder already
+walked) is listed once, where the local walk lists it: at its first place in the order of
+the arguments. The units are planned in that order, each a contiguous run of it, so "first
+place" is "the earliest unit that enters it". Before listing, a *census* walks every unit
+that enters folders (``census``, a Ray task each, in parallel: folders only are kept) and
+``settle`` gives each unit the folders an earlier unit enters (``prune``; empty without
+cross-links), which its walk then treats as already seen. A walk's cycle guard also holds the
+earlier units' root folders, never later ones: a link to a later unit's folder is followed,
+as locally, and that unit then lists nothing. The census is also what tells a glob's
+``glob-top`` unit that the whole pattern matched nothing (``no_match``: its error item).
 
 Each listed item gets its unit's number and its place in the unit (``seq``): the part files
 of the Ray engine are named from them, so a retried task writes the same part again.
@@ -26,32 +32,42 @@ of the Ray engine are named from them, so a retried task writes the same part ag
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
+from cifarkit.engines import globs
 from cifarkit.engines.inputs import (
     GLOB_CHARS,
     InputItem,
     OnSkip,
     _expand,
+    _ignore,
+    _matched,
     _walk,
     arguments,
+    no_match,
 )
 
 PATHS_PER_UNIT = 4096  # literal names (arguments, stdin lines) per ``paths`` unit
 Key = tuple[int, int]  # (st_dev, st_ino) of a folder
+Roots = Mapping[Key, int]  # a files / tree unit's root folder → the unit's index
+GLOB_KINDS = ("glob", "glob-top", "glob-sub")
+CENSUS_KINDS = ("tree", *GLOB_KINDS)  # the units whose walks enter folders found on the way
 
 
 @dataclass(frozen=True)
 class Unit:
-    """One piece of listing: ``kind`` is ``tree``, ``files``, ``glob`` or ``paths``;
-    ``paths`` holds the folder / pattern (one name) or the literal names."""
+    """One piece of listing: ``kind`` is ``tree``, ``files``, ``glob``, ``glob-top``,
+    ``glob-sub``, ``paths``, ``uri-files`` or ``uri-tree``; ``paths`` holds the folder /
+    pattern (one name; ``glob-sub``: then its first-level folders) or the literal names."""
 
     index: int
     kind: str
     paths: tuple[str, ...]
-    key: Key | None = None  # the folder's own key (tree units), not skipped by its walk
+    key: Key | None = None  # the folder's own key (files and tree units)
+    prune: frozenset[Key] = frozenset()  # folders an earlier unit enters (``settle``)
+    no_match: bool = False  # glob-top: the whole pattern matched nothing (``settle``)
 
 
 def _folder_key(path: str) -> Key | None:
@@ -80,17 +96,19 @@ def _subfolders(root: str) -> list[str] | None:
 
 
 class Planner:
-    """Units for the arguments, in order; ``keys`` are every planned folder's (the cycle
-    guard each worker starts from)."""
+    """Units for the arguments, in order; ``roots``: each files / tree unit's root folder
+    (a walk's cycle guard holds those of the units before it)."""
 
     def __init__(self, recursive: bool) -> None:
         self.recursive = recursive
-        self.keys: set[Key] = set()
+        self.roots: dict[Key, int] = {}
         self.units: list[Unit] = []
         self._literal: list[str] = []
 
     def _add(self, kind: str, paths: Iterable[str], key: Key | None = None) -> None:
         self._flush()
+        if key is not None:
+            self.roots[key] = len(self.units)
         self.units.append(Unit(len(self.units), kind, tuple(paths), key))
 
     def _flush(self) -> None:
@@ -105,22 +123,26 @@ class Planner:
 
     def folder(self, root: str) -> None:
         key = _folder_key(root)
-        if key is not None and key in self.keys:
+        if key is not None and key in self.roots:
             return  # already planned: listed once
         subs = _subfolders(root) if self.recursive else []
         if subs is None:  # cannot be listed: one walk, whose worker says why
             self._add("tree", [root], key)
             return
-        if key is not None:
-            self.keys.add(key)
         self._add("files", [root], key)
         for sub in subs:
             sub_key = _folder_key(sub)
-            if sub_key is not None and sub_key in self.keys:
-                continue
-            if sub_key is not None:
-                self.keys.add(sub_key)
-            self._add("tree", [sub], sub_key)
+            if sub_key is None or sub_key not in self.roots:
+                self._add("tree", [sub], sub_key)
+
+    def glob(self, pattern: str) -> None:
+        groups = globs.families(pattern)
+        if groups is None:
+            self._add("glob", [pattern])
+            return
+        self._add("glob-top", [pattern])
+        for names in groups:
+            self._add("glob-sub", [pattern, *names])
 
     def argument(self, arg: str, literal: bool) -> None:
         """One argument (``literal``: a stdin line, never a pattern), as ``inputs._expand``
@@ -134,7 +156,7 @@ class Planner:
         elif literal or os.path.lexists(arg) or not (GLOB_CHARS & set(arg)):
             self.literal(arg)
         else:
-            self._add("glob", [arg])
+            self.glob(arg)
 
     def finish(self) -> list[Unit]:
         self._flush()
@@ -142,31 +164,48 @@ class Planner:
 
 
 def plan_units(sources: Iterable[str], *, recursive: bool = True,
-               stdin: TextIO | None = None) -> tuple[list[Unit], frozenset[Key]]:
-    """The units for ``sources`` (``inputs.iter_inputs``'s arguments) and the folder keys
-    every worker's walk starts from."""
+               stdin: TextIO | None = None) -> tuple[list[Unit], dict[Key, int]]:
+    """The units for ``sources`` (``inputs.iter_inputs``'s arguments) and their root
+    folders. Before listing, ``census`` the ``CENSUS_KINDS`` and ``settle`` the units."""
     planner = Planner(recursive)
     for arg, literal in arguments(sources, stdin):
         planner.argument(arg, literal)
-    return planner.finish(), frozenset(planner.keys)
+    return planner.finish(), planner.roots
 
 
-def list_unit(unit: Unit, recursive: bool, keys: frozenset[Key],
-              on_skip: OnSkip) -> Iterator[InputItem]:
-    """The inputs of one unit, by ``inputs``' rules (on a worker)."""
-    if unit.kind.startswith("uri-"):
-        yield from list_uri(unit, on_skip)
-        return
-    seen = set(keys)
-    if unit.key is not None:
-        seen.discard(unit.key)  # its own root: entered
+class _Seen(set[Key]):
+    """A unit's cycle guard: the folders its walk entered (the set itself), and as if
+    entered already: the earlier units' roots and the folders they enter (``prune``)."""
+
+    def __init__(self, unit: Unit, roots: Roots) -> None:
+        super().__init__()
+        self.index, self.roots, self.prune = unit.index, roots, unit.prune
+
+    def __contains__(self, key: object) -> bool:
+        return (set.__contains__(self, key) or key in self.prune
+                or self.roots.get(key, self.index) < self.index)  # type: ignore[call-overload]
+
+
+def _matches(unit: Unit) -> list[str]:
+    pattern = unit.paths[0]
+    if unit.kind == "glob-sub":
+        return globs.sub_matches(pattern, unit.paths[1:])
+    if unit.kind == "glob-top":
+        return globs.top_matches(pattern)
+    return globs.whole_matches(pattern)
+
+
+def _items(unit: Unit, recursive: bool, seen: set[Key], on_skip: OnSkip,
+           matches: list[str] | None) -> Iterator[InputItem]:
     kind, paths = unit.kind, unit.paths
     if kind == "tree":
         yield from _walk(paths[0], recursive, seen, on_skip)
     elif kind == "files":
         yield from _walk(paths[0], False, seen, on_skip)
-    elif kind == "glob":  # a pattern that matches nothing: the no-match item
-        yield from _expand(paths[0], recursive, seen, False, on_skip)
+    elif matches is not None:  # a glob's part; the no-match item once, from its first unit
+        if unit.no_match or (unit.kind == "glob" and not matches):
+            yield no_match(paths[0])
+        yield from _matched(matches, recursive, seen, on_skip)
     else:
         from cifarkit.engines.parts import is_uri
 
@@ -177,6 +216,77 @@ def list_unit(unit: Unit, recursive: bool, keys: frozenset[Key],
                 yield from _expand(path, recursive, seen, True, on_skip)
 
 
+def list_unit(unit: Unit, recursive: bool, roots: Roots,
+              on_skip: OnSkip) -> Iterator[InputItem]:
+    """The inputs of one (settled) unit, by ``inputs``' rules (on a worker)."""
+    if unit.kind.startswith("uri-"):
+        yield from list_uri(unit, on_skip)
+        return
+    matches = _matches(unit) if unit.kind in GLOB_KINDS else None
+    yield from _items(unit, recursive, _Seen(unit, roots), on_skip, matches)
+
+
+def census(units: Iterable[Unit], recursive: bool,
+           roots: Roots) -> dict[int, tuple[Any, int]]:
+    """Each unit's walk, as ``list_unit`` does it, keeping only the folders it enters (an
+    (n, 2) uint64 array of keys) and, for a glob's part, how many matches it has."""
+    import numpy as np
+
+    found = {}
+    for unit in units:
+        seen = _Seen(unit, roots)
+        matches = _matches(unit) if unit.kind in GLOB_KINDS else None
+        for _ in _items(unit, recursive, seen, _ignore, matches):
+            pass
+        keys = np.array(sorted(seen), dtype=np.uint64).reshape(-1, 2)
+        found[unit.index] = (keys, len(matches or ()))
+    return found
+
+
+def settle(units: list[Unit], counts: Mapping[int, tuple[Any, int]]) -> list[Unit]:
+    """The units with their ``prune`` (the folders an earlier unit enters: ``census``'s, and a
+    files unit's root) and a glob's ``no_match`` (no part of it matched)."""
+    prune = _reached_before(units, counts)
+    matched: dict[int, int] = {}  # glob-top unit → its pattern's matches
+    head = None
+    for unit in units:
+        if unit.kind == "glob-top":
+            head = unit.index
+        elif unit.kind != "glob-sub":
+            head = None
+        if head is not None:
+            matched[head] = matched.get(head, 0) + counts.get(unit.index, (None, 0))[1]
+    return [replace(unit, prune=frozenset(prune.get(unit.index, ())),
+                    no_match=matched.get(unit.index) == 0) for unit in units]
+
+
+def _reached_before(units: list[Unit], counts: Mapping[int, tuple[Any, int]]
+                    ) -> dict[int, set[Key]]:
+    """unit index → the folders it enters that an earlier unit enters too."""
+    import numpy as np
+
+    keys, owners = [], []
+    for unit in units:
+        if unit.index in counts:
+            found = counts[unit.index][0]
+        elif unit.kind == "files" and unit.key is not None:  # enters its root only
+            found = np.array([unit.key], dtype=np.uint64)
+        else:
+            continue
+        keys.append(found.reshape(-1, 2))
+        owners.append(np.full(len(keys[-1]), unit.index))
+    if not keys:
+        return {}
+    key, owner = np.concatenate(keys), np.concatenate(owners)
+    order = np.lexsort((owner, key[:, 1], key[:, 0]))  # by key, then by unit
+    key, owner = key[order], owner[order]
+    again = np.zeros(len(key), dtype=bool)
+    again[1:] = (key[1:] == key[:-1]).all(axis=1)  # entered by an earlier unit as well
+    reached: dict[int, set[Key]] = {}
+    for index, dev, ino in zip(owner[again].tolist(), key[again, 0].tolist(),
+                               key[again, 1].tolist(), strict=True):
+        reached.setdefault(index, set()).add((dev, ino))
+    return reached
 
 
 # --- URIs (object stores, anything pyarrow or fsspec opens) ------------------------------------
@@ -227,4 +337,5 @@ def list_uri(unit: Unit, on_skip: OnSkip) -> Iterator[InputItem]:
             on_skip(scheme + path)
 
 
-__all__ = ["PATHS_PER_UNIT", "Planner", "Unit", "list_unit", "list_uri", "plan_units", "plan_uri"]
+__all__ = ["CENSUS_KINDS", "PATHS_PER_UNIT", "Planner", "Unit", "census", "list_unit", "list_uri",
+           "plan_units", "plan_uri", "settle"]

@@ -6,12 +6,14 @@ with the driver out of the data path.
         ──► the driver checks and commits the parts (``parts``)
 
 - **Listing.** The driver only plans *units* (``listing``: one per sub-folder of a folder
-  argument, per sub-prefix of a URI, per glob, per few thousand literal names), a Dataset of
-  one block each; each actor lists a unit with the local engine's rules just before it
-  predicts its inputs, each input numbered by its place in the unit. No list of inputs is
-  ever a Dataset: a listing step's blocks (small, so kept in the owner's memory by Ray)
-  piled up in the driver (``input_dataset``). The driver never holds the list (stdin's lines
-  excepted: they are read by the driver). Local paths are read by the actors from the
+  argument or of a glob's base, per sub-prefix of a URI, per few thousand literal names), a
+  Dataset of one block each; a census (Ray tasks, folders only) first settles which unit
+  lists a folder reached twice, as the local walk does; each actor lists a unit with the local
+  engine's rules just before it predicts its inputs, each input numbered by its place in the
+  unit. No list of inputs is ever a Dataset: a listing step's blocks (small, so kept in the
+  owner's memory by Ray) piled up in the driver (``input_dataset``). The driver never holds
+  the list (stdin's lines excepted: they are read by the driver; the census sends it folder
+  keys only, 16 bytes a folder). Local paths are read by the actors from the
   (shared, on a cluster) filesystem with the decoder's path entry point; URIs (``s3://``, …)
   are read by the actors through pyarrow/fsspec (several reads in flight) and decoded from
   bytes (``data.images.decode``: the same array, warnings and error reasons).
@@ -36,15 +38,15 @@ with the driver out of the data path.
   (replacing, never adding); a report that arrives twice is dropped by part name. A job that
   fails leaves no file under the final name (``parts``).
 - **Stdout and tables** still come through the driver (``RayPrediction.__iter__``): the
-  actors send their rows (Arrow IPC) in the report, and the driver drops a row whose path it
-  has already yielded (8 bytes per input: fine for what fits on a screen or a pipe).
+  actors send their rows (Arrow IPC) in the report, and the driver drops a report whose place
+  (unit, first row) it has already had: a retried call's (O(reports) memory; a path listed
+  twice on purpose, as ``a/**`` lists files, stays twice, as locally).
 
 Ray is imported only here and in ``ray_cluster``, lazily; ``--engine local`` never imports it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
@@ -63,9 +65,9 @@ from cifarkit.engines.base import (
     skip_counter,
 )
 from cifarkit.engines.inputs import OnSkip
-from cifarkit.engines.listing import Unit, plan_units
+from cifarkit.engines.listing import CENSUS_KINDS, Roots, Unit, census, plan_units, settle
 from cifarkit.engines.parts import Output, PartsJob, output_for
-from cifarkit.engines.ray_actor import Predictor, model_files
+from cifarkit.engines.ray_actor import Predictor, model_files, unit_rows
 from cifarkit.engines.ray_cluster import (
     RAY_EXTRA,
     RaySession,
@@ -77,30 +79,33 @@ from cifarkit.engines.ray_cluster import (
     short_error,
 )
 from cifarkit.engines.reject import Rejection
-from cifarkit.engines.rows import Prediction, name_bytes
+from cifarkit.engines.rows import Prediction
 from cifarkit.errors import CifarkitError, ClusterError, UsageError
 
 # --- datasets ---------------------------------------------------------------------------------
 
 
-def _unit_rows(units: list[Unit]) -> list[dict[str, Any]]:
-    from cifarkit.engines.rows import encode_name
-
-    rows = []
-    for u in units:
-        names = [encode_name(p) for p in u.paths]
-        rows.append({"unit": u.index, "kind": u.kind, "paths": [t for t, _ in names],
-                     "raw": [b for _, b in names],
-                     "dev": -1 if u.key is None else u.key[0],
-                     "ino": -1 if u.key is None else u.key[1]})
-    return rows
+def _settled(units: list[Unit], recursive: bool, roots: Roots) -> list[Unit]:
+    """``listing.settle`` after the census of the units that enter folders, run as Ray tasks
+    (a few per CPU of the cluster, units dealt round-robin) before anything is predicted."""
+    ray = ray_module()
+    todo = [u for u in units if u.kind in CENSUS_KINDS]
+    if not todo:
+        return settle(units, {})
+    n = max(1, min(len(todo), 4 * int(RaySession.resources().get("CPU", 1))))
+    task, roots_ref = ray.remote(census), ray.put(dict(roots))
+    counts: dict[int, Any] = {}
+    for part in ray.get([task.remote(todo[i::n], recursive, roots_ref) for i in range(n)]):
+        counts.update(part)
+    return settle(units, counts)
 
 
 def input_dataset(sources: Iterable[str], *, recursive: bool = True,
-                  stdin: TextIO | None = None) -> tuple[Any, frozenset[tuple[int, int]]]:
-    """A Ray Dataset of listing units (``listing.plan_units``: a few per argument; folders
-    and URI prefixes split by sub-folder / sub-prefix), one block each, and the folder keys
-    each unit's walk starts from; None when there is nothing to list.
+                  stdin: TextIO | None = None) -> tuple[Any, Roots]:
+    """A Ray Dataset of settled listing units (``listing``: a few per argument; folders,
+    globs and URI prefixes split by sub-folder / sub-prefix; a folder reached twice given to
+    the unit that reaches it first, by a census run now as Ray tasks), one block each, and
+    the units' root folders (``list_unit``'s ``roots``); None when there is nothing to list.
 
     The units are listed by the actors themselves, each just before it predicts that unit's
     inputs (``Predictor._unit``): no list of inputs is ever a Dataset. A listing step of its
@@ -111,10 +116,11 @@ def input_dataset(sources: Iterable[str], *, recursive: bool = True,
     sources = [os.fspath(s) for s in sources]
     if not sources:
         raise UsageError("no inputs: give image files, folders, glob patterns or - for stdin")
-    units, keys = plan_units(sources, recursive=recursive, stdin=stdin)
+    units, roots = plan_units(sources, recursive=recursive, stdin=stdin)
     if not units:
-        return None, keys
-    return ray.data.from_items(_unit_rows(units), override_num_blocks=len(units)), keys
+        return None, roots
+    units = _settled(units, recursive, roots)
+    return ray.data.from_items(unit_rows(units), override_num_blocks=len(units)), roots
 
 
 def default_concurrency(cpus_per_actor: float, gpus_per_actor: float) -> int:
@@ -128,16 +134,15 @@ def default_concurrency(cpus_per_actor: float, gpus_per_actor: float) -> int:
 
 def map_predict(ds: Any, request: PredictRequest, concurrency: int | tuple[int, int],
                 mode: str = "rows", out: Output | None = None,
-                keys: frozenset[tuple[int, int]] | None = None,
-                rule: Rejection | None = None) -> Any:
+                roots: Roots | None = None, rule: Rejection | None = None) -> Any:
     """``ds`` → a lazy Dataset computed by ``concurrency`` ``Predictor`` actors in ``mode``
-    (``rows``, ``stream`` or ``parts``). ``ds``: listing units (``input_dataset``; ``keys``
+    (``rows``, ``stream`` or ``parts``). ``ds``: listing units (``input_dataset``; ``roots``
     given), or rows with a ``path`` column and optionally ``path_bytes``. ``rule``:
     ``--reject``'s (``base.rejection``)."""
     return ds.map_batches(
         Predictor,
-        fn_constructor_args=(request, model_files(request), mode, out, keys, rule),
-        batch_size=1 if keys is not None else request.batch_size,  # one unit per call
+        fn_constructor_args=(request, model_files(request), mode, out, roots, rule),
+        batch_size=1 if roots is not None else request.batch_size,  # one unit per call
         batch_format="pyarrow",
         zero_copy_batch=True,
         concurrency=concurrency,
@@ -171,10 +176,10 @@ def predict_dataset(sources: Iterable[str] | Any,
     rule = rejection(request)
     if given:
         return map_predict(sources, request, _concurrency(request), rule=rule)
-    ds, keys = input_dataset(request.sources, recursive=request.recursive)
+    ds, roots = input_dataset(request.sources, recursive=request.recursive)
     if ds is None:
         raise UsageError("no inputs: the sources name no files")
-    return map_predict(ds, request, _concurrency(request), keys=keys, rule=rule)
+    return map_predict(ds, request, _concurrency(request), roots=roots, rule=rule)
 
 
 def _concurrency(request: PredictRequest) -> int | tuple[int, int]:
@@ -200,18 +205,14 @@ def _root_cause(exc: BaseException) -> str:
     return f"{type(err).__name__}: {short_error(err, 600)}"
 
 
-def _path_key(path: str) -> bytes:
-    return hashlib.blake2b(name_bytes(path), digest_size=8).digest()
-
-
 class RayPrediction:
     """``predict_files`` on Ray. Iterate it for ``Prediction`` rows (completion order, each
     input once: for stdout and tables, the rows come through the driver), or ``write`` them
     as part files from the workers (the rows never reach the driver). Starts (or joins) Ray
     and shuts a Ray it started down at the end.
 
-    After the run: ``concurrency``, ``resources``, ``startup_seconds``, ``duplicates`` (rows
-    or parts dropped because they had already arrived: a retried task's) and ``address``.
+    After the run: ``concurrency``, ``resources``, ``startup_seconds``, ``duplicates``
+    (reports dropped because they had already arrived: a retried task's) and ``address``.
     """
 
     def __init__(self, request: PredictRequest, *, num_cpus: int | None = None,
@@ -256,14 +257,15 @@ class RayPrediction:
         cifarkit's."""
         with self.session:
             self.resources = self.session.resources()
-            ds, keys = input_dataset(self.request.sources, recursive=self.request.recursive,
-                                     stdin=self.stdin)
-            if ds is None:
-                return
-            self.units = ds.count()  # from the blocks' metadata: nothing runs
-            self.concurrency = _concurrency(self.request)
-            ds = map_predict(ds, self.request, self.concurrency, mode, out, keys, self.rule)
             try:
+                ds, roots = input_dataset(self.request.sources,
+                                          recursive=self.request.recursive, stdin=self.stdin)
+                if ds is None:
+                    return
+                self.units = ds.count()  # from the blocks' metadata: nothing runs
+                self.concurrency = _concurrency(self.request)
+                ds = map_predict(ds, self.request, self.concurrency, mode, out, roots,
+                                 self.rule)
                 for table in ds.iter_batches(batch_size=None, batch_format="pyarrow",
                                              prefetch_batches=2):
                     yield from table.to_pylist()
@@ -287,16 +289,16 @@ class RayPrediction:
 
         from cifarkit.engines.rows import predictions_from_table
 
-        seen: set[bytes] = set()  # stdout-sized runs only: 8 bytes per input
+        seen: set[str] = set()  # the reports' places (unit, first): one per actor call
         done = failed = 0
         for report in self._reports("stream"):
+            where = report["where"]
+            if where is not None and where in seen:  # a retried call's: its rows are in
+                self.duplicates += 1
+                continue
+            seen.add(where)
             self._skipped(report)
             for pred in predictions_from_table(pa.ipc.open_stream(report["rows"]).read_all()):
-                key = _path_key(pred.path)
-                if key in seen:
-                    self.duplicates += 1
-                    continue
-                seen.add(key)
                 done += 1
                 failed += not pred.ok
                 yield pred

@@ -15,7 +15,7 @@ from typing import Any
 
 from cifarkit.engines.base import PredictRequest, PredictStats
 from cifarkit.engines.inputs import InputItem
-from cifarkit.engines.listing import Unit, list_unit
+from cifarkit.engines.listing import Roots, Unit, list_unit
 from cifarkit.engines.parts import Output, encode_part, is_uri, part_name, write_part
 from cifarkit.engines.ray_cluster import resolve_filesystem
 from cifarkit.engines.reject import Rejection
@@ -47,7 +47,7 @@ class Predictor:
     report: the rows never leave the worker."""
 
     def __init__(self, request: PredictRequest, files: dict[str, bytes], mode: str = "rows",
-                 out: Output | None = None, keys: frozenset[tuple[int, int]] | None = None,
+                 out: Output | None = None, roots: Roots | None = None,
                  rule: Rejection | None = None) -> None:
         import dataclasses
 
@@ -63,7 +63,7 @@ class Predictor:
         self.classes = tuple(self.model.classes)
         self.class_set = frozenset(self.classes)
         self.k = min(request.top_k, len(self.classes))
-        self.mode, self.out, self.keys = mode, out, keys or frozenset()
+        self.mode, self.out, self.roots = mode, out, roots or {}
         self.rule = rule  # --reject's, resolved once on the driver (base.rejection)
         self._filesystems: dict[str, Any] = {}
 
@@ -163,13 +163,9 @@ class Predictor:
     def _unit(self, row: dict[str, Any]) -> Iterator[Any]:
         """List one unit (``listing.list_unit``), then its inputs in chunks: a part each
         (``parts``) or a batch each; the skipped files go with the first chunk."""
-        from cifarkit.engines.rows import decode_name
-
-        paths = tuple(decode_name(t, b) for t, b in zip(row["paths"], row["raw"], strict=True))
-        key = None if row["dev"] < 0 else (row["dev"], row["ino"])
-        unit = Unit(row["unit"], row["kind"], paths, key)
+        unit = _unit_of(row)
         skipped: list[str] = []
-        items = list(list_unit(unit, self.request.recursive, self.keys, skipped.append))
+        items = list(list_unit(unit, self.request.recursive, self.roots, skipped.append))
         step = part_rows(self.request) if self.mode == "parts" else self.request.batch_size
         for at in range(0, max(len(items), 1 if skipped else 0), step):
             where = (unit.index, at, len(items))
@@ -189,7 +185,7 @@ class Predictor:
         if self.mode == "rows":
             return predictions_to_table(preds, labels, reject)
         if self.mode == "stream":
-            return _report(preds, skipped,
+            return _report(preds, skipped, where=where,
                            rows=_ipc(predictions_to_table(preds, labels, reject)))
         return _report(preds, skipped, parts=self._write_part(preds, where) if preds else [])
 
@@ -215,9 +211,11 @@ def _ipc(table: Any) -> bytes:
 
 
 def _report(preds: list[Prediction], skipped: list[str], *, rows: bytes | None = None,
-            parts: list[dict[str, int | str]] | None = None) -> Any:
+            parts: list[dict[str, int | str]] | None = None,
+            where: tuple[int, int, int] | None = None) -> Any:
     """One row: the batch's counts (``PredictStats.counts``), its skipped files, and its rows
-    (stream) or parts (parts)."""
+    (stream, with ``where`` they were in their unit: a retried call's report says the same)
+    or parts (parts)."""
     import json
 
     import pyarrow as pa
@@ -234,7 +232,35 @@ def _report(preds: list[Prediction], skipped: list[str], *, rows: bytes | None =
                                   pa.list_(pa.string())),
         "parts": pa.array([json.dumps(parts or [])], pa.string()),
         "rows": pa.array([rows], pa.binary()),
+        "where": pa.array([json.dumps(where[:2]) if where else None], pa.string()),
     })
+
+
+def unit_rows(units: list[Unit]) -> list[dict[str, Any]]:
+    """A Dataset row per unit, as ``Predictor`` reads them (``_unit_of``); the keys as JSON:
+    an ``st_ino`` may not fit an int64."""
+    import json
+
+    from cifarkit.engines.rows import encode_name
+
+    rows = []
+    for u in units:
+        names = [encode_name(p) for p in u.paths]
+        rows.append({"unit": u.index, "kind": u.kind, "paths": [t for t, _ in names],
+                     "raw": [b for _, b in names], "key": json.dumps(u.key),
+                     "prune": json.dumps(sorted(u.prune)), "no_match": u.no_match})
+    return rows
+
+
+def _unit_of(row: dict[str, Any]) -> Unit:
+    import json
+
+    from cifarkit.engines.rows import decode_name
+
+    paths = tuple(decode_name(t, b) for t, b in zip(row["paths"], row["raw"], strict=True))
+    key = json.loads(row["key"])
+    return Unit(row["unit"], row["kind"], paths, None if key is None else tuple(key),
+                frozenset(tuple(k) for k in json.loads(row["prune"])), row["no_match"])
 
 
 def part_rows(request: PredictRequest) -> int:
