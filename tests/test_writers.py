@@ -37,6 +37,14 @@ def _render(rows: list[Prediction], first: bool) -> str:
         f"{p.display_path}\t{p.label or 'error'}" for p in rows])
 
 
+def _write(fmt: str, target: Path) -> Path:
+    """ROWS written to ``target`` in ``fmt``."""
+    with open_writer(fmt, target=target) as out:
+        for pred in ROWS:
+            out.add(pred)
+    return target
+
+
 def _read(fmt: str, path: Path):
     if fmt == "csv":
         return pd.read_csv(path, keep_default_na=False)
@@ -47,10 +55,7 @@ def _read(fmt: str, path: Path):
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 def test_each_format_is_utf8_that_pandas_reads_and_keeps_the_exact_name(tmp_path, fmt):
-    target = tmp_path / f"out.{fmt}"
-    with open_writer(fmt, target=target) as out:
-        for pred in ROWS:
-            out.add(pred)
+    target = _write(fmt, tmp_path / f"out.{fmt}")
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
     if fmt != "parquet":
         target.read_bytes().decode("utf-8")  # strict: the whole file is valid UTF-8
@@ -71,11 +76,7 @@ def _duckdb_read(fmt: str, path: Path) -> list[tuple]:
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 def test_duckdb_reads_every_format_with_the_exact_name(tmp_path, fmt):
-    target = tmp_path / f"out.{fmt}"
-    with open_writer(fmt, target=target) as out:
-        for pred in ROWS:
-            out.add(pred)
-    rows = _duckdb_read(fmt, target)
+    rows = _duckdb_read(fmt, _write(fmt, tmp_path / f"out.{fmt}"))
     assert [r[0] for r in rows] == sorted(["imgs/non\\xffutf8.png", "imgs/ünï 日本.png",
                                            "imgs/bad.png"])
     raw = next(r[1] for r in rows if r[0] == "imgs/non\\xffutf8.png")
@@ -85,10 +86,7 @@ def test_duckdb_reads_every_format_with_the_exact_name(tmp_path, fmt):
 
 @pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
 def test_jq_reads_the_jsonl(tmp_path):
-    target = tmp_path / "out.jsonl"
-    with open_writer("jsonl", target=target) as out:
-        for pred in ROWS:
-            out.add(pred)
+    target = _write("jsonl", tmp_path / "out.jsonl")
     got = subprocess.run(["jq", "-r", ".path_bytes // .path", str(target)], check=True,
                          capture_output=True, text=True).stdout.splitlines()
     assert base64.b64decode(got[0]) == RAW and got[1:] == ["imgs/ünï 日本.png", "imgs/bad.png"]
