@@ -211,7 +211,9 @@ def unfold_temperature(proto: Any) -> float | None:
     if consumers != [softmax]:
         raise ExportError(f"cannot remove the folded temperature: {mul.output[0]!r} feeds "
                           f"{len(consumers)} nodes, not only the output Softmax")
-    const = next(t for t in proto.graph.initializer if t.name == mul.input[1])
+    const = next((t for t in proto.graph.initializer if t.name == mul.input[1]), None)
+    if const is None:  # not the constant ``fold_temperature`` writes: not ours to remove
+        return None
     temperature = float(1.0 / float(numpy_helper.to_array(const)))
     softmax.input[0] = mul.input[0]
     proto.graph.node.remove(mul)
