@@ -14,8 +14,9 @@ decoder above ~500 MiB. Two parts, every file made on the fly (nothing downloade
   chunks of 4), one inference thread, JSONL to a file; its own reported seconds (best of
   ``--rounds``; the command's start-up is not in them, the decoder process's start is) over
   half the photos and over all: the whole-run rate and the steady-state (marginal) rate,
-  each against the decode bound measured again in the same rounds (interleaved, so both see
-  the same load on shared cores), and the decoder process's peak RSS (from ``/proc``);
+  each against the decode bound measured again in the same rounds (interleaved, and watched
+  by the same 10-ms poller, so both see the same load on shared cores), and the decoder
+  process's peak RSS (from ``/proc``);
 - ``large``: one 8,100×8,100 image per kind (8-bit RGB PNG; 16-bit grey PNG holding 12-bit
   data; 32-bit float TIFF with values in ±3.14, deflate), each decoded once in its own fresh
   process: peak RSS, peak anonymous RSS (sampled every 2 ms: without the file pages libtiff
@@ -43,7 +44,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-SCHEMA = "cifarkit.decode-photos/2"
+SCHEMA = "cifarkit.decode-photos/3"
 SUMMARY = re.compile(r"(\d+) images? \((\d+) classified, (\d+) failed\) in ([\d.]+) s")
 PHOTO = (4000, 3000)
 LARGE = 8100
@@ -141,14 +142,15 @@ def make_large(folder: Path) -> dict[str, str]:
 
 def measure(files: list[str], size: int, rounds: int, sample: bool = False) -> dict[str, Any]:
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(size), str(rounds),
-                          str(int(sample)), *files],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        return {"error": out.stderr.strip().splitlines()[-1:],
-                "process_s": time.perf_counter() - t}
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    result["stderr"] = out.stderr.strip()
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(size), str(rounds),
+                             str(int(sample)), *files],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _watch(proc, itself=True)
+    stdout, stderr = proc.communicate()
+    if proc.returncode != 0:
+        return {"error": stderr.strip().splitlines()[-1:], "process_s": time.perf_counter() - t}
+    result = json.loads(stdout.strip().splitlines()[-1])
+    result["stderr"] = stderr.strip()
     return result
 
 
@@ -162,27 +164,42 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _decoder_peak(proc: Any) -> tuple[float, float]:
-    """Poll a predict command until it ends: the highest VmHWM among its child processes
-    (the decoders), in MiB (VmHWM only grows, so the last reading of each child is its peak),
-    and their CPU seconds (last reading each)."""
-    import psutil
+def _descendants(pid: int) -> list[int]:
+    """``pid``'s child processes and theirs, from ``/proc/PID/task/TID/children`` (a few
+    small reads, where psutil scans every process on the machine)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
 
+
+def _watch(proc: Any, itself: bool = False) -> tuple[float, float]:
+    """Poll a running command every 10 ms until it ends: the highest VmHWM among its
+    descendants (the decoders; with ``itself``, the process alone), in MiB, and their CPU
+    seconds, each from its last reading (VmHWM only grows). The decode bound is watched
+    the same way as predict, so the poller's load on the shared cores is the same in both."""
     peaks: dict[int, float] = {}
     cpu: dict[int, float] = {}
-    parent = psutil.Process(proc.pid)
     while proc.poll() is None:
         try:
-            children = parent.children(recursive=True)
-        except psutil.NoSuchProcess:
+            pids = [proc.pid] if itself else _descendants(proc.pid)
+        except OSError:
             break
-        for child in children:
+        for pid in pids:
             try:
-                for line in Path(f"/proc/{child.pid}/status").read_text().splitlines():
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmHWM:"):
-                        peaks[child.pid] = int(line.split()[1]) / 1024
-                cpu[child.pid] = _cpu_seconds(child.pid)
-            except (OSError, psutil.Error):
+                        peaks[pid] = int(line.split()[1]) / 1024
+                cpu[pid] = _cpu_seconds(pid)
+            except (OSError, IndexError, ValueError):
                 continue
         time.sleep(0.01)
     return max(peaks.values(), default=0.0), sum(cpu.values())
@@ -195,7 +212,7 @@ def _predict_once(paths: list[str], out: Path) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "cifarkit", "predict", *paths, "-w", "1", "--threads", "1",
            "-b", "4", "--format", "jsonl", "-o", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak, cpu = _decoder_peak(proc)
+    peak, cpu = _watch(proc)
     stdout, stderr = proc.communicate()
     found = SUMMARY.search(stdout + stderr)
     if not found:
