@@ -219,6 +219,38 @@ def test_a_crashing_decoder_process_only_costs_its_file(tmp_path, clf):
     assert "crashed" in preds[1].error
 
 
+def test_decoder_processes_started_ahead_are_used_and_otherwise_closed(tmp_path, clf):
+    from cifarkit.engines.local import DecoderPool
+
+    for i, color in enumerate((RED, GREEN, BLUE, RED, GREEN)):
+        _save(_rgb(color), tmp_path / "w" / f"{i}.png")
+    want = ["airplane", "automobile", "bird", "airplane", "automobile"]
+    with DecoderPool(1) as warm:
+        preds = list(predict_files(clf, [str(tmp_path / "w")], workers=1, batch_size=2,
+                                   warm=warm))
+        assert [p.label for p in preds] == want
+        assert warm.take() == (None, None)  # predict_files took them (and closed them)
+    with DecoderPool(2) as warm:  # not the run's number of workers: left alone
+        preds = list(predict_files(clf, [str(tmp_path / "w")], workers=1, batch_size=2,
+                                   warm=warm))
+        assert [p.label for p in preds] == want
+        pool, ping = warm.take()
+        assert ping.result(timeout=60) is True
+        pool.shutdown()
+
+
+def test_only_runs_that_may_span_chunks_start_decoders_ahead(tmp_path):
+    from cifarkit.engines.local import _may_span_chunks
+
+    one = _save(_rgb(RED), tmp_path / "one.png")
+    assert not _may_span_chunks([str(one)], None)
+    assert not _may_span_chunks([str(one)] * 3, 3)
+    assert _may_span_chunks([str(one)] * 4, 3)
+    assert _may_span_chunks([str(tmp_path)], None)  # a folder
+    assert _may_span_chunks(["-"], None)  # stdin
+    assert _may_span_chunks([str(tmp_path / "*.png")], None)  # a glob
+
+
 # --- inputs ---------------------------------------------------------------------------------
 
 

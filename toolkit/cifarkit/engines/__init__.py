@@ -13,27 +13,55 @@
   cells), including the convention for names that are not UTF-8;
 - ``reject``: ``--reject auto|VALUE|off``, the rule under which rows answer ``unknown``;
 - ``writers``: table/CSV/JSONL/Parquet writers, atomic;
-- ``local``: decoder processes + one model in this process (``predict_files``);
+- ``local``: decoder processes + one model in this process (``predict_files``), the
+  processes running ``decoding`` (one file → pixels or its error row's cause);
 - ``ray`` (the driver), ``ray_actor`` (the workers' actor), ``ray_cluster``: the same on
   Ray Data (a local Ray or a cluster), with
   ``listing`` (the driver plans units of listing, workers list them; ``globs``: a pattern
   expanded in parts) and ``parts`` (part files
   written by the workers, checked and committed once by the driver).
+
+The names below load their module on first use (PEP 562): a decoder process imports
+``engines.decoding`` and not the rest.
 """
 
-from cifarkit.engines.base import (
-    DEFAULT_BATCH,
-    ENGINES,
-    Engine,
-    PredictRequest,
-    PredictStats,
-    get_engine,
-    open_model,
-)
-from cifarkit.engines.inputs import InputItem, count_inputs, iter_inputs
-from cifarkit.engines.local import default_workers, predict_files
-from cifarkit.engines.rows import Prediction, folder_label
-from cifarkit.engines.writers import FORMATS, open_writer
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cifarkit.engines.base import (
+        DEFAULT_BATCH,
+        ENGINES,
+        Engine,
+        PredictRequest,
+        PredictStats,
+        get_engine,
+        open_model,
+    )
+    from cifarkit.engines.inputs import InputItem, count_inputs, iter_inputs
+    from cifarkit.engines.local import default_workers, predict_files
+    from cifarkit.engines.rows import Prediction, folder_label
+    from cifarkit.engines.writers import FORMATS, open_writer
+
+_LAZY = {
+    **dict.fromkeys(["DEFAULT_BATCH", "ENGINES", "Engine", "PredictRequest", "PredictStats",
+                     "get_engine", "open_model"], "base"),
+    **dict.fromkeys(["InputItem", "count_inputs", "iter_inputs"], "inputs"),
+    **dict.fromkeys(["default_workers", "predict_files"], "local"),
+    **dict.fromkeys(["Prediction", "folder_label"], "rows"),
+    **dict.fromkeys(["FORMATS", "open_writer"], "writers"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"cifarkit.engines.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cifarkit.engines' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_BATCH",

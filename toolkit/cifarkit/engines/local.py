@@ -11,6 +11,8 @@ threads do not help), at most ``2 × workers`` chunks ahead of inference, so dec
 next chunks overlaps inference of this one and memory is bounded by
 ``(2 × workers + 1) × batch_size`` images, however many files there are. A run whose inputs
 fit in one chunk decodes in-process (starting processes would cost more than it saves).
+``LocalEngine`` starts the decoder processes (``DecoderPool``) before it loads the model, so
+their start (a fresh Python importing numpy and Pillow, ≈ 0.3 s) overlaps the model's.
 
 A file that cannot be decoded becomes a ``Prediction`` with ``error`` set and the run goes
 on; a decoder process that dies (a crash inside an image library) is replaced, and the files
@@ -19,18 +21,17 @@ of its chunk are retried one by one so only the culprit is reported.
 
 from __future__ import annotations
 
-import functools
 import itertools
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NamedTuple, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
 from cifarkit.contract import DEFAULT_IMAGE_SIZE
 from cifarkit.data.images import Decoded
-from cifarkit.data.images import decode as decode_image
 from cifarkit.engines.base import (
     DEFAULT_BATCH,
     OnRow,
@@ -47,55 +48,17 @@ from cifarkit.engines.base import (
     rejection,
     skip_counter,
 )
+from cifarkit.engines.decoding import (
+    DECODER_CRASH,
+    FileResult,
+    decode_chunk,
+    ping,
+    worker_init,
+)
 from cifarkit.engines.inputs import InputItem, OnSkip, count_inputs, iter_inputs
 from cifarkit.engines.reject import Rejection
-from cifarkit.engines.rows import DECODER_CRASH, Prediction, folder_label, make_predictions
-from cifarkit.errors import ImageError, UsageError
-
-
-class FileResult(NamedTuple):
-    """What decoding one file gave besides its pixels: the error and its category
-    (``ImageError.reason``), or neither; and the warnings it caused either way."""
-
-    error: str | None = None
-    reason: str | None = None
-    warnings: tuple[str, ...] = ()
-
-
-def decode_one(
-    decode: Callable[[Any], Decoded | np.ndarray], source: Any, name: str
-) -> tuple[np.ndarray | None, FileResult]:
-    """Decode one image (``source``: a path, or a file's bytes): the array or ``None``, and
-    its ``FileResult``. Shared by both engines, so a file reads the same in each."""
-    try:
-        out = decode(source)
-    except ImageError as exc:
-        return None, FileResult(str(exc), exc.reason)
-    except Exception as exc:  # a decoder bug must not end the run either
-        return None, FileResult(f"{name}: cannot decode image: {type(exc).__name__}: {exc}",
-                                DECODER_CRASH)
-    if isinstance(out, Decoded):
-        return out.array, FileResult(warnings=tuple(out.warnings))
-    return out, FileResult()
-
-
-def _decode_chunk(
-    paths: list[str], decode: Callable[[str], Decoded | np.ndarray] | None = None,
-    size: int = DEFAULT_IMAGE_SIZE,
-) -> tuple[np.ndarray, list[FileResult]]:
-    """Decode ``paths`` to ``size``×``size``: the good images stacked, and per path its
-    ``FileResult``."""
-    decode = decode or functools.partial(decode_image, size=size)
-    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
-    results: list[FileResult] = []
-    n = 0
-    for p in paths:
-        arr, result = decode_one(decode, p, p)
-        results.append(result)
-        if arr is not None:
-            out[n] = arr
-            n += 1
-    return out[:n].copy() if n < len(paths) else out, results
+from cifarkit.engines.rows import Prediction, folder_label, make_predictions
+from cifarkit.errors import UsageError
 
 
 def _chunks(items: Iterator[InputItem], size: int) -> Iterator[list[InputItem]]:
@@ -110,16 +73,43 @@ def default_workers() -> int:
     return physical_cores()
 
 
-def _ping() -> bool:
-    return True
+def _new_pool(workers: int) -> tuple[Any, Any]:
+    """A pool of ``workers`` decoder processes, and a ping future that is done once they run."""
+    import concurrent.futures
+    import multiprocessing
+
+    # spawn, not fork: the parent holds onnxruntime's thread pool, which fork can deadlock.
+    ctx = multiprocessing.get_context("spawn")
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx,
+                                                  initializer=worker_init)
+    return pool, pool.submit(ping)
 
 
-def _worker_init() -> None:
-    # Ctrl-C is the main process's to handle: it stops the pool. Workers that also took the
-    # SIGINT would each print a KeyboardInterrupt traceback.
-    import signal
+class DecoderPool:
+    """Decoder processes started ahead of need (a context manager): ``predict_files`` uses
+    them for its first pool when their number is its ``workers``; whatever it did not take
+    is shut down on exit, without waiting."""
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool, self._ping = _new_pool(workers) if workers > 0 else (None, None)
+
+    def take(self) -> tuple[Any, Any]:
+        """The pool and its ping future, now the taker's to close."""
+        taken = self._pool, self._ping
+        self._pool = self._ping = None
+        return taken
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._ping = None
+
+    def __enter__(self) -> DecoderPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class _Deferred:
@@ -139,24 +129,22 @@ class _Decoder:
     def __init__(
         self, workers: int, decode: Callable[[str], Decoded | np.ndarray] | None,
         on_warning: OnWarning | None = None, size: int = DEFAULT_IMAGE_SIZE,
+        warm: DecoderPool | None = None,
     ) -> None:
         self.workers = workers
         self.decode = decode
         self.size = size
         self.on_warning = on_warning
+        self._warm = warm  # processes started ahead: used for the first pool, if it fits
         self._pool: Any = None
         self._ping: Any = None
 
     def _start_pool(self) -> None:
-        import concurrent.futures
-        import multiprocessing
-
-        # spawn, not fork: the parent holds onnxruntime's thread pool, which fork can deadlock.
-        ctx = multiprocessing.get_context("spawn")
-        self._pool = concurrent.futures.ProcessPoolExecutor(
-            self.workers, mp_context=ctx, initializer=_worker_init
-        )
-        self._ping = self._pool.submit(_ping)
+        warm, self._warm = self._warm, None
+        if warm is not None and warm.workers == self.workers:
+            self._pool, self._ping = warm.take()
+        if self._pool is None:
+            self._pool, self._ping = _new_pool(self.workers)
 
     def _checked_pool(self) -> bool:
         """A pool whose processes are known to start (blocking check); False, and decoding
@@ -184,11 +172,11 @@ class _Decoder:
             self._start_pool()
         if self._pool is None:
             return _Deferred(paths)
-        return self._pool.submit(_decode_chunk, paths, self.decode, self.size)
+        return self._pool.submit(decode_chunk, paths, self.decode, self.size)
 
     def result(self, pending: Any, paths: list[str]) -> tuple[np.ndarray, list[FileResult]]:
         if isinstance(pending, _Deferred):
-            return _decode_chunk(pending.paths, self.decode, self.size)
+            return decode_chunk(pending.paths, self.decode, self.size)
         from concurrent.futures.process import BrokenProcessPool
 
         try:
@@ -206,10 +194,10 @@ class _Decoder:
         images, errors = [], []
         for p in paths:
             if not self._checked_pool():  # processes cannot start at all: decode here
-                arr, errs = _decode_chunk([p], self.decode, self.size)
+                arr, errs = decode_chunk([p], self.decode, self.size)
             else:
                 try:
-                    arr, errs = self._pool.submit(_decode_chunk, [p], self.decode,
+                    arr, errs = self._pool.submit(decode_chunk, [p], self.decode,
                                                    self.size).result()
                 except BrokenProcessPool:
                     self.reset()
@@ -262,6 +250,7 @@ def predict_files(
     on_warning: OnWarning | None = None,
     on_skip: OnSkip | None = None,
     rejection: Rejection | None = None,
+    warm: DecoderPool | None = None,
     _decode: Callable[[str], Decoded | np.ndarray] | None = None,
 ) -> Iterator[Prediction]:
     """Classify the images ``sources`` name (files, folders, globs, ``-``), in input order.
@@ -277,6 +266,7 @@ def predict_files(
     that cannot start, so decoding falls back to this process); ``on_skip(path)`` of each file
     the walk leaves out as a non-image. ``rejection``: rows under its threshold answer
     ``unknown`` (``engines.reject``; ``base.rejection`` makes it from ``--reject``).
+    ``warm``: decoder processes already started (used if there are ``workers`` of them).
     Closing the generator early (``--strict``) stops the workers.
     """
     sources = list(sources)
@@ -305,7 +295,8 @@ def predict_files(
     second = next(chunks, None)
     # One chunk only: nothing to overlap, and starting processes would cost more.
     decoder = _Decoder(workers if second is not None else 0, _decode, on_warning,
-                       size=int(getattr(classifier, "image_size", DEFAULT_IMAGE_SIZE)))
+                       size=int(getattr(classifier, "image_size", DEFAULT_IMAGE_SIZE)),
+                       warm=warm)
     chunks = itertools.chain([first] + ([second] if second is not None else []), chunks)
     prefetch = max(1, 2 * decoder.workers)
     pending: deque[tuple[list[InputItem], Any]] = deque()
@@ -350,6 +341,14 @@ def predict_files(
         decoder.close(wait=finished)
 
 
+def _may_span_chunks(sources: Iterable[str], batch_size: int | None) -> bool:
+    """Whether the inputs may fill two chunks, judged without listing them: a folder, a glob,
+    stdin, or more files than one chunk holds. A single photo's run should not start (and
+    wait at exit for) processes it will not use."""
+    sources = list(sources)
+    return len(sources) > (batch_size or DEFAULT_BATCH) or not all(map(os.path.isfile, sources))
+
+
 class LocalEngine:
     """This process and its decoder processes: ``predict_files`` on the request's backend."""
 
@@ -366,8 +365,11 @@ class LocalEngine:
         self.check(request)
         workers = default_workers() if request.workers is None else request.workers
         rule = rejection(request)  # --reject auto without a rule: fails before any work
-        # Busy-waiting inference threads would steal the cores the decoders need.
-        with open_model(request, request.threads, allow_spinning=workers == 0) as model:
+        # The decoders start while the model loads; busy-waiting inference threads would
+        # steal the cores they need.
+        early = workers if _may_span_chunks(request.sources, request.batch_size) else 0
+        with DecoderPool(early) as warm, \
+                open_model(request, request.threads, allow_spinning=workers == 0) as model:
             stats = PredictStats(classes=tuple(model.classes), rejection=rule)
             if on_start is not None:
                 on_start(stats.classes)
@@ -376,6 +378,7 @@ class LocalEngine:
                 batch_size=request.batch_size, workers=workers, stdin=stdin,
                 labels_from_folders=request.labels_from_folders, progress=on_progress,
                 on_warning=on_warning, on_skip=skip_counter(stats, on_skip), rejection=rule,
+                warm=warm,
             )
             consume(rows, stats, on_row, request.strict)
             stats.ran_on = f"{describe_model(model)}, up to {workers} decoder processes"
@@ -384,9 +387,8 @@ class LocalEngine:
 
 __all__ = [
     "DEFAULT_BATCH",
-    "FileResult",
+    "DecoderPool",
     "LocalEngine",
-    "decode_one",
     "default_workers",
     "predict_files",
 ]

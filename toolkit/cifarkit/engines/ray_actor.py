@@ -100,7 +100,7 @@ class Predictor:
         import numpy as np
 
         from cifarkit.data.images import decode
-        from cifarkit.engines.local import FileResult, decode_one
+        from cifarkit.engines.decoding import FileResult, decode_one
 
         size = int(self.model.image_size)
         images = np.empty((len(paths), size, size, 3), np.uint8)
@@ -175,7 +175,7 @@ class Predictor:
                 where: tuple[int, int, int] | None) -> Any:
         """Rows (``rows``), or a report with them (``stream``) or with the part written from
         them (``parts``; ``where``: unit, first place, unit's size)."""
-        from cifarkit.engines.local import FileResult
+        from cifarkit.engines.decoding import FileResult
         from cifarkit.engines.rows import predictions_to_table
 
         pre = [FileResult(it.error, it.reason) for it in items]
