@@ -104,9 +104,9 @@ def _formats() -> dict[str, tuple[str, dict[str, Any]]]:
     return fmts
 
 
-def make_photos(folder: Path, count: int) -> dict[str, list[str]]:
+def make_photos(folder: Path, count: int, only: set[str] | None = None) -> dict[str, list[str]]:
     rng = np.random.default_rng(0)
-    fmts = _formats()
+    fmts = {k: v for k, v in _formats().items() if only is None or k in only}
     out: dict[str, list[str]] = {fmt: [] for fmt in fmts}
     for i in range(count):
         img = Image.fromarray(photo(rng, *PHOTO))  # made even when kept: same rng stream
@@ -263,6 +263,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=32, help="the model's image size S")
     ap.add_argument("--parts", default="photos,predict,large",
                     help="comma-separated: photos, predict (needs photos), large")
+    ap.add_argument("--formats", help="comma-separated: jpeg, png, heif (default: all)")
     ap.add_argument("--keep", help="make the files in this folder and keep them")
     ap.add_argument("--out", help="write the results here as JSON")
     ap.add_argument("--note", default="", help="free text kept in the JSON (what else ran)")
@@ -279,7 +280,8 @@ def main() -> None:
     report: dict[str, Any] = {"schema": SCHEMA, "note": args.note, "size": args.size,
                               "load_before": load_before}
     if "photos" in parts:
-        files = make_photos(folder, args.count)
+        files = make_photos(folder, args.count,
+                            set(args.formats.split(",")) if args.formats else None)
         report["photos"] = {}
         for fmt, paths in files.items():
             r = measure(paths, args.size, args.rounds)
