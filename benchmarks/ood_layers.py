@@ -33,8 +33,10 @@ Scores (higher = more like the training classes):
 - ``msp``, ``energy``: top probability; ``logsumexp`` of the logits before any folded
   temperature.
 - ``maha-mean z-sum``: ``cifarkit.measure.ood.Mahalanobis`` (class means, one shared
-  covariance) on each layer's channel means, each layer's score z-standardised on held, summed;
-  ``maha-mean-l2 z-sum`` the same on L2-normalised channel means.
+  covariance, its pseudo-inverse) on each layer's channel means, each layer's score
+  z-standardised on held, summed; ``maha-mean-l2 z-sum`` the same on L2-normalised channel
+  means. (The research pass before this script used Ledoit–Wolf shrinkage instead: on the same
+  features 0.009–0.018 lower AUROC on the sums for fastnet-relu, ±0.006 for cnn-batchnorm.)
 - ``gram``: per predicted class, the min/max of every Gram feature on fit; an image's
   deviation outside them (relative to the bound) summed over features and orders, each layer
   divided by its mean on held, summed over layers, negated.
