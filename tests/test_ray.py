@@ -373,7 +373,10 @@ def test_ctrl_c_mid_run_stops_within_seconds_leaving_nothing(cluster, model, tmp
     is written: exit 130 within seconds; no output, job folder, part or manifest, even a while
     later (an actor still busy must not write into a folder the driver removed)."""
     png = _png(COLORS[0])
-    for i in range(3000):
+    # Long enough that the first part comes well before the end: on a warm cluster a
+    # 3,000-image job once wrote its first part so late that the run had finished (exit 0,
+    # output complete) before the interrupt could land.
+    for i in range(6000):
         d = tmp_path / "in" / f"d{i // 100:02d}"
         d.mkdir(parents=True, exist_ok=True)
         (d / f"{i:04d}.png").write_bytes(png)
