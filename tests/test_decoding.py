@@ -9,7 +9,8 @@ import sys
 import numpy as np
 from PIL import Image
 
-from cifarkit.engines.decoding import DECODER_CRASH, decode_chunk
+from cifarkit.engines.decoding import decode_chunk
+from cifarkit.engines.rows import DECODER_CRASH
 
 
 def test_a_decoder_process_imports_only_what_decoding_needs():

@@ -10,9 +10,7 @@ TensorFlow/Keras load only inside training and export.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from cifarkit._lazy import lazy_getattr
 from cifarkit.errors import (
     CifarkitError,
     DataError,
@@ -42,12 +40,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'cifarkit' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -7,8 +7,9 @@ below load their module on first use (PEP 562): a decoder process that needs onl
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cifarkit._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from cifarkit.data.folders import cross_split_duplicates, decode_images
@@ -24,20 +25,15 @@ if TYPE_CHECKING:
     from cifarkit.data.splits import stratified_split, stratified_subset
 
 _LAZY = {
-    "cross_split_duplicates": "folders", "decode_images": "folders",
-    "is_image_path": "images", "load_image": "images",
-    "CLASSES": "sources", "Dataset": "sources", "cache_dir": "sources",
-    "keras_cache_path": "sources", "load_data": "sources", "load_dataset": "sources",
-    "stratified_split": "splits", "stratified_subset": "splits",
+    "cross_split_duplicates": ".folders", "decode_images": ".folders",
+    "is_image_path": ".images", "load_image": ".images",
+    "CLASSES": ".sources", "Dataset": ".sources", "cache_dir": ".sources",
+    "keras_cache_path": ".sources", "load_data": ".sources", "load_dataset": ".sources",
+    "stratified_split": ".splits", "stratified_subset": ".splits",
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"cifarkit.data.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'cifarkit.data' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -27,8 +27,9 @@ The names below load their module on first use (PEP 562): a decoder process impo
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cifarkit._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from cifarkit.engines.base import (
@@ -47,20 +48,15 @@ if TYPE_CHECKING:
 
 _LAZY = {
     **dict.fromkeys(["DEFAULT_BATCH", "ENGINES", "Engine", "PredictRequest", "PredictStats",
-                     "get_engine", "open_model"], "base"),
-    **dict.fromkeys(["InputItem", "count_inputs", "iter_inputs"], "inputs"),
-    **dict.fromkeys(["default_workers", "predict_files"], "local"),
-    **dict.fromkeys(["Prediction", "folder_label"], "rows"),
-    **dict.fromkeys(["FORMATS", "open_writer"], "writers"),
+                     "get_engine", "open_model"], ".base"),
+    **dict.fromkeys(["InputItem", "count_inputs", "iter_inputs"], ".inputs"),
+    **dict.fromkeys(["default_workers", "predict_files"], ".local"),
+    **dict.fromkeys(["Prediction", "folder_label"], ".rows"),
+    **dict.fromkeys(["FORMATS", "open_writer"], ".writers"),
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"cifarkit.engines.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'cifarkit.engines' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = [

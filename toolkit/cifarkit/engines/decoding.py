@@ -17,9 +17,8 @@ import numpy as np
 from cifarkit.contract import DEFAULT_IMAGE_SIZE
 from cifarkit.data.images import Decoded
 from cifarkit.data.images import decode as decode_image
+from cifarkit.engines.rows import DECODER_CRASH
 from cifarkit.errors import ImageError
-
-DECODER_CRASH = "decoder-crash"  # the decoder died on the file, or raised something unforeseen
 
 
 class FileResult(NamedTuple):
@@ -89,4 +88,4 @@ def worker_init() -> None:
     formats.register_plugins()
 
 
-__all__ = ["DECODER_CRASH", "FileResult", "decode_chunk", "decode_one", "ping", "worker_init"]
+__all__ = ["FileResult", "decode_chunk", "decode_one", "ping", "worker_init"]

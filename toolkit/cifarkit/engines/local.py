@@ -48,16 +48,10 @@ from cifarkit.engines.base import (
     rejection,
     skip_counter,
 )
-from cifarkit.engines.decoding import (
-    DECODER_CRASH,
-    FileResult,
-    decode_chunk,
-    ping,
-    worker_init,
-)
+from cifarkit.engines.decoding import FileResult, decode_chunk, ping, worker_init
 from cifarkit.engines.inputs import InputItem, OnSkip, count_inputs, iter_inputs
 from cifarkit.engines.reject import Rejection
-from cifarkit.engines.rows import Prediction, folder_label, make_predictions
+from cifarkit.engines.rows import DECODER_CRASH, Prediction, folder_label, make_predictions
 from cifarkit.errors import UsageError
 
 

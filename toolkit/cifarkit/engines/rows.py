@@ -47,7 +47,6 @@ from typing import Any
 
 import numpy as np
 
-from cifarkit.engines.decoding import DECODER_CRASH
 from cifarkit.engines.reject import UNKNOWN, Rejection
 from cifarkit.errors import UsageError
 
@@ -57,6 +56,7 @@ BASE_COLUMNS = ("path", "label", "index", "confidence", "top_k", "error", "reaso
 WARNING_SEP = "; "  # between a row's warnings in its CSV cell
 # Reasons of the engines' own, beside the decoder's (``data.causes.REASONS``).
 NO_MATCH = "no-match"  # a glob pattern that matches no file
+DECODER_CRASH = "decoder-crash"  # the decoder died on the file, or raised something unforeseen
 REJECT_COLUMNS = ("score", "rejected")
 LABEL_COLUMNS = ("true_label", "correct")
 
