@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from ood_scores import _logits_tensor, _sha256, _unit, knn_scores, unknown_images
+from ood_scores import _logits_tensor, _sha256, _unit, knn_scores, run_outputs, unknown_images
 from ood_sets import write_lfw, write_photos
 
 SCHEMA = "cifarkit.ood-layers/1"
@@ -105,24 +105,9 @@ def features(path: Path, x: np.ndarray, tensors: list[str], batch: int) -> dict[
     of ``x``, the two TTA views averaged per image."""
     import onnx
 
-    from cifarkit.backends.onnxruntime import cpu_session
-
-    proto = onnx.load(str(path))
-    wanted = ["probabilities", _logits_tensor(proto.graph)[0], *tensors]
-    for t in wanted[1:]:
-        proto.graph.output.append(onnx.helper.make_tensor_value_info(
-            t, onnx.TensorProto.FLOAT, None))
-    session = cpu_session(proto.SerializeToString())
-    parts: list[list[np.ndarray]] = [[] for _ in wanted]
-    for s in range(0, len(x), batch):
-        b = x[s:s + batch]
-        for part, out in zip(parts, session.run(wanted, {"images": b}), strict=True):
-            out = layer_features(out) if out.ndim == 4 else out
-            if len(out) == 2 * len(b):  # mirror TTA: [images; mirrors]
-                out = (out[:len(b)] + out[len(b):]) / 2
-            part.append(out)
-    whole = [np.concatenate(p) for p in parts]
-    return {"probabilities": whole[0], "logits": whole[1], "layers": whole[2:]}
+    logits = _logits_tensor(onnx.load(str(path)).graph)[0]
+    probs, z, *layers = run_outputs(path, x, [logits, *tensors], layer_features, batch)
+    return {"probabilities": probs, "logits": z, "layers": layers}
 
 
 def folder_images() -> tuple[np.ndarray, list[str]]:

@@ -126,8 +126,38 @@ def _logits_tensor(graph: Any) -> tuple[str, float]:
     return z, 1.0
 
 
-def _layer_tensors(proto: Any) -> list[str]:
-    return [n.output[0] for n in proto.graph.node if n.op_type in ("Relu", "MaxPool")]
+def _layer_tensors(graph: Any) -> list[str]:
+    return [n.output[0] for n in graph.node if n.op_type in ("Relu", "MaxPool")]
+
+
+def run_outputs(path: Path, x: np.ndarray, tensors: list[str], reduce: Any,
+                batch: int = 250) -> list[np.ndarray]:
+    """``probabilities`` and each of ``tensors`` (made graph outputs) over ``x`` in batches:
+    rank-4 outputs through ``reduce``, the two mirror-TTA views averaged per image."""
+    import onnx
+
+    from cifarkit.backends.onnxruntime import cpu_session
+
+    proto = onnx.load(str(path))
+    for t in tensors:
+        proto.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT,
+                                                                     None))
+    session = cpu_session(proto.SerializeToString())
+    wanted = ["probabilities", *tensors]
+    parts: list[list[np.ndarray]] = [[] for _ in wanted]
+    for s in range(0, len(x), batch):
+        b = x[s:s + batch]
+        for part, out in zip(parts, session.run(wanted, {"images": b}), strict=True):
+            out = reduce(out) if out.ndim == 4 else out
+            if len(out) == 2 * len(b):  # mirror TTA: [images; mirrors]
+                out = (out[:len(b)] + out[len(b):]) / 2
+            part.append(out)
+    return [np.concatenate(p) for p in parts]
+
+
+def _spatial_mean(out: np.ndarray) -> np.ndarray:
+    # NCHW after tf2onnx (channels are the smaller axis here)
+    return out.mean(axis=(2, 3) if out.shape[1] >= out.shape[3] else (1, 2))
 
 
 def features(path: Path, x: np.ndarray, extra_layers: bool) -> dict[str, np.ndarray]:
@@ -136,28 +166,13 @@ def features(path: Path, x: np.ndarray, extra_layers: bool) -> dict[str, np.ndar
     TTA batches averaged per image)."""
     import onnx
 
-    from cifarkit.backends.onnxruntime import cpu_session
-
-    proto = onnx.load(str(path))
-    wanted = ["probabilities", _logits_tensor(proto.graph)[0], _feature_tensor(proto.graph)]
-    wanted += [t for t in (_layer_tensors(proto) if extra_layers else []) if t not in wanted]
-    for t in wanted[1:]:
-        proto.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT,
-                                                                     None))
-    session = cpu_session(proto.SerializeToString())
-    parts: dict[str, list[np.ndarray]] = {t: [] for t in wanted}
-    for s in range(0, len(x), 250):
-        batch = x[s:s + 250]
-        for t, out in zip(wanted, session.run(wanted, {"images": batch}), strict=True):
-            if out.ndim == 4:  # NCHW after tf2onnx (channels are the smaller axis here)
-                out = out.mean(axis=(2, 3) if out.shape[1] >= out.shape[3] else (1, 2))
-            if len(out) == 2 * len(batch):  # mirror TTA: [images; mirrors]
-                out = (out[:len(batch)] + out[len(batch):]) / 2
-            parts[t].append(out.reshape(len(batch), -1))
-    named = {t: np.concatenate(v) for t, v in parts.items()}
-    return {"probabilities": named.pop("probabilities"), "logits": named.pop(wanted[1]),
-            "penultimate": named.pop(wanted[2]),
-            **{f"layer:{t}": v for t, v in named.items()}}
+    graph = onnx.load(str(path)).graph
+    wanted = [_logits_tensor(graph)[0], _feature_tensor(graph)]
+    wanted += [t for t in (_layer_tensors(graph) if extra_layers else []) if t not in wanted]
+    probs, logits, penultimate, *layers = (
+        a.reshape(len(x), -1) for a in run_outputs(path, x, wanted, _spatial_mean))
+    return {"probabilities": probs, "logits": logits, "penultimate": penultimate,
+            **{f"layer:{t}": v for t, v in zip(wanted[2:], layers, strict=True)}}
 
 
 def _rates(s_in: np.ndarray, s_out: np.ndarray, s_held: np.ndarray | None) -> dict[str, Any]:
