@@ -12,7 +12,8 @@ next chunks overlaps inference of this one and memory is bounded by
 ``(2 × workers + 1) × batch_size`` images, however many files there are. A run whose inputs
 fit in one chunk decodes in-process (starting processes would cost more than it saves).
 ``LocalEngine`` starts the decoder processes (``DecoderPool``) before it loads the model, so
-their start (a fresh Python importing numpy and Pillow, ≈ 0.3 s) overlaps the model's.
+their start (a fresh Python importing numpy and Pillow, ≈ 0.15–0.2 s here) overlaps the
+model's.
 
 A file that cannot be decoded becomes a ``Prediction`` with ``error`` set and the run goes
 on; a decoder process that dies (a crash inside an image library) is replaced, and the files
