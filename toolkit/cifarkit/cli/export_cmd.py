@@ -104,9 +104,10 @@ def _render_calibration(calibration: dict[str, Any] | None) -> None:
     """One line per precision: T, test ECE before → after, the unknown threshold."""
     if not calibration:
         return  # the reason is among the notes
-    console.print(f"calibrated on {escape(calibration['fitted_on'])}; unknown = top "
-                  f"probability under the threshold that accepts "
-                  f"{calibration['acceptance']:.0%} of them")
+    blocks = calibration.get("block_score") or {}
+    score = "the block score (output `score`)" if blocks else "top probability"
+    console.print(f"calibrated on {escape(calibration['fitted_on'])}; unknown = {score} "
+                  f"under the threshold that accepts {calibration['acceptance']:.0%} of them")
     for p, c in calibration["precisions"].items():
         test = c.get("test")
         ece = (f"test ECE {test['ece_before']:.3f} → {test['ece_after']:.3f}, NLL "
@@ -114,8 +115,14 @@ def _render_calibration(calibration: dict[str, Any] | None) -> None:
                f"{test['accepted']:.1%} of test images accepted" if test else
                f"held-out ECE {c['held_out']['ece_before']:.3f} → "
                f"{c['held_out']['ece_after']:.3f}")
-        console.print(f"  {p}: T={c['temperature']:.3f} · {ece} · unknown below "
-                      f"{c['threshold']:.3f}")
+        if p in blocks:
+            b = blocks[p]
+            rule = (f"score below {b['threshold']:.3f} (accepts "
+                    f"{b.get('test_accepted', b['held_out_accepted']):.1%} of the "
+                    f"{'test' if 'test_accepted' in b else 'held-out'} images)")
+        else:
+            rule = f"top probability below {c['threshold']:.3f}"
+        console.print(f"  {p}: T={c['temperature']:.3f} · {ece} · unknown: {rule}")
 
 
 def _render_robustness(robustness: dict[str, Any] | None) -> None:
@@ -180,8 +187,13 @@ HeldOutOpt = Annotated[str, typer.Option(
     "calibrated, with a note), val, training-split, a folder of class folders, or none. Never the "
     "test split.")]
 UnknownAcceptanceOpt = Annotated[float, typer.Option(
-    "--unknown-acceptance", help="Share of the held-out images the unknown threshold (top "
-    "probability) accepts.")]
+    "--unknown-acceptance", help="Share of the held-out images the unknown threshold "
+    "accepts.")]
+UnknownScoreOpt = Annotated[str, typer.Option(
+    "--unknown-score", metavar="msp|blocks", help="The unknown rule's score: msp (the top "
+    "probability) or blocks (a Mahalanobis score on every block's features, computed in the "
+    "graph as a second output `score`; fitted on 5,000 training images; rejects far more "
+    "images of other subjects, see docs/confidence.md).")]
 CorruptionsOpt = Annotated[int, typer.Option(
     "--corruptions", min=0, metavar="N", help="Also measure each ONNX file's accuracy under "
     "CIFAR-10-C's 15 corruptions x 5 severities on N stratified test images (seeded; the card's "
@@ -212,6 +224,7 @@ def export(
     runtimes: RuntimesOpt = "all",
     held_out: HeldOutOpt = "auto",
     unknown_acceptance: UnknownAcceptanceOpt = 0.95,
+    unknown_score: UnknownScoreOpt = "msp",
     corruptions: CorruptionsOpt = 0,
     runs_dir: RunsDirOpt = Path("runs"),
     exported_dir: ExportedDirOpt = Path("exported"),
@@ -230,7 +243,8 @@ def export(
         reduce_range=reduce_range, tta=tta, limit=limit, check=not no_check,
         parity_images=parity_images, benchmark=not no_bench, bench_threads=bench_threads,
         runtimes=None if runtimes.strip() == "none" else parse_csv(runtimes, "--runs-in"),
-        held_out=held_out, unknown_acceptance=unknown_acceptance, corruptions=corruptions,
+        held_out=held_out, unknown_acceptance=unknown_acceptance,
+        unknown_score=unknown_score, corruptions=corruptions,
         exported_dir=exported_dir,
         command=" ".join(["cifarkit", *sys.argv[1:]]) if sys.argv else None,
     ).validated()

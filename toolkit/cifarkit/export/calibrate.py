@@ -28,7 +28,7 @@ The "unknown" rule is the calibrated top probability (MSP) with the threshold th
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,10 @@ class HeldOut:
     description: str
     #: The training's validation accuracy, when these are its validation images (a check).
     recorded_accuracy: float | None = None
+    #: Labelled training images the model learnt from (``learnt_images``; the block score's fit).
+    learnt: tuple[np.ndarray, np.ndarray] | None = None
+    #: Which of the data's training images the model learnt from (None: all of them).
+    learnt_index: np.ndarray | None = None
 
 
 # --- which images -------------------------------------------------------------------------
@@ -75,9 +79,24 @@ def check_held_out_choice(value: Any) -> str | os.PathLike[str]:
 
 def held_out_images(choice: str | os.PathLike[str], ds: Dataset, classes: tuple[str, ...],
                     image_size: int, training: dict[str, Any] | None,
-                    notes: list[str]) -> HeldOut | None:
+                    notes: list[str], learnt_images: int = 0, seed: int = 0) -> HeldOut | None:
     """The images ``choice`` names (see the module docstring); None, with a note, when
-    ``auto`` finds none or ``none`` was asked for."""
+    ``auto`` finds none or ``none`` was asked for. ``learnt_images``: also up to that many
+    stratified training images of ``ds`` the model learnt from (outside the held-out split)."""
+    held = _held_out(choice, ds, classes, image_size, training, notes)
+    if held is None or not learnt_images:
+        return held
+    idx = held.learnt_index if held.learnt_index is not None else np.arange(len(ds.y_train))
+    if tuple(classes) != tuple(ds.classes):
+        raise DataError(f"the training images of {ds.source} have classes {list(ds.classes)}, "
+                        f"the model {list(classes)}: they cannot fit its unknown score")
+    pick = idx[stratified_subset(ds.y_train[idx], min(learnt_images, len(idx)), seed)]
+    return replace(held, learnt=(ds.x_train[pick], ds.y_train[pick]))
+
+
+def _held_out(choice: str | os.PathLike[str], ds: Dataset, classes: tuple[str, ...],
+              image_size: int, training: dict[str, Any] | None,
+              notes: list[str]) -> HeldOut | None:
     from cifarkit.export.data import SYNTHETIC_KIND
 
     if choice == "none":
@@ -138,7 +157,8 @@ def _training_split(ds: Dataset, training: dict[str, Any] | None) -> HeldOut:
     return HeldOut(ds.x_train[held], ds.y_train[held],
                    f"the training's validation split: {float(frac):g} of each class of the "
                    f"training images of {ds.source}, seed {seed} ({len(held):,} images)",
-                   float(accuracy) if isinstance(accuracy, (int, float)) else None)
+                   float(accuracy) if isinstance(accuracy, (int, float)) else None,
+                   learnt_index=idx[keep])
 
 
 def _from_folder(path: Path, classes: tuple[str, ...], image_size: int) -> HeldOut:

@@ -214,6 +214,25 @@ def _runs_in_lines(card: dict[str, Any]) -> list[str]:
     return lines[:-1]
 
 
+def _block_score_lines(c: dict[str, Any]) -> list[str]:
+    """The unknown rule when it is the block score (``export.blockscore``)."""
+    records = c["block_score"]
+    first = next(iter(records.values()))
+    lines = ["", "Unknown: each file has a second output `score` (higher = more like the "
+             f"training classes): {first['method']}; class means and covariances from "
+             f"{first['learnt_images']:,} training images the model learnt from. A row whose "
+             f"score is under its file's threshold is \"none of these classes\" (the "
+             "`unknown below` column above is the top-probability threshold, kept for "
+             "reference; metadata `unknown`, `cifarkit predict --reject auto`, apply this one).",
+             "", "| precision | score threshold | held-out accepted | test images accepted | "
+             "blocks | constants | graph vs numpy |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for p, r in records.items():
+        lines.append(f"| {p} | {r['threshold']:.4f} | {_pct(r['held_out_accepted'])} | "
+                     f"{_pct(r.get('test_accepted'))} | {len(r['blocks'])} | "
+                     f"{r['constants']:,} | {r['graph_vs_numpy']:.1e} |")
+    return lines
+
+
 def _calibration_lines(card: dict[str, Any]) -> list[str]:
     """T per precision, ECE/NLL before → after (held-out and test), the unknown rule."""
     c = card.get("calibration")
@@ -242,9 +261,12 @@ def _calibration_lines(card: dict[str, Any]) -> list[str]:
         lines.append(f"| {p} | {r['temperature']:.4f} | {arrow(h, 'ece')} | {arrow(h, 'nll')} | "
                      f"{arrow(t, 'ece')} | {arrow(t, 'nll')} | {r['threshold']:.4f} | "
                      f"{_pct(t.get('accepted'))} |")
-    lines += ["", f"Unknown: a row whose top probability is under its file's threshold is "
-              f"\"none of these classes\"; the threshold accepts {c['acceptance']:.0%} of the "
-              "held-out images (metadata `unknown`, `cifarkit predict --reject auto`)."]
+    if c.get("block_score"):
+        lines += _block_score_lines(c)
+    else:
+        lines += ["", f"Unknown: a row whose top probability is under its file's threshold is "
+                  f"\"none of these classes\"; the threshold accepts {c['acceptance']:.0%} of "
+                  "the held-out images (metadata `unknown`, `cifarkit predict --reject auto`)."]
     lite = c.get("tflite_int8")
     if lite:
         lines += ["", "`model.int8.tflite` is quantized by LiteRT's own converter from the "

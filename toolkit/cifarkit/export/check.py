@@ -3,7 +3,8 @@
 1. ``onnx.checker`` with ``full_check`` (includes strict shape inference) and
    ``onnx.shape_inference`` with type checking;
 2. the contract: one input ``images`` uint8 ``[batch, S, S, 3]``, one output
-   ``probabilities`` float32 ``[batch, n_classes]``, ``batch`` symbolic, S and the classes
+   ``probabilities`` float32 ``[batch, n_classes]`` (then optionally ``score`` float32
+   ``[batch]``, ``export.blockscore``), ``batch`` symbolic, S and the classes
    as the metadata says (``cifarkit.contract``), standard ops only;
 3. onnxruntime loads it at every graph optimization level and runs a batch of 1 and of 3
    there, returning float32 ``[n, n_classes]`` rows of probabilities.
@@ -47,6 +48,17 @@ def _shape_problems(in_dims: list[Any], out_dims: list[Any]) -> list[str]:
     return problems
 
 
+def _score_problems(score: Any, probs: Any) -> list[str]:
+    """The optional ``score`` output: float32 ``[batch]``, the batch of ``probabilities``."""
+    from onnx import TensorProto
+
+    dims, batch = _dims(score), _dims(probs)[:1]
+    if score.type.tensor_type.elem_type != TensorProto.FLOAT or dims != batch:
+        return [f"output score is {TensorProto.DataType.Name(score.type.tensor_type.elem_type)} "
+                f"{dims}, expected FLOAT {batch}"]
+    return []
+
+
 def check_contract(proto: Any, where: str = "model",
                    classes: Sequence[str] | None = None) -> contract.ModelInfo:
     """Raise ``ExportError`` unless the graph's interface is exactly the cifarkit contract;
@@ -64,8 +76,12 @@ def check_contract(proto: Any, where: str = "model",
     info = None
     if [i.name for i in inputs] != [contract.INPUT_NAME]:
         problems.append(f"inputs are {[i.name for i in inputs]}, expected ['images']")
-    if [o.name for o in graph.output] != [contract.OUTPUT_NAME]:
-        problems.append(f"outputs are {[o.name for o in graph.output]}, expected ['probabilities']")
+    names = [o.name for o in graph.output]
+    if names not in ([contract.OUTPUT_NAME], [contract.OUTPUT_NAME, contract.SCORE_OUTPUT]):
+        problems.append(f"outputs are {names}, expected ['probabilities'] or "
+                        "['probabilities', 'score']")
+    elif len(names) == 2:
+        problems += _score_problems(graph.output[1], graph.output[0])
     if not problems:
         inp, out = inputs[0], graph.output[0]
         if inp.type.tensor_type.elem_type != TensorProto.UINT8:
@@ -124,14 +140,18 @@ def check_runtime(model: bytes, where: str = "model") -> list[str]:
             sess = cpu_session(model, level)
             size, width = sess.get_inputs()[0].shape[1], sess.get_outputs()[0].shape[-1]
             x = np.random.default_rng(0).integers(0, 256, (3, size, size, 3), dtype=np.uint8)
-            outs = [sess.run([contract.OUTPUT_NAME], {contract.INPUT_NAME: x[:n]})[0]
-                    for n in (1, 3)]
+            wanted = [o.name for o in sess.get_outputs()]
+            runs = [sess.run(wanted, {contract.INPUT_NAME: x[:n]}) for n in (1, 3)]
+            outs = [r[0] for r in runs]
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ExportError(
                 f"{where}: onnxruntime fails at optimization level {name!r}: "
                 f"{type(exc).__name__}: {exc}"
             ) from None
-        for n, out in zip((1, 3), outs, strict=True):
+        for n, out, run in zip((1, 3), outs, runs, strict=True):
+            if len(run) > 1 and (run[1].shape != (n,) or not np.all(np.isfinite(run[1]))):
+                raise ExportError(f"{where}: at level {name!r} a batch of {n} gave a score of "
+                                  f"shape {run[1].shape}, or not finite; expected ({n},)")
             if out.dtype != np.float32 or out.shape != (n, width):
                 raise ExportError(
                     f"{where}: at level {name!r} a batch of {n} gave {out.dtype} {out.shape}, "

@@ -177,6 +177,17 @@ def _drop_dead(graph: Any) -> None:
     graph.initializer.extend(inits)
 
 
+def _probabilities_only(graph: Any) -> None:
+    """Drop a ``score`` output (``export.blockscore``) and its nodes: LiteRT files carry
+    probabilities only (full-integer int8 would quantize the score's distances too coarsely
+    for the ONNX file's threshold)."""
+    if len(graph.output) > 1:
+        keep = [o for o in graph.output if o.name == OUTPUT_NAME]
+        del graph.output[:]
+        graph.output.extend(keep)
+        _drop_dead(graph)
+
+
 def _float_fn_from_onnx(proto: Any, workdir: str) -> Any:
     """onnx2tf: the portable fp32 ONNX graph (float input) → a TensorFlow function."""
     import onnx
@@ -186,6 +197,7 @@ def _float_fn_from_onnx(proto: Any, workdir: str) -> Any:
 
     tf = require("tensorflow", "tensorflow", "for --format tflite")
     graph = float_input_copy(proto)
+    _probabilities_only(graph.graph)
     gelu_to_op(graph)
     src = os.path.join(workdir, "float.onnx")
     onnx.save(graph, src)

@@ -24,6 +24,8 @@ from cifarkit.export.quantize import CALIBRATION_METHODS, DEFAULT_CALIBRATION_IM
 from cifarkit.measure.ood import ACCEPTANCE
 
 PRECISIONS = ("fp32", "fp16", "int8")
+#: ``--unknown-score``: the top probability, or the block score in the graph.
+UNKNOWN_SCORES = ("msp", "blocks")
 #: ``--format``: onnx (always built: every other format is made from, or checked against, it),
 #: tflite (LiteRT fp32 + full-integer int8), ort (onnxruntime's ORT format, one per precision).
 FORMATS = ("onnx", "tflite", "ort")
@@ -114,6 +116,8 @@ class ExportOptions:
     #: Where the temperature and the unknown threshold are fitted (``export.calibrate``).
     held_out: str | os.PathLike[str] = _cli(Flag("--held-out"), "auto")
     unknown_acceptance: float = _cli(Flag("--unknown-acceptance", when=_calibrated), ACCEPTANCE)
+    #: The unknown rule's score: ``msp`` (top probability) or ``blocks`` (``export.blockscore``).
+    unknown_score: str = _cli(Flag("--unknown-score", when=_calibrated, skip=("msp",)), "msp")
     #: Accuracy under the CIFAR-10-C corruptions on this many test images (0: not measured).
     corruptions: int = _cli(Flag("--corruptions", skip=(0,)), 0)
     # The library's own: timing details and the seed of the stratified subsets.
@@ -140,6 +144,9 @@ class ExportOptions:
         if not 0 < self.unknown_acceptance < 1:
             raise UsageError("--unknown-acceptance is the share of held-out images to accept, "
                              f"in (0, 1), got {self.unknown_acceptance}")
+        if self.unknown_score not in UNKNOWN_SCORES:
+            raise UsageError(f"--unknown-score: one of {', '.join(UNKNOWN_SCORES)}, got "
+                             f"{self.unknown_score!r}")
         if self.corruptions < 0:
             raise UsageError(f"--corruptions is a number of test images (0: off), got "
                              f"{self.corruptions}")

@@ -28,10 +28,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cifarkit import contract
 from cifarkit._io import atomic_path
 from cifarkit.backends.onnxruntime import cpu_session, session_proba
 from cifarkit.errors import ModelError, UsageError
+from cifarkit.export.blockscore import (
+    LEARNT_IMAGES,
+    add_block_score,
+    graph_scores,
+)
 from cifarkit.export.calibrate import (
     add_test_figures,
     fold_temperature,
@@ -98,7 +105,8 @@ def _load_source(st: ExportState) -> None:
                               parity_images=o.parity_images if o.check else None,
                               calibration_images=o.calibration_images, seed=o.seed)
     st.held_out = held_out_images(o.held_out, ds, st.info.classes, st.info.image_size,
-                                  _training_record(st), st.notes)
+                                  _training_record(st), st.notes,
+                                  LEARNT_IMAGES if o.unknown_score == "blocks" else 0, o.seed)
     if st.images.synthetic:
         st.notes.append("no CIFAR-10 data: parity used synthetic (random) pixels; "
                         "accuracy was not measured")
@@ -243,6 +251,8 @@ def _precisions(st: ExportState) -> None:
         if st.reference is not None and images.x_parity is not None:
             st.parity[p] = compare(st.reference, session_proba(st.session(p), images.x_parity),
                                    images.synthetic)
+            if p == "fp32":
+                require_fp32_parity(st.parity[p], reference=st.reference_name)
 
 
 # --- 4b. temperature per precision, folded; the unknown threshold -----------------------------
@@ -287,6 +297,32 @@ def _check_held_out_accuracy(st: ExportState) -> None:
                     f"{recorded:.2%} validation accuracy the training recorded")
 
 
+def onnx_copy(proto: Any) -> Any:
+    import onnx
+
+    return onnx.ModelProto.FromString(proto.SerializeToString())
+
+
+def _unknown_score(st: ExportState) -> None:
+    """``--unknown-score blocks``: the block score as each graph's ``score`` output, and its
+    threshold as the file's unknown rule (``export.blockscore``)."""
+    if st.opts.unknown_score != "blocks":
+        return
+    held, info = st.held_out, st.info
+    assert info is not None
+    if held is None or held.learnt is None:
+        raise UsageError("--unknown-score blocks needs held-out images and the training "
+                         "images they were kept from (--data, --held-out); the notes say why "
+                         "there are none, or use --unknown-score msp")
+    st.step("unknown score")
+    fp32 = onnx_copy(st.protos["fp32"])  # the graph the int8 stem is copied from
+    for p in st.protos:
+        st.block_scores[p] = add_block_score(fp32, st.protos[p], held, info.n_classes,
+                                             st.opts.unknown_acceptance, p, model_filename(p))
+        st.sessions.pop(p, None)
+        _check_graph(st, p)
+
+
 # --- 5. accuracy, speed and latency -------------------------------------------------------
 
 
@@ -303,6 +339,10 @@ def _measure(st: ExportState) -> None:
             if p in st.calibration:
                 add_test_figures(st.calibration[p], st.uncalibrated_test.pop(p), probs,
                                  images.y_test, p)
+            if p in st.block_scores:
+                record = st.block_scores[p]
+                scores = graph_scores(st.session(p), images.x_test)
+                record["test_accepted"] = float(np.mean(scores >= record["threshold"]))
     st.sessions.clear()  # free them before timing: latency opens its own, as users would
     if o.benchmark:
         blobs = {p: proto.SerializeToString() for p, proto in st.protos.items()}
@@ -459,7 +499,8 @@ def _commit(out_dir: Path, files: list[tuple[str, bytes]]) -> None:
 
 #: The steps, in order; each reads and extends the ``ExportState``.
 STEPS: tuple[Callable[[ExportState], None], ...] = (
-    _load_source, _portable_fp32, _parity, _precisions, _calibrate, _measure, _onnx_files,
+    _load_source, _portable_fp32, _parity, _precisions, _calibrate, _unknown_score, _measure,
+    _onnx_files,
     _corruptions, tflite_files, ort_files, _runs_in, _write,
 )
 
@@ -525,7 +566,9 @@ def export_model(source: str | os.PathLike[str], out: str | os.PathLike[str] | N
     ``exported_dir``: the parent of the default output folder. ``held_out``: the images each
     precision's temperature and the unknown threshold are fitted on (``export.calibrate``:
     "auto", "val", "training-split", a folder of class folders, or "none");
-    ``unknown_acceptance``: the share of them the unknown threshold accepts.
+    ``unknown_acceptance``: the share of them the unknown threshold accepts;
+    ``unknown_score``: "msp" (the top probability) or "blocks" (``export.blockscore``: a
+    second output ``score`` in every graph, fitted on training images the model learnt from).
     ``corruptions``: measure each written ONNX file's accuracy under the CIFAR-10-C
     corruptions (15 × severities 1–5) on that many stratified test images, seeded by
     ``seed``, for the card's ``robustness`` table (0: not measured).

@@ -17,6 +17,7 @@ import numpy as np
 
 from cifarkit import contract
 from cifarkit.backends.onnxruntime import cpu_session
+from cifarkit.export import blockscore
 from cifarkit.export.calibrate import Calibration, HeldOut
 from cifarkit.export.card import CARD_VERSION
 from cifarkit.export.data import ExportImages
@@ -65,6 +66,7 @@ class ExportState:
     #: The calibrated fp32 graph's probabilities on the parity images (LiteRT/ORT files).
     calibrated_reference: np.ndarray | None = None
     calibration: dict[str, Calibration] = field(default_factory=dict)
+    block_scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # export.blockscore
     uncalibrated_test: dict[str, np.ndarray] = field(default_factory=dict)
     tflite_calibration: dict[str, Any] | None = None  # LiteRT int8's own temperature
     parity: dict[str, ParityReport] = field(default_factory=dict)
@@ -94,7 +96,8 @@ class ExportState:
         o = self.opts
         return ["load", "convert", "check", *(["parity"] if o.check else []),
                 *[p for p in o.precisions if p != "fp32"],
-                *(["calibrate"] if self.held_out is not None else []), "measure",
+                *(["calibrate"] if self.held_out is not None else []),
+                *(["unknown score"] if o.unknown_score == "blocks" else []), "measure",
                 *(["corruptions"] if o.corruptions else []),
                 *[f for f in o.formats if f != "onnx"], *(["runs in"] if o.runtimes else []),
                 "write"]
@@ -162,8 +165,14 @@ class ExportState:
                             else None),
             "quantization": self.quant.to_dict() if p == "int8" and self.quant else None,
             "calibration": self.calibration[p].metadata() if p in self.calibration else None,
-            "unknown": self.calibration[p].unknown() if p in self.calibration else None,
+            "unknown": self.unknown_rule(p),
         }
+
+    def unknown_rule(self, p: str) -> dict[str, Any] | None:
+        """The file's ``unknown`` metadata: the block score's rule, else the top probability's."""
+        if p in self.block_scores:
+            return blockscore.rule(self.block_scores[p])
+        return self.calibration[p].unknown() if p in self.calibration else None
 
     def doc_string(self, p: str) -> str:
         info = self.info
@@ -180,7 +189,9 @@ class ExportState:
         if held is None or not self.calibration:
             return None
         return {"fitted_on": held.description, "images": int(len(held.y)),
-                "acceptance": self.opts.unknown_acceptance, "unknown_score": "msp",
+                "acceptance": self.opts.unknown_acceptance,
+                "unknown_score": "score" if self.block_scores else "msp",
+                **({"block_score": self.block_scores} if self.block_scores else {}),
                 "recorded_val_accuracy": held.recorded_accuracy,
                 "precisions": {p: c.to_dict() for p, c in self.calibration.items()},
                 "tflite_int8": self.tflite_calibration}
