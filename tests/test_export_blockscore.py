@@ -103,3 +103,31 @@ def test_blocks_need_held_out_images(tmp_path):
                      held_out="none", unknown_score="blocks")
     with pytest.raises(UsageError, match="--unknown-score"):
         export_model(src, tmp_path / "out", data=ds, unknown_score="energy")
+
+
+def test_block_features_average_each_batch_views():
+    """Flip TTA stacks each batch's ``[images; mirrors]``: the views are averaged per batch
+    (here a graph stacking ``[x; 2x]``, read in batches of 3 of 5 images)."""
+    from onnx import TensorProto, helper
+
+    from cifarkit.export.blockscore import block_features, find_blocks
+
+    nodes = [helper.make_node("Cast", ["images"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("Transpose", ["f"], ["nchw"], perm=[0, 3, 1, 2]),
+             helper.make_node("Add", ["nchw", "nchw"], ["twice"]),
+             helper.make_node("Concat", ["nchw", "twice"], ["views"], axis=0),
+             helper.make_node("Relu", ["views"], ["stem"]),
+             helper.make_node("ReduceMean", ["stem"], ["m"], axes=[1, 2, 3], keepdims=0),
+             helper.make_node("Reshape", ["m", "shape"], ["m2"]),
+             helper.make_node("Softmax", ["m2"], ["probabilities"])]
+    graph = helper.make_graph(
+        nodes, "views", [helper.make_tensor_value_info("images", TensorProto.UINT8,
+                                                       ["batch", 16, 16, 3])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(np.array([-1, 2], np.int64), "shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    x = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), np.uint8)
+    blocks = find_blocks(["stem"], ["stem"], model)
+    assert blocks[0].views == 2 and blocks[0].channels == 3
+    got = block_features(model, blocks, x, batch=3)[0]
+    np.testing.assert_allclose(got, 1.5 * x.reshape(5, -1, 3).mean(axis=1), rtol=1e-5)

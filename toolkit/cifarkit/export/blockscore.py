@@ -32,6 +32,7 @@ without the score, before it is kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,26 +204,31 @@ def _spatial_axes(shape: tuple[int, ...]) -> tuple[int, int] | None:
     return None
 
 
-def run_tensors(proto: Any, tensors: list[str], x: np.ndarray,
-                batch: int = 250) -> list[np.ndarray]:
-    """``tensors`` of ``proto`` (made outputs) for uint8 images ``x``, ``batch`` at a time."""
+def run_tensors(proto: Any, tensors: list[str], x: np.ndarray, batch: int = 250,
+                reduce: Callable[[int, np.ndarray, int], np.ndarray] | None = None,
+                ) -> list[np.ndarray]:
+    """``tensors`` of ``proto`` (made outputs) for uint8 images ``x``, ``batch`` at a time;
+    ``reduce(i, output, n)`` shrinks tensor i's output for a batch of n images first."""
     from cifarkit.backends.onnxruntime import cpu_session
 
     session = cpu_session(_with_outputs(proto, tensors).SerializeToString())
     parts: list[list[np.ndarray]] = [[] for _ in tensors]
     for s in range(0, len(x), batch):
-        for part, out in zip(parts, session.run(tensors, {INPUT_NAME: x[s:s + batch]}),
-                             strict=True):
-            part.append(out)
+        xb = x[s:s + batch]
+        for i, out in enumerate(session.run(tensors, {INPUT_NAME: xb})):
+            parts[i].append(out if reduce is None else reduce(i, out, len(xb)))
     return [np.concatenate(p) for p in parts]
 
 
 def block_features(proto: Any, blocks: list[Block], x: np.ndarray,
                    batch: int = 250) -> list[np.ndarray]:
-    """Each block's channel means ``[N, D]`` for uint8 images ``x``, views averaged."""
-    outs = run_tensors(proto, [b.tensor for b in blocks], x, batch)
-    return [out.astype(np.float32).mean(axis=b.spatial).reshape(b.views, len(x), -1).mean(axis=0)
-            for b, out in zip(blocks, outs, strict=True)]
+    """Each block's channel means ``[N, D]`` for uint8 images ``x``, views averaged (per
+    batch: TTA stacks each batch's ``[images; mirrors]``)."""
+    def reduce(i: int, out: np.ndarray, n: int) -> np.ndarray:
+        b = blocks[i]
+        return out.astype(np.float32).mean(axis=b.spatial).reshape(b.views, n, -1).mean(axis=0)
+
+    return run_tensors(proto, [b.tensor for b in blocks], x, batch, reduce)
 
 
 def energies(proto: Any, logits: str, x: np.ndarray) -> np.ndarray:
