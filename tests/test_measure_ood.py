@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from cifarkit.errors import UsageError
+from cifarkit.errors import ModelError, UsageError
 from cifarkit.measure.calibration import log_probs, softmax
 from cifarkit.measure.ood import (
     Mahalanobis,
@@ -18,6 +18,7 @@ from cifarkit.measure.ood import (
     fpr_at_tpr,
     msp_score,
     threshold_for,
+    unknown_scores,
 )
 
 
@@ -111,6 +112,22 @@ def test_msp_and_energy():
     np.testing.assert_allclose(energy_score(log_probs(softmax(z * 5))), 0.0, atol=1e-9)
     with pytest.raises(UsageError, match="temperature"):
         energy_score(z, -1.0)
+
+
+def test_unknown_scores_picks_the_rules_score():
+    probs = np.array([[0.7, 0.3], [0.4, 0.6]], np.float32)
+    output = np.array([-250.5, 3.25], np.float32)  # a model's score output: any real number
+    np.testing.assert_allclose(unknown_scores(probs), [0.7, 0.6], rtol=1e-6)
+    got = unknown_scores(probs, "score", score_output=output)
+    assert got.dtype == np.float64 and got.tolist() == [-250.5, 3.25]
+    with pytest.raises(ModelError, match=r"^m\.onnx on tract: its unknown rule scores with the "
+                                         r"model's 'score' output, which the runtime did not "
+                                         r"return"):
+        unknown_scores(probs, "score", "m.onnx on tract")
+    with pytest.raises(UsageError, match="NaN or infinity"):
+        unknown_scores(probs, "score", score_output=np.array([1.0, np.nan]))
+    with pytest.raises(UsageError, match="unknown score 'energy'"):
+        unknown_scores(probs, "energy")
 
 
 def clusters(rng, n, means, scale):

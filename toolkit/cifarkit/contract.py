@@ -11,6 +11,11 @@ training classes, and the threshold under which ``predict --reject auto`` answer
 ``unknown``). Backends, export's checks, predict and bench all ask here, so they
 cannot disagree about a model. Models made elsewhere may also take float input scaled to 0–1
 (or 0–255 where the metadata says so), and need no metadata when they have 10 outputs.
+
+A model may have a second output ``score`` (``SCORE_OUTPUT``), float32 ``[batch]``, one
+number per image, higher = more like the training classes, which an ``unknown`` rule may
+name. Runtimes fetch both outputs by name (``ModelInfo.output``, ``ModelInfo.has_score``);
+``check_score_output`` and ``check_scores`` say what a score output must be.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ DEFAULT_PREPROCESS = "center-crop+resize-lanczos"
 #: output). ``score``: the model's second output of that name, ``[batch]`` float32.
 UNKNOWN_SCORES = ("msp", "score")
 SCORE_OUTPUT = "score"
+SCORE_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))  # float16 is returned as float32
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,9 @@ class ModelInfo:
     metadata: dict[str, str] = field(default_factory=dict, compare=False)
     temperature: float | None = None  # folded into the graph at export (None: not calibrated)
     unknown: UnknownRule | None = None
+    output: str = OUTPUT_NAME  # the probabilities output's name (the only output may differ)
+    has_score: bool = False  # the file has the output ``SCORE_OUTPUT``, checked
+    outputs: tuple[str, ...] = ()  # every output's name, in the file's order (when read)
 
     @property
     def n_classes(self) -> int:
@@ -184,9 +193,40 @@ def unknown_rule(metadata: dict[str, str], where: str) -> UnknownRule | None:
                        str(entry.get("fitted_on", "")))
 
 
+def check_score_output(dtype: Any, dims: Sequence[int | None], where: str, *,
+                       column: bool = False) -> None:
+    """``ModelError`` unless a ``score`` output is float32 or float16 ``[batch]`` (``column``:
+    also ``[batch, 1]``, as LiteRT may give it). ``dtype``: anything ``np.dtype`` reads, else
+    the runtime's own type name."""
+    try:
+        dt: np.dtype | None = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    rank_ok = len(dims) == 1 or (column and len(dims) == 2 and dims[1] in (1, None))
+    if dt not in SCORE_DTYPES or not rank_ok:
+        kind = dt.name if dt is not None else str(dtype).removeprefix("tensor(").rstrip(")")
+        shape = ", ".join("?" if d is None else str(d) for d in dims)
+        raise ModelError(f"{where}: output {SCORE_OUTPUT!r} is {kind} [{shape}]; the "
+                         "contract's score is float32 [batch], one number per image")
+
+
+def check_scores(score: Any, n: int, where: str) -> np.ndarray:
+    """A batch's ``score`` output as float32 ``[n]``; ``ModelError`` unless it is ``n``
+    finite numbers."""
+    s = np.asarray(score, dtype=np.float32)
+    if s.shape != (n,):
+        raise ModelError(f"{where}: output {SCORE_OUTPUT!r} has shape {list(s.shape)}; "
+                         f"expected [{n}], one score per image")
+    if not np.all(np.isfinite(s)):
+        raise ModelError(f"{where}: output {SCORE_OUTPUT!r} has NaN or infinite values")
+    return s
+
+
 def describe(metadata: dict[str, str], in_dims: Sequence[int | None], n_out: int | None,
-             uint8: bool, where: str) -> ModelInfo:
-    """Check an input shape and output width against the metadata: the model's ``ModelInfo``."""
+             uint8: bool, where: str, *, output: str = OUTPUT_NAME,
+             has_score: bool = False, outputs: Sequence[str] = ()) -> ModelInfo:
+    """Check an input shape and output width against the metadata: the model's ``ModelInfo``
+    (``output``, ``has_score``, ``outputs``: what the caller found, see ``ModelInfo``)."""
     return ModelInfo(
         classes=class_names(metadata, n_out, where),
         image_size=image_size(in_dims, metadata, where),
@@ -195,11 +235,45 @@ def describe(metadata: dict[str, str], in_dims: Sequence[int | None], n_out: int
         metadata=dict(metadata),
         temperature=temperature(metadata, where),
         unknown=unknown_rule(metadata, where),
+        output=output,
+        has_score=has_score,
+        outputs=tuple(outputs),
     )
 
 
-def _onnx_interface(path: Path) -> tuple[Any, dict[str, str], list[int | None], int | None]:
-    """(input tensor type, metadata, input dims, output width) of an ONNX file, unrun."""
+def _dims_of(value_info: Any) -> list[int | None]:
+    return [d.dim_value if d.HasField("dim_value") else None
+            for d in value_info.type.tensor_type.shape.dim]
+
+
+def _onnx_outputs(outputs: Sequence[Any], where: str) -> tuple[Any, bool]:
+    """The probabilities output (the only one, else the one named ``OUTPUT_NAME``) and
+    whether a checked ``score`` output is there too."""
+    import onnx
+
+    if len(outputs) == 1:
+        return outputs[0], False
+    named = [o for o in outputs if o.name == OUTPUT_NAME]
+    if not named:
+        listed = ", ".join(f"{o.name} {_dims_of(o)}" for o in outputs)
+        raise ModelError(f"{where}: {len(outputs)} outputs and none is called "
+                         f"{OUTPUT_NAME!r} ({listed}); expected one output probabilities "
+                         "[batch, n_classes]")
+    score = [o for o in outputs if o.name == SCORE_OUTPUT]
+    if score:
+        elem = score[0].type.tensor_type.elem_type
+        try:
+            dtype: Any = onnx.helper.tensor_dtype_to_np_dtype(elem)
+        except Exception:  # a type numpy has no dtype for (string, bfloat16, ...)
+            dtype = onnx.TensorProto.DataType.Name(elem)
+        check_score_output(dtype, _dims_of(score[0]), where)
+    return named[0], bool(score)
+
+
+def _onnx_interface(path: Path) -> tuple[Any, dict[str, str], list[int | None], int | None,
+                                         str, bool, list[str]]:
+    """(input tensor type, metadata, input dims, output width, probabilities output's name,
+    has a score output, every output's name) of an ONNX file, unrun."""
     import onnx
 
     try:
@@ -212,12 +286,13 @@ def _onnx_interface(path: Path) -> tuple[Any, dict[str, str], list[int | None], 
     if len(inputs) != 1:
         raise ModelError(f"{path.name}: expected one input (images), found {len(inputs)}")
     t = inputs[0].type.tensor_type
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-    out = proto.graph.output
-    n_out = None
-    if out and len(out[0].type.tensor_type.shape.dim) == 2:
-        n_out = out[0].type.tensor_type.shape.dim[1].dim_value or None
-    return t, metadata, dims, n_out
+    dims = _dims_of(inputs[0])
+    if not proto.graph.output:
+        raise ModelError(f"{path.name}: the graph has no output")
+    out, has_score = _onnx_outputs(proto.graph.output, path.name)
+    out_dims = _dims_of(out)
+    n_out = out_dims[1] if len(out_dims) == 2 else None
+    return t, metadata, dims, n_out, out.name, has_score, [o.name for o in proto.graph.output]
 
 
 def read_onnx(path: Path, *, uint8_only: bool = True) -> ModelInfo:
@@ -226,7 +301,7 @@ def read_onnx(path: Path, *, uint8_only: bool = True) -> ModelInfo:
     ``uint8_only=False`` also takes the float inputs onnxruntime's ``Classifier`` scales."""
     import onnx
 
-    t, metadata, dims, n_out = _onnx_interface(path)
+    t, metadata, dims, n_out, output, has_score, outputs = _onnx_interface(path)
     floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
     uint8 = t.elem_type == onnx.TensorProto.UINT8
     if not uint8 and (uint8_only or t.elem_type not in floats):
@@ -234,12 +309,13 @@ def read_onnx(path: Path, *, uint8_only: bool = True) -> ModelInfo:
         raise ModelError(f"{path.name}: input is {kind} {dims}; this backend runs models with "
                          "the contract's uint8 [batch, S, S, 3] input (onnxruntime also takes "
                          "float inputs)")
-    return describe(metadata, dims, n_out, uint8, path.name)
+    return describe(metadata, dims, n_out, uint8, path.name, output=output,
+                    has_score=has_score, outputs=outputs)
 
 
 def onnx_image_size(path: Path) -> int:
     """S of an ONNX model's ``[batch, S, S, 3]`` input, whatever its element type."""
-    _, metadata, dims, _ = _onnx_interface(path)
+    _, metadata, dims, *_ = _onnx_interface(path)
     return image_size(dims, metadata, path.name)
 
 

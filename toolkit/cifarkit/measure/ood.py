@@ -66,18 +66,29 @@ def msp_score(probs: Any) -> np.ndarray:
     return _matrix(probs, "probabilities").max(axis=1)
 
 
-def unknown_scores(probs: Any, score: str = "msp", where: str = "the model") -> np.ndarray:
+def unknown_scores(probs: Any, score: str = "msp", where: str = "the model",
+                   score_output: Any = None) -> np.ndarray:
     """The score an ``unknown`` rule names (``contract.UnknownRule.score``), per row: the one
     place that decides which score ``predict --reject`` and ``bench --ood`` use. ``msp``: the
-    top probability. ``score``: the model's second output ``contract.SCORE_OUTPUT``, which
-    the backends do not return yet; when they do, it is read here."""
+    top probability of ``probs``. ``score``: ``score_output``, the model's second output
+    ``contract.SCORE_OUTPUT`` as a runtime returned it (``RuntimeModel.run_outputs``);
+    ``ModelError`` naming ``where`` (the model, and the runtime) when it is None."""
     if score == "msp":
         return msp_score(probs)
     if score == SCORE_OUTPUT:
-        raise ModelError(f"{where}: its unknown rule scores with the model's {SCORE_OUTPUT!r} "
-                         "output, which this cifarkit does not read yet; give a top-probability "
-                         "threshold instead (predict --reject VALUE)")
+        if score_output is None:
+            raise missing_score(where)
+        return _scores(score_output, f"{where}: {SCORE_OUTPUT!r} output's scores")
     raise UsageError(f"unknown score {score!r}; one of {', '.join(UNKNOWN_SCORES)}")
+
+
+def missing_score(where: str, runtime: str | None = "the runtime") -> ModelError:
+    """The error for a rule on the ``score`` output that ``runtime`` did not return (None:
+    the file, read without running it, has no such output)."""
+    got = f"which {runtime} did not return" if runtime else "which the file does not have"
+    return ModelError(f"{where}: its unknown rule scores with the model's {SCORE_OUTPUT!r} "
+                      f"output, {got} (no output named {SCORE_OUTPUT!r}); re-export the model "
+                      "with it, or run without the unknown rule (predict --reject off)")
 
 
 def energy_score(logits: Any, temperature: float = 1.0) -> np.ndarray:
