@@ -11,6 +11,10 @@ every class), i.e. softmax over −T·|f − c_k|².
 Conv64×2 → BN → pool → Dense 512 → BN → Dense 10 → softmax, 890k parameters) with seeded
 random weights, for throughput measurements before a trained export exists.
 
+``scored_model``: the colour classifier with the contract's second output ``score``
+(float32 ``[batch]``: the mean pixel value minus 128, ``expected_score``) and an ``unknown``
+rule on it, for the runtimes, engines and bench that read it.
+
 ``broken_model``: models that break the contract in one way each.
 """
 
@@ -140,6 +144,131 @@ def color_model(
             metadata["input_description"] = "float32 RGB images [batch, 32, 32, 3] scaled to 0-1"
     _metadata(model, metadata)
     return _save(model, path)
+
+
+SCORE_OFFSET = 128.0  # scored_model's score: mean pixel value (0–255) minus this
+
+
+def expected_score(images: np.ndarray) -> np.ndarray:
+    """``scored_model``'s ``score`` of uint8 ``[N, S, S, 3]`` images, in float64."""
+    return images.astype(np.float64).mean(axis=(1, 2, 3)) - SCORE_OFFSET
+
+
+def scored_model(path: str | os.PathLike[str], threshold: float | None = 0.0, *,
+                 score: bool = True, score_type: int = TensorProto.FLOAT,
+                 score_rank: int = 1) -> Path:
+    """``color_model`` plus an output ``score`` = ReduceMean of the pixels − 128
+    (``expected_score``), and the metadata rule ``{"score": "score", "threshold":
+    threshold}`` (None: no rule). ``score=False``: the rule without the output;
+    ``score_type`` / ``score_rank``: a score output of another element type or rank (2:
+    ``[batch, 1]``)."""
+    path = color_model(path, metadata=default_metadata(**({} if threshold is None else {
+        "unknown": json.dumps({"score": "score", "threshold": threshold, "acceptance": 0.9,
+                               "fitted_on": "no images (a test rule)"})})))
+    if not score:
+        return path
+    model = onnx.load(os.fspath(path))
+    g = model.graph
+    g.initializer.append(numpy_helper.from_array(np.array(SCORE_OFFSET, np.float32),
+                                                 "score_offset"))
+    last = "score" if score_type == TensorProto.FLOAT else "score_f"
+    g.node.extend([
+        helper.make_node("Cast", ["images"], ["px"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["px"], ["px_rgb"], axes=[1, 2], keepdims=0),
+        helper.make_node("ReduceMean", ["px_rgb"], ["px_mean"], axes=[1],
+                         keepdims=int(score_rank == 2)),
+        helper.make_node("Sub", ["px_mean", "score_offset"], [last]),
+    ])
+    if last != "score":
+        g.node.append(helper.make_node("Cast", [last], ["score"], to=score_type))
+    dims = ["batch"] if score_rank == 1 else ["batch", 1]
+    g.output.append(helper.make_tensor_value_info("score", score_type, dims))
+    return _save(model, path)
+
+
+def scored_tflite(path: str | os.PathLike[str], *, score_rank: int = 2,
+                  score_type: str = "float32") -> Path:
+    """``scored_model``'s two outputs as a .tflite file written by hand (LiteRT's own
+    flatbuffer schema, no converter): CAST → MEAN over H, W → FULLY_CONNECTED → SOFTMAX,
+    and MEAN over RGB − 128 as the score, ``[batch, 1]`` (``score_rank`` 1: ``[batch]``).
+    The outputs carry converter-style names, the score first, so a runtime must pick them
+    by name. ``score_type`` ``"int32"``: a score output of a type the contract refuses."""
+    from ai_edge_litert import schema_py_generated as S
+    from flatbuffers import Builder
+
+    op, opt = S.BuiltinOperator, S.BuiltinOptions
+    protos = np.array([PROTOTYPES[c] for c in CLASSES], np.float32) / 255.0
+    model, graph = S.ModelT(), S.SubGraphT()
+    model.version, model.buffers, model.operatorCodes = 3, [S.BufferT()], []
+    graph.tensors, graph.operators = [], []
+
+    def tensor(name: str, shape: list[int], kind: int = S.TensorType.FLOAT32,
+               data: np.ndarray | None = None) -> int:
+        t = S.TensorT()
+        t.name, t.shape, t.type, t.buffer = name, shape, kind, 0
+        t.shapeSignature = [-1, *shape[1:]] if data is None else shape
+        if data is not None:
+            buf = S.BufferT()
+            buf.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
+            model.buffers.append(buf)
+            t.buffer = len(model.buffers) - 1
+        graph.tensors.append(t)
+        return len(graph.tensors) - 1
+
+    def node(code: int, ins: list[int], outs: list[int], kind: int, options: object) -> None:
+        codes = [c.builtinCode for c in model.operatorCodes]
+        if code not in codes:
+            c = S.OperatorCodeT()
+            c.builtinCode, c.deprecatedBuiltinCode, c.version = code, min(code, 127), 1
+            model.operatorCodes.append(c)
+            codes.append(code)
+        o = S.OperatorT()
+        o.opcodeIndex, o.inputs, o.outputs = codes.index(code), ins, outs
+        o.builtinOptionsType, o.builtinOptions = kind, options
+        graph.operators.append(o)
+
+    def options(cls: type, **values: object) -> object:
+        o = cls()
+        for k, v in values.items():
+            setattr(o, k, v)
+        return o
+
+    rank2 = score_rank == 2
+    images = tensor("serving_default_images:0", [1, 32, 32, 3], S.TensorType.UINT8)
+    x = tensor("x_f", [1, 32, 32, 3])
+    rgb = tensor("rgb", [1, 3])
+    logits = tensor("logits", [1, 10])
+    score_kind = S.TensorType.INT32 if score_type == "int32" else S.TensorType.FLOAT32
+    probs = tensor("StatefulPartitionedCall:probabilities", [1, 10])
+    mean = tensor("mean", [1, 1] if rank2 else [1])
+    score = tensor("StatefulPartitionedCall:score", [1, 1] if rank2 else [1], score_kind)
+    hw = tensor("axes_hw", [2], S.TensorType.INT32, np.array([1, 2], np.int32))
+    ch = tensor("axes_c", [1], S.TensorType.INT32, np.array([1], np.int32))
+    w = tensor("fc_w", [10, 3], data=(2 * TEMPERATURE * protos / 255).astype(np.float32))
+    b = tensor("fc_b", [10], data=(-TEMPERATURE * np.sum(protos**2, 1)).astype(np.float32))
+    offset = tensor("offset", [1], data=np.array([SCORE_OFFSET], np.float32))
+    node(op.CAST, [images], [x], opt.CastOptions, options(
+        S.CastOptionsT, inDataType=S.TensorType.UINT8, outDataType=S.TensorType.FLOAT32))
+    node(op.MEAN, [x, hw], [rgb], opt.ReducerOptions, options(S.ReducerOptionsT))
+    node(op.FULLY_CONNECTED, [rgb, w, b], [logits], opt.FullyConnectedOptions,
+         options(S.FullyConnectedOptionsT))
+    node(op.SOFTMAX, [logits], [probs], opt.SoftmaxOptions, options(S.SoftmaxOptionsT, beta=1.0))
+    node(op.MEAN, [rgb, ch], [mean], opt.ReducerOptions,
+         options(S.ReducerOptionsT, keepDims=rank2))
+    last = score if score_kind == S.TensorType.FLOAT32 else tensor("score_f", graph.tensors[
+        score].shape)
+    node(op.SUB, [mean, offset], [last], opt.SubOptions, options(S.SubOptionsT))
+    if last != score:
+        node(op.CAST, [last], [score], opt.CastOptions, options(
+            S.CastOptionsT, inDataType=S.TensorType.FLOAT32, outDataType=score_kind))
+    graph.inputs, graph.outputs = [images], [score, probs]
+    model.subgraphs = [graph]
+    builder = Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(builder.Output()))
+    return path
 
 
 def broken_model(path: str | os.PathLike[str], kind: str) -> Path:

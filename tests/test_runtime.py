@@ -286,3 +286,61 @@ def test_resolve_model_names_paths_and_default(tmp_path, monkeypatch, models):
     (root / "default").write_text("gone\n")
     with pytest.raises(ModelError, match="the default model"):
         resolve_model(None)
+
+
+# --- the second output, score (contract.SCORE_OUTPUT) -----------------------------------------
+
+
+def test_score_output_in_one_run_on_every_path(tmp_path):
+    """``score`` is fetched by name with the probabilities: plain runs, I/O binding (bound on
+    the CPU, and the GPU path's reused device buffers), a fixed batch (padding cut off)."""
+    import onnx
+
+    path = F.scored_model(tmp_path / "scored.onnx")
+    images = np.random.default_rng(4).integers(0, 256, (70, 32, 32, 3), dtype=np.uint8)
+    expected = F.expected_score(images)
+    with Classifier(path) as clf:
+        assert clf.has_score and clf.info.has_score and clf.info.unknown.score == "score"
+        probs, score = clf.predict_scored(images)
+        assert score.dtype == np.float32 and score.shape == (70,)
+        np.testing.assert_allclose(score, expected, atol=1e-3)
+        np.testing.assert_array_equal(probs, clf.predict_proba(images))
+        one = clf.run_outputs(images[:7])
+        np.testing.assert_allclose(one[1], expected[:7], atol=1e-3)
+        assert clf.run_batch(images[:7]).shape == (7, 10)  # probabilities alone
+    with Classifier(path, io_binding=True, batch_size=32) as bound:
+        np.testing.assert_allclose(bound.predict_scored(images)[1], score, atol=1e-6)
+        bound._device_copy = True  # the GPU path, with device "cpu"
+        p, s = bound.predict_scored(images)
+        np.testing.assert_allclose(s, score, atol=1e-6)
+        np.testing.assert_allclose(p, probs, atol=1e-6)
+        assert set(bound._device_buffers[6][1]) == {"probabilities", "score"}
+    model = onnx.load(str(path))
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = 4
+    onnx.save(model, str(tmp_path / "fixed.onnx"))
+    with Classifier(tmp_path / "fixed.onnx") as clf:
+        s = clf.predict_scored(images[:10])[1]  # 4 + 4 + 2 (padded)
+    np.testing.assert_allclose(s, expected[:10], atol=1e-3)
+    with Classifier(F.color_model(tmp_path / "plain.onnx")) as clf:
+        assert not clf.has_score and clf.run_outputs(images[:3])[1] is None
+        assert clf.predict_scored(images[:3])[1] is None
+
+
+@pytest.mark.parametrize(("kw", "why"), [
+    ({"score_rank": 2}, r"output 'score' is float32 \[\?, 1\]"),
+    ({"score_type": 7}, r"output 'score' is int64 \[\?\]"),
+])
+def test_a_score_output_off_the_contract_is_refused(tmp_path, kw, why):
+    path = F.scored_model(tmp_path / "bad.onnx", **kw)
+    with pytest.raises(ModelError, match=rf"bad\.onnx: {why}; the contract's score is float32"):
+        Classifier(path)
+
+
+def test_a_float16_score_comes_back_as_float32(tmp_path):
+    path = F.scored_model(tmp_path / "half.onnx", score_type=10)  # FLOAT16
+    images = np.random.default_rng(5).integers(0, 256, (9, 32, 32, 3), dtype=np.uint8)
+    with Classifier(path) as clf:
+        score = clf.run_outputs(images)[1]
+    assert score.dtype == np.float32
+    np.testing.assert_allclose(score, F.expected_score(images), atol=0.1)  # half precision

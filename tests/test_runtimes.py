@@ -342,6 +342,75 @@ def test_matrix_rows_for_the_model_card(monkeypatch, portable, images):
     assert "| openvino | " in md[3] and "100.00 %" in md[3]
 
 
+# --- the second output, score ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory) -> Path:
+    """``onnx_fixtures.scored_model`` (probabilities and score) and, beside it, the same two
+    outputs as a hand-written .tflite file (score ``[batch, 1]``, listed first)."""
+    from tests.onnx_fixtures import scored_model, scored_tflite
+
+    root = tmp_path_factory.mktemp("scored")
+    scored_tflite(root / "model.fp32.tflite")
+    return scored_model(root / "model.fp32.onnx")
+
+
+@pytest.mark.parametrize("name", RUNTIMES)
+def test_every_runtime_returns_the_score_output(scored, images, name):
+    from tests.onnx_fixtures import expected_score
+
+    x = images[0][:60]
+    expected = expected_score(x)
+    with get_runtime(name).open(scored, threads=1) as m:
+        assert m.has_score
+        probs, score = m.predict_scored(x, chunk=25)
+        assert score.dtype == np.float32 and score.shape == (60,)
+        np.testing.assert_allclose(score, expected, atol=1e-3 * (1 + np.abs(expected).max()))
+        np.testing.assert_allclose(probs, _reference(scored, x), atol=1e-4)
+        p7, s7 = m.run_outputs(x[:7])
+        np.testing.assert_allclose(s7, score[:7], atol=1e-4)
+        np.testing.assert_allclose(m.run_batch(x[:7]), p7, atol=1e-6)
+
+
+def test_runtimes_without_a_score_output_and_refused_ones(tmp_path, portable, images):
+    from cifarkit.errors import ModelError
+    from tests.onnx_fixtures import scored_model, scored_tflite
+
+    x = images[0][:3]
+    for name in ONNX_RUNTIMES:
+        with get_runtime(name).open(portable / "model.fp32.onnx") as m:
+            assert not m.has_score and m.run_outputs(x)[1] is None
+        bad = scored_model(tmp_path / "rank2.onnx", score_rank=2)  # [batch, 1]: not in ONNX
+        with pytest.raises(ModelError, match=r"rank2\.onnx: output 'score' is float32 \[\?, 1\]"):
+            get_runtime(name).open(bad)
+    scored_model(tmp_path / "model.fp32.onnx")
+    with get_runtime("litert").open(scored_tflite(tmp_path / "model.fp32.tflite",
+                                                  score_rank=1)) as m:  # [batch] too
+        assert m.has_score and m.run_outputs(x)[1].shape == (3,)
+    with pytest.raises(ModelError, match=r"int\.tflite: output 'score' is int32 \[1, 1\]"):
+        get_runtime("litert").open(scored_tflite(tmp_path / "int.tflite", score_type="int32"))
+
+
+def test_matrix_compares_the_score_output(scored, images):
+    from cifarkit.backends import score_agreement
+
+    x, y = images
+    rows = {r.runtime: r for r in matrix(scored, x[:40], y[:40], threads=1, warmup=0,
+                                         duration=0.02)}
+    assert rows["onnxruntime"].score_max_abs_diff == 0.0
+    for name in RUNTIMES:
+        r = rows[name]
+        assert r.status == "ok" and r.score_agrees and r.score_max_abs_diff < 1e-3, r
+    md = runs_in_markdown(list(rows.values()))
+    assert "; score " in md[2] and "(differs)" not in "".join(md)
+    ref = np.array([0.0, 100.0])
+    assert score_agreement(ref + [0.0009, 0.1], ref) == pytest.approx((0.1, True))
+    assert score_agreement(ref + [0.002, 0.0], ref)[1] is False  # 1e-3 × (1 + 0)
+    rows["tract"].score_agrees = False
+    assert "(differs)" in runs_in_markdown([rows["tract"]])[2]
+
+
 # --- LiteRT: TensorFlow's own converter -------------------------------------------------------
 
 

@@ -5,10 +5,12 @@
         probs = clf.predict_proba(images)     # uint8 [N, S, S, 3] → float32 [N, n_classes]
     with get_runtime("openvino").open("exported/fastnet/model.fp32.onnx", threads=2) as m:
         probs = m.predict_proba(images)
+        probs, score = m.run_outputs(images[:64])  # with the score output, if it has one
     rows = matrix("exported/fastnet/model.fp32.onnx", images, labels)   # the "runs in" table
 
 One module per runtime behind one seam (``_base.Runtime`` opens a file as a
-``RuntimeModel``: uint8 NHWC in, probabilities out). Registry names are the user-facing
+``RuntimeModel``: uint8 NHWC in, probabilities out, and the model's ``score`` output where
+it has one: ``has_score``, ``run_outputs``, ``predict_scored``). Registry names are the user-facing
 names: ``onnxruntime`` (the reference; ``Classifier``, with its execution providers),
 ``openvino``, ``opencv`` (OpenCV DNN), ``tract``, ``litert``. A backend (``--backend``) is a
 runtime, with onnxruntime's execution provider after a colon: ``onnxruntime:cuda``,
@@ -34,7 +36,14 @@ from cifarkit.backends.catalog import (
     parse_spec,
     resolve_model,
 )
-from cifarkit.backends.matrix import RunsIn, agreement, matrix, runs_in_markdown
+from cifarkit.backends.matrix import (
+    SCORE_RTOL,
+    RunsIn,
+    agreement,
+    matrix,
+    runs_in_markdown,
+    score_agreement,
+)
 from cifarkit.backends.onnxruntime import PREFERRED_BATCH, Classifier
 from cifarkit.backends.providers import (
     INSTALL_HINTS,
@@ -141,4 +150,6 @@ __all__ = [
     "matrix",
     "resolve_runtimes",
     "runs_in_markdown",
+    "SCORE_RTOL",
+    "score_agreement",
 ]

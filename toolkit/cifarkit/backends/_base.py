@@ -1,9 +1,15 @@
-"""The seam every runtime adapter implements: a model file in, uint8 images → probabilities.
+"""The seam every runtime adapter implements: a model file in, uint8 images → probabilities
+(and the model's ``score`` output, when the file has one).
 
 An adapter module (``cifarkit/runtimes/<name>.py``) defines a ``Runtime`` subclass that says
 what the runtime is called, which Python module it needs and which pip package provides it,
 and opens a model file as a ``RuntimeModel``. Optional packages are imported inside the
 adapter's methods only, so listing the registry imports none of them.
+
+An adapter's one inference method is ``RuntimeModel._run(batch, score)``: one call of its
+runtime, returning ``(probabilities, score output or None)``, each fetched by its name
+(``ModelInfo.output``, ``contract.SCORE_OUTPUT``); ``score`` is True only when the model
+``has_score`` and the caller wants it. The base class checks both on the first batch.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import importlib
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +33,8 @@ from cifarkit.errors import (
 )
 
 CHUNK = 256  # images per call in predict_proba (accuracy passes; latency times run_batch)
+#: What one call of a runtime returns: probabilities [n, n_classes] and score [n] (or None).
+Outputs = tuple[np.ndarray, np.ndarray | None]
 
 
 class Runtime(ABC):
@@ -87,7 +96,7 @@ class Runtime(ABC):
         model = self._open(self.model_file(path), threads or physical_cores())
         try:
             size = model.image_size
-            model.run_batch(np.zeros((1, size, size, 3), np.uint8))  # refusals surface here
+            model.run_outputs(np.zeros((1, size, size, 3), np.uint8))  # refusals surface here
         except BaseException:
             model.close()
             raise
@@ -105,7 +114,9 @@ class Runtime(ABC):
 class RuntimeModel(ABC):
     """A model file opened by one runtime. ``run_batch`` maps uint8 NHWC ``[n, 32, 32, 3]``
     to float32 probabilities ``[n, n_classes]`` in one call of the runtime (what latency
-    times); ``predict_proba`` cuts any request into chunks."""
+    times); ``predict_proba`` cuts any request into chunks. ``has_score``: the file has a
+    ``score`` output; ``run_outputs`` / ``predict_scored`` return it beside the
+    probabilities, from the same calls (float32 ``[n]``; None without one)."""
 
     def __init__(self, runtime: Runtime, path: Path, threads: int) -> None:
         self.runtime = runtime
@@ -119,12 +130,16 @@ class RuntimeModel(ABC):
         self.image_size = DEFAULT_IMAGE_SIZE
         self.input_kind = "uint8"
         self.prob_atol = 1e-2  # row-sum tolerance; quantized outputs widen it
+        self.output_name = contract.OUTPUT_NAME  # the probabilities output, fetched by name
+        self.has_score = False  # an output ``contract.SCORE_OUTPUT``, checked at open
         self._checked = False
+        self._score_checked = False
 
     def describe(self, info: ModelInfo) -> None:
-        """Take the metadata, classes, image size and input kind the contract read."""
+        """Take the metadata, classes, image size, input kind and outputs the contract read."""
         self.metadata, self.classes = info.metadata, info.classes
         self.image_size, self.input_kind = info.image_size, info.input_kind
+        self.output_name, self.has_score = info.output, info.has_score
 
     @property
     def name(self) -> str:
@@ -135,12 +150,14 @@ class RuntimeModel(ABC):
         return len(self.classes)
 
     @abstractmethod
-    def _run(self, batch: np.ndarray) -> np.ndarray: ...
+    def _run(self, batch: np.ndarray, score: bool) -> tuple[Any, Any]:
+        """One call of the runtime: (probabilities, the ``score`` output if ``score`` else
+        None), each fetched by name."""
 
-    def run_batch(self, batch: np.ndarray) -> np.ndarray:
+    def _outputs(self, batch: np.ndarray, score: bool) -> Outputs:
         batch = contract.check_images(batch, self.image_size)
         try:
-            probs = self._run(batch)
+            probs, scores = self._run(batch, score)
         except (ModelError, UsageError):
             raise
         except Exception as exc:  # every runtime raises its own exception types
@@ -148,15 +165,39 @@ class RuntimeModel(ABC):
         probs = np.asarray(probs, dtype=np.float32)
         if not self._checked:
             self._check_probabilities(probs, len(batch))
-        return probs
+        if not score:
+            return probs, None
+        if not self._score_checked:
+            scores = contract.check_scores(scores, len(batch), f"{self.path.name}: {self.name}")
+            self._score_checked = True
+        return probs, np.asarray(scores, dtype=np.float32)
+
+    def run_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities of one call of the runtime (what latency times)."""
+        return self._outputs(batch, False)[0]
+
+    def run_outputs(self, batch: np.ndarray) -> Outputs:
+        """Probabilities and score (None when the model has none) of one call."""
+        return self._outputs(batch, self.has_score)
 
     def predict_proba(self, images: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
+        return self._predict(images, chunk, False)[0]
+
+    def predict_scored(self, images: np.ndarray, chunk: int = CHUNK) -> Outputs:
+        """``run_outputs`` in chunks: probabilities ``[N, n_classes]``, score ``[N]`` or None."""
+        return self._predict(images, chunk, self.has_score)
+
+    def _predict(self, images: np.ndarray, chunk: int, score: bool) -> Outputs:
         images = contract.check_images(images, self.image_size)
         out = np.empty((len(images), self.n_classes), np.float32)
+        scores = np.empty(len(images), np.float32) if score else None
         for start in range(0, len(images), chunk):
             part = images[start : start + chunk]
-            out[start : start + len(part)] = self.run_batch(part)
-        return out
+            probs, s = self._outputs(part, score)
+            out[start : start + len(part)] = probs
+            if scores is not None:
+                scores[start : start + len(part)] = s
+        return out, scores
 
     def _check_probabilities(self, probs: np.ndarray, n: int) -> None:
         if probs.shape != (n, self.n_classes):

@@ -7,6 +7,11 @@ when there is none. The input tensor is resized to each batch. Inputs: ``uint8``
 contract) as is; ``int8`` quantized with the input's scale and zero point; ``float32`` as raw
 0–255 pixels (cifarkit's Keras models take those; their scaling is a layer of the model).
 Quantized outputs are dequantized with the output's scale and zero point.
+
+Outputs are found by name (a .tflite file keeps the converter's names, with prefixes):
+the probabilities are the output whose name contains ``probabilities`` (else the first that
+is not the score), the score the one whose name contains ``score``, float32 or float16
+``[batch]`` or ``[batch, 1]`` (returned as ``[batch]``).
 """
 
 from __future__ import annotations
@@ -56,13 +61,15 @@ class LiteRt(Runtime):
             raise self.refused(path, f"{len(inputs)} inputs, {len(outputs)} outputs; expected "
                                      "one image input and a probabilities output")
         model = LiteRtModel(self, path, threads)
-        model.interp, model.inp, model.out = interp, inputs[0], _probabilities(outputs)
+        model.interp, model.inp = interp, inputs[0]
+        model.out, model.score_out = pick_outputs(outputs, path.name)
         shape = [int(d) for d in model.inp["shape"]]
         info = _metadata(path, len(shape) == 4 and shape[1] or None)
         if len(shape) != 4 or shape[1:] != [info.image_size, info.image_size, 3]:
             size = info.image_size
             raise self.refused(path, f"input shape {shape}; expected [batch, {size}, {size}, 3]")
         model.describe(info)
+        model.has_score = model.score_out is not None  # this file's outputs, not the ONNX's
         model.input_kind = np.dtype(model.inp["dtype"]).name
         scale, _ = model.out["quantization"]
         if scale:
@@ -74,6 +81,7 @@ class LiteRtModel(RuntimeModel):
     interp: Any
     inp: dict[str, Any]
     out: dict[str, Any]
+    score_out: dict[str, Any] | None
     _batch = 0
 
     def _prepare(self, batch: np.ndarray) -> np.ndarray:
@@ -86,7 +94,7 @@ class LiteRtModel(RuntimeModel):
             return np.clip(q, -128, 127).astype(np.int8)
         return batch.astype(dtype)  # float: raw 0–255 pixels
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray, score: bool) -> tuple[Any, Any]:
         n = len(batch)
         if n != self._batch:
             size = self.image_size
@@ -98,16 +106,32 @@ class LiteRtModel(RuntimeModel):
         y = self.interp.get_tensor(self.out["index"])
         scale, zero = self.out["quantization"]
         if np.issubdtype(y.dtype, np.integer):
-            return (y.astype(np.float32) - zero) * np.float32(scale)
-        return y.astype(np.float32, copy=False)
+            probs = (y.astype(np.float32) - zero) * np.float32(scale)
+        else:
+            probs = y.astype(np.float32, copy=False)
+        if not score or self.score_out is None:
+            return probs, None
+        s = self.interp.get_tensor(self.score_out["index"]).astype(np.float32)
+        return probs, s.reshape(len(s)) if s.ndim == 2 and s.shape[1] == 1 else s
 
     def close(self) -> None:
         self.interp = None
 
 
-def _probabilities(outputs: list[dict[str, Any]]) -> dict[str, Any]:
+def pick_outputs(outputs: list[dict[str, Any]],
+                 where: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The probabilities output and the score output (None: none) among an interpreter's
+    ``get_output_details()``, by name; ``ModelError`` for a score that is not float32 or
+    float16 ``[batch]`` / ``[batch, 1]``."""
     named = [o for o in outputs if "probabilities" in o["name"]]
-    return named[0] if named else outputs[0]
+    probs = named[0] if named else next(
+        (o for o in outputs if "score" not in o["name"]), outputs[0])
+    scores = [o for o in outputs if o is not probs and "score" in o["name"]]
+    if not scores:
+        return probs, None
+    score = scores[0]
+    contract.check_score_output(score["dtype"], list(score["shape"]), where, column=True)
+    return probs, score
 
 
 def _metadata(path: Path, size: int | None) -> contract.ModelInfo:

@@ -10,6 +10,8 @@ one output ``probabilities`` float32 ``[batch, n_classes]``, class names in the 
 - a fixed batch dimension (e.g. 1): requests are cut into chunks of that size, the last one
   zero-padded;
 - several outputs when one is called ``probabilities``; float16 outputs (returned as float32);
+  an output ``score`` (float32/float16 ``[batch]``): ``has_score``, and ``run_outputs`` /
+  ``predict_scored`` return it with the probabilities, from the same ``session.run``;
 - no ``class_names`` when there are 10 outputs (the CIFAR-10 names are used).
 
 Anything else (channels-first input, other element types, a class count that does not match
@@ -128,7 +130,9 @@ class Classifier:
         self._user_options = dict(provider_options or {})
         self._session: Any = None
         self._checked_output = False
-        self._device_buffers: dict[int, tuple[Any, Any]] = {}
+        self._checked_score = False
+        self.has_score = False
+        self._device_buffers: dict[int, tuple[Any, dict[str, Any]]] = {}
         # Device-buffer binding (input copied into a reused OrtValue, output bound there).
         # Always on GPUs; settable on CPU so tests exercise that path without a GPU.
         self._device_copy = False
@@ -293,6 +297,11 @@ class Classifier:
                     f"({listed}); expected one output probabilities [batch, n_classes]"
                 )
             out = named[0]
+        score = [o for o in outputs if o.name == contract.SCORE_OUTPUT and o is not out]
+        if score:
+            contract.check_score_output(_ELEMENT_TYPES.get(score[0].type, score[0].type),
+                                        _dims(score[0].shape) or [], name)
+        self.has_score = bool(score)
         odims = _dims(out.shape)
         if out.type not in ("tensor(float)", "tensor(float16)") or len(odims) != 2:
             raise ModelError(
@@ -301,8 +310,10 @@ class Classifier:
             )
         self.output_name = out.name
         self.output_type = _ELEMENT_TYPES[out.type]
+        self.score_type = _ELEMENT_TYPES[score[0].type] if score else None
         self.info = contract.describe(self.metadata, dims, odims[1], inp.type == "tensor(uint8)",
-                                      name)
+                                      name, output=out.name, has_score=self.has_score,
+                                      outputs=[o.name for o in outputs])
         self.classes, self.n_classes = self.info.classes, self.info.n_classes
         self.image_size, self.input_kind = self.info.image_size, self.info.input_kind
 
@@ -325,7 +336,7 @@ class Classifier:
             return "cuda", int(self.provider_options.get("device_id", 0))
         return "cpu", 0
 
-    def _run_bound(self, x: np.ndarray) -> np.ndarray:
+    def _run_bound(self, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
         import onnxruntime as ort
 
         binding = self._session.io_binding()
@@ -333,28 +344,32 @@ class Classifier:
         if device == "cpu" and not self._device_copy:
             # Zero-copy: onnxruntime reads the numpy buffer in place.
             binding.bind_cpu_input(self.input_name, x)
-            binding.bind_output(self.output_name, "cpu")
+            for name in names:
+                binding.bind_output(name, "cpu")
         else:
             n = x.shape[0]
             if n not in self._device_buffers:
                 if len(self._device_buffers) > 8:  # odd last-chunk sizes: keep a few only
                     self._device_buffers.clear()
+                shapes = {self.output_name: ((n, self.n_classes), self.output_type)}
+                if self.has_score:
+                    shapes[contract.SCORE_OUTPUT] = ((n,), self.score_type)
                 self._device_buffers[n] = (
                     ort.OrtValue.ortvalue_from_shape_and_type(x.shape, x.dtype, device, device_id),
-                    ort.OrtValue.ortvalue_from_shape_and_type(
-                        (n, self.n_classes), self.output_type, device, device_id
-                    ),
+                    {k: ort.OrtValue.ortvalue_from_shape_and_type(shape, t, device, device_id)
+                     for k, (shape, t) in shapes.items()},
                 )
             x_dev, y_dev = self._device_buffers[n]
             x_dev.update_inplace(x)  # the one host→device copy
             binding.bind_ortvalue_input(self.input_name, x_dev)
-            binding.bind_ortvalue_output(self.output_name, y_dev)
+            for name in names:
+                binding.bind_ortvalue_output(name, y_dev[name])
         self._session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()[0]
+        return binding.copy_outputs_to_cpu()  # in the order the outputs were bound
 
-    def run_batch(self, batch: np.ndarray) -> np.ndarray:
-        """One ``session.run`` on ``batch`` (uint8 ``[n, 32, 32, 3]``), no chunking: for latency
-        measurements. Returns float32 probabilities ``[n, n_classes]``."""
+    def _infer(self, batch: np.ndarray, score: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """One ``session.run`` (or bound run) on ``batch``, no chunking: the probabilities,
+        and the ``score`` output when ``score`` (fetched by name, checked on first use)."""
         if self._session is None:
             raise UsageError("this Classifier is closed")
         batch = contract.check_images(batch, self.image_size)
@@ -368,25 +383,51 @@ class Classifier:
             pad = np.zeros((self.fixed_batch - n, *batch.shape[1:]), np.uint8)
             batch = np.concatenate([batch, pad])
         x = self._prepare(batch)
+        names = [self.output_name, *([contract.SCORE_OUTPUT] if score else [])]
         try:
             if self.io_binding:
-                probs = self._run_bound(x)
+                outs = self._run_bound(x, names)
             else:
-                probs = self._session.run([self.output_name], {self.input_name: x})[0]
+                outs = self._session.run(names, {self.input_name: x})
         except Exception as exc:
             why = clean_log(str(exc))
             raise ModelError(f"{self.path.name}: inference failed: {why}") from None
-        probs = np.asarray(probs[:n], dtype=np.float32)
+        probs = np.asarray(outs[0][:n], dtype=np.float32)
         if not self._checked_output:
             self._check_probabilities(probs)
-        return probs
+        if not score:
+            return probs, None
+        if not self._checked_score:
+            contract.check_scores(outs[1][:n], n, self.path.name)
+            self._checked_score = True
+        return probs, np.asarray(outs[1][:n], dtype=np.float32)
+
+    def run_batch(self, batch: np.ndarray) -> np.ndarray:
+        """One ``session.run`` on ``batch`` (uint8 ``[n, 32, 32, 3]``), no chunking: for latency
+        measurements. Returns float32 probabilities ``[n, n_classes]`` (the only output
+        asked for)."""
+        return self._infer(batch, False)[0]
+
+    def run_outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One ``session.run`` on ``batch``: probabilities ``[n, n_classes]`` and the ``score``
+        output ``[n]`` (float32; None when the model has none)."""
+        return self._infer(batch, self.has_score)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Probabilities ``[N, n_classes]`` (float32) for uint8 images ``[N, 32, 32, 3]`` (or
         one image ``[32, 32, 3]``), run in chunks of ``batch_size``."""
+        return self._predict(images, False)[0]
+
+    def predict_scored(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``predict_proba`` and the ``score`` output ``[N]`` (None without one), each chunk
+        from one ``session.run``."""
+        return self._predict(images, self.has_score)
+
+    def _predict(self, images: np.ndarray, score: bool) -> tuple[np.ndarray, np.ndarray | None]:
         images = contract.check_images(images, self.image_size)
         n = images.shape[0]
         out = np.empty((n, self.n_classes), dtype=np.float32)
+        scores = np.empty(n, dtype=np.float32) if score else None
         tuner = self._tuner if self._tuner is not None and self._tuner.best is None else None
         if tuner is not None:
             tuner.request(n)
@@ -397,11 +438,14 @@ class Classifier:
             bs = tuner.next_size(n - start) if tuner is not None else self.batch_size
             chunk = images[start : start + bs]
             t0 = time.perf_counter()
-            out[start : start + len(chunk)] = self.run_batch(chunk)
+            probs, s = self._infer(chunk, score)
+            out[start : start + len(chunk)] = probs
+            if scores is not None:
+                scores[start : start + len(chunk)] = s
             if tuner is not None and len(chunk) == bs:
                 tuner.record(bs, time.perf_counter() - t0)
             start += len(chunk)
-        return out
+        return out, scores
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Class indices ``[N]`` (argmax of ``predict_proba``)."""
@@ -567,16 +611,25 @@ class OrtModel(RuntimeModel):
         self.provider = clf.provider
         self.active_providers = list(clf.active_providers)
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - run_batch below
-        return self.classifier.run_batch(batch)
+    def _run(self, batch: np.ndarray, score: bool) -> tuple[Any, Any]:  # pragma: no cover
+        return self.classifier._infer(batch, score)  # the methods below call it directly
 
     def run_batch(self, batch: np.ndarray) -> np.ndarray:
         return self.classifier.run_batch(batch)  # checks the contract and raises ModelError
+
+    def run_outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.classifier.run_outputs(batch)
 
     def predict_proba(self, images: np.ndarray, chunk: int | None = None) -> np.ndarray:
         if chunk is not None:
             self.classifier.batch_size = chunk
         return self.classifier.predict_proba(images)  # its online-tuned chunk size
+
+    def predict_scored(self, images: np.ndarray,
+                       chunk: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        if chunk is not None:
+            self.classifier.batch_size = chunk
+        return self.classifier.predict_scored(images)
 
     def close(self) -> None:
         self.classifier.close()

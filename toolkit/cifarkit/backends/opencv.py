@@ -21,7 +21,7 @@ import numpy as np
 
 from cifarkit._capture import captured_output, clean_log
 from cifarkit.backends._base import Runtime, RuntimeModel
-from cifarkit.contract import read_onnx
+from cifarkit.contract import SCORE_OUTPUT, read_onnx
 
 
 class OpenCv(Runtime):
@@ -60,13 +60,18 @@ class OpenCv(Runtime):
 class OpenCvModel(RuntimeModel):
     net: Any
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray, score: bool) -> tuple[Any, Any]:
+        names = [self.output_name, *([SCORE_OUTPUT] if score else [])]
         if not self._checked:  # the first run is where OpenCV refuses; keep its log
             with captured_output():
-                self.net.setInput(batch)
-                return np.array(self.net.forward())
+                outs = self._forward(batch, names)
+        else:
+            outs = self._forward(batch, names)
+        return outs[0], outs[1] if score else None
+
+    def _forward(self, batch: np.ndarray, names: list[str]) -> list[np.ndarray]:
         self.net.setInput(batch)
-        return self.net.forward()
+        return [np.array(a) for a in self.net.forward(names)]  # by name, in that order
 
     def close(self) -> None:
         self.net = None

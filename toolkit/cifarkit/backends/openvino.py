@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from cifarkit import contract
 from cifarkit.backends._base import Runtime, RuntimeModel
 from cifarkit.contract import read_onnx
 
@@ -48,9 +49,12 @@ class OpenVinoModel(RuntimeModel):
     compiled: Any
     request: Any
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        # One synchronous request, reused: what an application calls per batch.
-        return self.request.infer([batch])[0].copy()
+    def _run(self, batch: np.ndarray, score: bool) -> tuple[Any, Any]:
+        # One synchronous request, reused: what an application calls per batch. Its output
+        # buffers are reused too, hence the copies.
+        out = self.request.infer([batch])
+        return (out[self.output_name].copy(),
+                out[contract.SCORE_OUTPUT].copy() if score else None)
 
     def close(self) -> None:
         self.request = self.compiled = None

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from cifarkit.backends._base import Runtime, RuntimeModel
-from cifarkit.contract import read_onnx
+from cifarkit.contract import SCORE_OUTPUT, read_onnx
 
 
 class Tract(Runtime):
@@ -38,14 +38,21 @@ class Tract(Runtime):
         model = TractModel(self, path, 1)
         model.runnable = runnable
         model.describe(info)
+        # tract returns the outputs as a list in the file's order, and names them after their
+        # nodes, not their tensors: place each output by its name in the file, once.
+        names = list(info.outputs)
+        model.at = {n: names.index(n) for n in (info.output, SCORE_OUTPUT) if n in names}
         return model
 
 
 class TractModel(RuntimeModel):
     runnable: Any
+    at: dict[str, int]  # output name → its place in what ``run`` returns
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        return self.runnable.run([batch])[0].to_numpy()
+    def _run(self, batch: np.ndarray, score: bool) -> tuple[Any, Any]:
+        outs = self.runnable.run([batch])
+        probs = outs[self.at[self.output_name]].to_numpy()
+        return probs, outs[self.at[SCORE_OUTPUT]].to_numpy() if score else None
 
     def close(self) -> None:
         self.runnable = None
