@@ -47,11 +47,18 @@ def test_resolve_the_models_rule_a_value_or_a_clear_refusal(tmp_path):
         resolve(1.5, info, model)
     with pytest.raises(UsageError, match="class of its own named 'unknown'"):
         resolve(0.5, ModelInfo(classes=("cat", UNKNOWN)), model)
-    # A rule scoring with the model's "score" output: refused where the score is computed.
-    scored = resolve("auto", ModelInfo(classes=("a", "b"), unknown=UnknownRule("score", 2.0)),
-                     model)
-    with pytest.raises(ModelError, match="'score' output"):
+    # A rule on the model's "score" output: the file must have one; any real threshold.
+    rule = UnknownRule("score", 2.0)
+    with pytest.raises(ModelError, match=r"--reject: .*m\.onnx: its unknown rule scores with "
+                                         r"the model's 'score' output, which the file does "
+                                         r"not have"):
+        resolve("auto", ModelInfo(classes=("a", "b"), unknown=rule), model)
+    scored_info = ModelInfo(classes=("a", "b"), unknown=rule, has_score=True)
+    scored = resolve("auto", scored_info, model)
+    assert scored.uses_output and resolve(-250.0, scored_info, model).threshold == -250.0
+    with pytest.raises(ModelError, match="which the runtime did not return"):
         scored.scores(np.array([[0.5, 0.5]]))
+    assert scored.scores(np.array([[0.5, 0.5]]), score_output=np.array([7.5])) == [7.5]
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +144,66 @@ def test_cli_reject_off_auto_and_errors(open_set, photos, tmp_path):
                          ("cat", "unknown"), 16)
     clash = run_cli("predict", str(photos), "-m", str(own), "--reject", "0.5")
     assert clash.returncode == 2 and "class of its own named 'unknown'" in clash.stderr
+
+
+# --- a rule on the model's score output (onnx_fixtures.scored_model) ------------------------
+
+
+@pytest.fixture(scope="module")
+def solids(tmp_path_factory):
+    """One lossless PNG per prototype colour: ``scored_model``'s score is its mean − 128
+    (white 127, grey 0, orange −1/3, black −128), path → (colour, expected score)."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("solids")
+    out = {}
+    for name, rgb in F.PROTOTYPES.items():
+        path = root / f"{name}.png"
+        Image.fromarray(F.solid(rgb)).save(path)
+        out[str(path)] = (rgb, float(F.expected_score(F.solid(rgb)[None])[0]))
+    return root, out
+
+
+def _check_rows(rows, expected, threshold):
+    assert sorted(p.path for p in rows) == sorted(expected)
+    for p in rows:
+        rgb, score = expected[p.path]
+        assert p.score == pytest.approx(score, abs=1e-3) and p.rejected == (score < threshold)
+        assert p.label == (UNKNOWN if p.rejected else F.expected_label(rgb)), p.path
+
+
+def test_reject_auto_and_value_use_the_models_score_output(solids, tmp_path):
+    """Local engine and the Ray actor (``ray_actor.Predictor``, plain Python: no cluster
+    needed) fetch the score output with the probabilities and judge rows on it."""
+    from cifarkit.engines.base import rejection
+    from cifarkit.engines.ray_actor import Predictor, model_files
+    from cifarkit.engines.rows import predictions_from_table
+
+    root, expected = solids
+    model = F.scored_model(tmp_path / "scored.onnx", threshold=0.0)
+    for reject, threshold in (("auto", 0.0), ("42.5", 42.5)):  # any real number: not (0, 1)
+        request = PredictRequest(sources=(str(root),), model=model, workers=0, reject=reject)
+        rows = []
+        stats = get_engine("local").run(request, rows.append)
+        assert (stats.rejection.score, stats.rejection.threshold) == ("score", threshold)
+        assert stats.rejected == sum(s < threshold for _, s in expected.values()) >= 4
+        _check_rows(rows, expected, threshold)
+    import pyarrow as pa
+
+    actor = Predictor(request, model_files(request), "rows", rule=rejection(request))
+    table = actor(pa.table({"path": sorted(expected)}))
+    _check_rows(list(predictions_from_table(next(table))), expected, 42.5)
+
+
+def test_a_score_rule_without_the_output_fails_before_any_input(solids, tmp_path):
+    root, _ = solids
+    model = F.scored_model(tmp_path / "ruled-only.onnx", threshold=0.0, score=False)
+    request = PredictRequest(sources=(str(root),), model=model, workers=0, reject="auto")
+    rows = []
+    with pytest.raises(ModelError, match="which the file does not have"):
+        get_engine("local").run(request, rows.append)
+    assert rows == []
+    request = PredictRequest(sources=(str(root),), model=model, workers=0, reject="5")
+    with pytest.raises(ModelError, match=r"ruled-only\.onnx: its unknown rule scores with the "
+                                         r"model's 'score' output, which the file does not have"):
+        get_engine("local").run(request, rows.append)  # a threshold on the same missing score

@@ -263,7 +263,8 @@ ProviderOptionOpt = Annotated[list[str] | None, typer.Option(
 RejectOpt = Annotated[str, typer.Option(
     "--reject", metavar="auto|VALUE|off", help="Answer 'unknown' for images that look like none of "
     "the classes: auto (the threshold recorded in the model; an error if it has none) | VALUE (a "
-    "score threshold: for the top probability, in (0, 1)) | off. Rows keep top-k and gain score "
+    "threshold on the score the model's rule names: the top probability, in (0, 1), or the "
+    "model's 'score' output, any number) | off. Rows keep top-k and gain score "
     "and rejected columns; the summary counts the unknown rows. Refused for a model with a class "
     "named 'unknown'.")]
 ListSkippedOpt = Annotated[bool, typer.Option(

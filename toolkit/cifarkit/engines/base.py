@@ -288,7 +288,8 @@ def open_model(request: PredictRequest, threads: int | None, *,
                allow_spinning: bool = False) -> Any:
     """The request's model on its backend: onnxruntime's ``Classifier`` (with the provider,
     its options and I/O binding) or another backend's ``RuntimeModel``. Both have
-    ``classes``, ``image_size``, ``predict_proba`` and ``close``; neither falls back."""
+    ``classes``, ``image_size``, ``has_score``, ``predict_proba``, ``predict_scored`` and
+    ``close``; neither falls back."""
     if request.backend == "onnxruntime":
         from cifarkit.backends import Classifier
 
@@ -298,6 +299,23 @@ def open_model(request: PredictRequest, threads: int | None, *,
     from cifarkit.backends import get_runtime
 
     return get_runtime(request.backend).open(request.model, threads=threads)
+
+
+def run_model(model: Any, images: Any, rule: Rejection | None) -> tuple[Any, Any]:
+    """(probabilities, the model's ``score`` output or None) of ``images``: both from the
+    same runtime calls when ``rule`` scores with that output, else the probabilities alone."""
+    if rule is not None and rule.uses_output:
+        return model.predict_scored(images)
+    return model.predict_proba(images), None
+
+
+def check_scored(model: Any, rule: Rejection | None) -> None:
+    """``ModelError`` before any input when ``rule`` needs a ``score`` output that the opened
+    ``model`` (a ``.tflite`` file may lack what its ONNX sibling has) does not return."""
+    if rule is not None and rule.uses_output and not model.has_score:
+        from cifarkit.measure.ood import missing_score
+
+        raise missing_score(f"--reject: {model.path}", backend_of(model)[0] or "the runtime")
 
 
 def backend_of(model: Any) -> tuple[str | None, str | None]:
@@ -355,6 +373,7 @@ __all__ = [
     "PredictRequest",
     "PredictStats",
     "backend_of",
+    "check_scored",
     "describe_model",
     "get_engine",
     "model_classes",
@@ -362,4 +381,5 @@ __all__ = [
     "open_model",
     "parse_concurrency",
     "rejection",
+    "run_model",
 ]

@@ -5,6 +5,7 @@ is done. The pipeline:
 
     iter_inputs ──► chunks of batch_size paths ──► decoder processes (data.images.decode) ──►
         in order ──► Classifier.predict_proba (chunks of its preferred size) ──► Predictions
+        (predict_scored: with the model's score output, when --reject's rule uses it)
 
 Decoding runs in ``workers`` processes (Pillow's per-image Python work holds the GIL, so
 threads do not help), at most ``2 × workers`` chunks ahead of inference, so decoding the
@@ -42,11 +43,13 @@ from cifarkit.engines.base import (
     PredictStats,
     Progress,
     backend_of,
+    check_scored,
     consume,
     describe_model,
     open_model,
     refuse,
     rejection,
+    run_model,
     skip_counter,
 )
 from cifarkit.engines.decoding import FileResult, decode_chunk, ping, worker_init
@@ -314,7 +317,8 @@ def predict_files(
             submit_next()  # keep the decoders busy while this chunk is inferred
             paths = [item.path for item in chunk if item.error is None]
             images, errors = (decoder.empty(), []) if job is None else decoder.result(job, paths)
-            probs = classifier.predict_proba(images) if len(images) else None
+            probs, score = (run_model(classifier, images, rejection) if len(images)
+                            else (None, None))
             truths = [folder_label(item.path, class_set) if labels_from_folders else None
                       for item in chunk]
             found = iter(errors)
@@ -324,7 +328,7 @@ def predict_files(
                                          [r.error for r in merged], probs, classes, k, truths,
                                          backend, provider, reasons=[r.reason for r in merged],
                                          warnings=[r.warnings for r in merged],
-                                         rejection=rejection):
+                                         rejection=rejection, score_output=score):
                 failed += not pred.ok
                 yield pred
             done += len(chunk)
@@ -365,6 +369,7 @@ class LocalEngine:
         early = workers if _may_span_chunks(request.sources, request.batch_size) else 0
         with DecoderPool(early) as warm, \
                 open_model(request, request.threads, allow_spinning=workers == 0) as model:
+            check_scored(model, rule)
             stats = PredictStats(classes=tuple(model.classes), rejection=rule)
             if on_start is not None:
                 on_start(stats.classes)

@@ -51,7 +51,7 @@ class Predictor:
                  rule: Rejection | None = None) -> None:
         import dataclasses
 
-        from cifarkit.engines.base import backend_of, open_model
+        from cifarkit.engines.base import backend_of, check_scored, open_model
 
         # The model travels in the actor's arguments, so workers need no shared filesystem.
         self._dir = Path(tempfile.mkdtemp(prefix="cifarkit-model-"))
@@ -65,6 +65,7 @@ class Predictor:
         self.k = min(request.top_k, len(self.classes))
         self.mode, self.out, self.roots = mode, out, roots or {}
         self.rule = rule  # --reject's, resolved once on the driver (base.rejection)
+        check_scored(self.model, rule)
         self._filesystems: dict[str, Any] = {}
 
     def _read(self, uri: str) -> bytes:
@@ -127,6 +128,7 @@ class Predictor:
 
     def _predict(self, paths: list[str], pre: list[Any]) -> list[Prediction]:
         """Rows for ``paths``, inferred in chunks of the request's batch size."""
+        from cifarkit.engines.base import run_model
         from cifarkit.engines.rows import folder_label, make_predictions
 
         step = self.request.batch_size
@@ -135,13 +137,14 @@ class Predictor:
         for at in range(0, len(paths), step):
             chunk, chunk_pre = paths[at:at + step], pre[at:at + step]
             images, results = self._decode(chunk, chunk_pre)
-            probs = self.model.predict_proba(images) if len(images) else None
+            probs, score = (run_model(self.model, images, self.rule) if len(images)
+                            else (None, None))
             truths = [folder_label(p, self.class_set) if labels else None for p in chunk]
             preds += make_predictions(chunk, [r.error for r in results], probs, self.classes,
                                       self.k, truths, self.backend, self.provider,
                                       reasons=[r.reason for r in results],
                                       warnings=[r.warnings for r in results],
-                                      rejection=self.rule)
+                                      rejection=self.rule, score_output=score)
         return preds
 
     def __call__(self, batch: Any) -> Iterator[Any]:

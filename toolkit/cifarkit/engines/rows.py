@@ -238,16 +238,18 @@ def make_predictions(
     classes: tuple[str, ...], k: int, truths: list[str | None],
     backend: str | None = None, provider: str | None = None, *,
     reasons: list[str | None] | None = None, warnings: list[Sequence[str]] | None = None,
-    rejection: Rejection | None = None,
+    rejection: Rejection | None = None, score_output: np.ndarray | None = None,
 ) -> Iterator[Prediction]:
     """The ``Prediction`` per path (both engines build rows here): ``errors[i]`` set → an error
     row (its category ``reasons[i]``); the good paths take the rows of
     ``probs`` in order, labelled with the ``backend`` and ``provider`` that computed them.
     ``warnings[i]``: what decoding path i caused, on its row either way. ``rejection``: rows
-    under its threshold answer ``unknown`` (``engines.reject``)."""
+    under its threshold answer ``unknown`` (``engines.reject``), scored from ``probs`` or
+    ``score_output`` (the model's ``score`` output for the same rows), as its rule says."""
     order = top_k_indices(probs, k) if probs is not None else None
     # float32, the model's precision: the value compared is the value every format stores.
-    scores = (rejection.scores(probs).astype(np.float32)
+    where = f"the model on {backend}" if backend else "the model"
+    scores = (rejection.scores(probs, where, score_output).astype(np.float32)
               if rejection is not None and probs is not None else None)
     reasons = reasons or [None] * len(paths)
     warnings = warnings or [()] * len(paths)
