@@ -17,7 +17,8 @@ from cifarkit.bench.ood import image_files
 from cifarkit.bench.report import to_markdown
 from cifarkit.data import load_dataset
 from cifarkit.data.images import load_image
-from cifarkit.errors import DataError, UsageError
+from cifarkit.errors import DataError, ModelError, UsageError
+from tests import onnx_fixtures as F
 from tests.test_cli_foundation import run_cli
 
 
@@ -110,3 +111,47 @@ def test_a_bad_ood_folder_fails_before_the_sweep(open_set, tmp_path):
     (tmp_path / "empty" / "notes.txt").write_text("no images here")
     with pytest.raises(DataError, match="no image files"):
         _bench(open_set.model, open_set.known, tmp_path / "empty")
+
+
+def test_a_score_rule_uses_the_models_score_output_on_every_runtime(tmp_path):
+    """``scored_model`` (score: mean pixel − 128, rule threshold 0): known images are bright
+    prototype colours with noise, the other ones darker; AUROC and the rejected shares come
+    from the model's score output, checked against scikit-learn on the numpy scores."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    bright = [c for c in F.CLASSES if sum(F.PROTOTYPES[c]) / 3 > 100]
+    y = np.array([F.CLASSES.index(bright[i % len(bright)]) for i in range(40)])
+    protos = np.array([F.PROTOTYPES[c] for c in F.CLASSES], np.float64)
+    x_in = np.clip(protos[y][:, None, None] + rng.normal(0, 30, (40, 32, 32, 3)), 0, 255)
+    x_in = x_in.astype(np.uint8)
+    grey = rng.uniform(40, 180, (30, 1, 1, 1))  # mostly darker: scores about −88 to 52
+    x_out = np.clip(grey + rng.normal(0, 30, (30, 32, 32, 3)), 0, 255).astype(np.uint8)
+    (tmp_path / "other").mkdir()
+    for i, img in enumerate(x_out):
+        Image.fromarray(img).save(tmp_path / "other" / f"{i}.png")
+    model = F.scored_model(tmp_path / "scored.onnx", threshold=0.0)
+    result = run_bench(BenchConfig(models=[str(model)], ood=tmp_path / "other", providers=["cpu"],
+                                   runtimes=["onnxruntime", "tract"], batch_sizes=[8], warmup=0,
+                                   iterations=2), images=x_in, labels=y, classes=F.CLASSES)
+    data = to_dict(result)
+    s_in, s_out = F.expected_score(x_in), F.expected_score(x_out)
+    auroc = roc_auc_score(np.r_[np.ones(40), np.zeros(30)], np.r_[s_in, s_out])
+    assert 0.5 < auroc < 1 and len(data["ood"]) == 2
+    for row in data["ood"]:
+        assert (row["score"], row["threshold_source"], row["threshold"]) == ("score", "model", 0)
+        assert row["auroc"] == pytest.approx(auroc, abs=1e-9)
+        assert row["fpr_at_95_tpr"] == pytest.approx(
+            np.mean(s_out >= np.sort(s_in)[int(0.05 * 40)]), abs=1e-9)
+        assert row["rejected_in"] == pytest.approx(np.mean(s_in < 0), abs=1e-9)
+        assert row["rejected_out"] == pytest.approx(np.mean(s_out < 0), abs=1e-9)
+        assert row["rejected_out"] > 0.3
+    for acc in data["accuracy"]:
+        assert acc["score_agrees"] and acc["score_max_abs_diff"] < 1e-3, acc
+    assert "| score |" in to_markdown(result)
+    no_output = F.scored_model(tmp_path / "ruled-only.onnx", threshold=0.0, score=False)
+    with pytest.raises(ModelError, match="ruled-only.onnx: its unknown rule scores with the "
+                                         "model's 'score' output, which the file does not"):
+        run_bench(BenchConfig(models=[str(no_output)], ood=tmp_path / "other",
+                              providers=["cpu"], batch_sizes=[8], warmup=0, iterations=2),
+                  images=x_in, labels=y, classes=F.CLASSES)

@@ -122,6 +122,10 @@ class AccuracyResult:
     max_abs_diff: float | None = None  # max |Δp| against it
     #: the rows of ``BenchResult.images`` the probs are of (None: all; ``quick``: a subset)
     indices: np.ndarray | None = None
+    #: the model's ``score`` output [N] float32, from the same runs (None: it has none)
+    scores: np.ndarray | None = None
+    score_max_abs_diff: float | None = None  # max |Δscore| against onnxruntime's
+    score_agrees: bool | None = None  # within backends.SCORE_RTOL of its scale everywhere
 
 
 @dataclass

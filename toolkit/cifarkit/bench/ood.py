@@ -9,7 +9,10 @@ rejected on each side at a threshold: the model's recorded ``unknown`` rule when
 (``threshold_source`` "model"), else the threshold that accepts 95 % of the split's images
 (``"split"``: then ``rejected_in`` is 5 % by construction, and the threshold was set on the
 very images it is judged on — say so where it is reported). The score is the rule's (the
-top probability without one): ``measure.ood.unknown_scores`` decides.
+top probability without one): ``measure.ood.unknown_scores`` decides. A rule on the model's
+``score`` output takes the in-distribution scores from the same accuracy pass
+(``AccuracyResult.scores``) and DIR's from ``predict_scored``; a model whose rule needs that
+output and has none is refused before the sweep (``check_rules``).
 """
 
 from __future__ import annotations
@@ -90,6 +93,19 @@ def _model_file(result: BenchResult, acc: AccuracyResult) -> ModelFile:
     return next(m for m in result.models if (m.name, m.precision) == (acc.model, acc.precision))
 
 
+def check_rules(models: list[ModelFile]) -> None:
+    """``ModelError`` (before the sweep) for a model whose ``unknown`` rule scores with a
+    ``score`` output the file does not have."""
+    from cifarkit.contract import SCORE_OUTPUT, read_onnx
+    from cifarkit.measure.ood import missing_score
+
+    for mf in models:
+        info = read_onnx(mf.path, uint8_only=False)
+        if info.unknown is not None and info.unknown.score == SCORE_OUTPUT and \
+                not info.has_score:
+            raise missing_score(f"--ood: {mf.path}", None)
+
+
 def _score_row(result: BenchResult, acc: AccuracyResult, ood: np.ndarray) -> OODRow:
     from cifarkit.backends import REFERENCE, open_backend
     from cifarkit.contract import read_onnx
@@ -99,10 +115,11 @@ def _score_row(result: BenchResult, acc: AccuracyResult, ood: np.ndarray) -> OOD
     rule = read_onnx(mf.path, uint8_only=False).unknown
     backend = Backend(acc.runtime, acc.provider if acc.runtime == REFERENCE else None)
     with open_backend(backend.name, mf.path, threads=result.config.threads) as model:
-        probs_out = model.predict_proba(ood)
+        probs_out, score_out = model.predict_scored(ood)
     score = rule.score if rule is not None else "msp"
-    s_in = unknown_scores(acc.probs, score, os.fspath(mf.path))
-    s_out = unknown_scores(probs_out, score, os.fspath(mf.path))
+    where = f"{mf.path} on {backend.where}"
+    s_in = unknown_scores(acc.probs, score, where, acc.scores)
+    s_out = unknown_scores(probs_out, score, where, score_out)
     threshold = rule.threshold if rule is not None else threshold_for(s_in, ACCEPTANCE)
     return OODRow(acc.model, acc.precision, acc.provider, acc.runtime, score,
                   MODEL if rule is not None else SPLIT, evaluate(s_in, s_out, threshold))

@@ -113,9 +113,10 @@ def run_bench(
     if len(images) == 0:
         raise UsageError("no images to benchmark on")
     ood = None
-    if config.ood is not None:  # before the long part: a bad folder fails early
-        from cifarkit.bench.ood import load_ood
+    if config.ood is not None:  # before the long part: a bad folder or rule fails early
+        from cifarkit.bench.ood import check_rules, load_ood
 
+        check_rules(models)
         ood = load_ood(config.ood, int(images.shape[1]), progress)
 
     result = BenchResult(

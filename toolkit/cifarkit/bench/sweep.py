@@ -1,9 +1,11 @@
 """One path for every backend: a model file opened through ``cifarkit.backends``
 (``open_backend``; onnxruntime on one execution provider, the other runtimes on the CPU),
 
-1. the whole image set through ``predict_proba`` (onnxruntime's ``Classifier`` with its
+1. the whole image set through ``predict_scored`` (onnxruntime's ``Classifier`` with its
    tuned chunk size), accuracy metrics (``metrics.evaluate``) and the agreement with
-   onnxruntime's probabilities for the same file (its first provider, cpu first);
+   onnxruntime's probabilities for the same file (its first provider, cpu first); a model
+   with a ``score`` output keeps it (``bench --ood``'s in-distribution scores) and has it
+   compared with onnxruntime's too (``backends.score_agreement``; a note when it differs);
 2. one ``run_batch`` per batch size timed (``latency.time_batches``), on CUDA/TensorRT once
    with and once without I/O binding;
 3. images/s turned into GFLOP/s with the graph's MACs per image, and (CPU rows) into a share
@@ -53,7 +55,7 @@ class Sweep:
         self.data_classes, self.batch_sizes = data_classes, batch_sizes
         self.iterations, self.duration = iterations, duration
         self.done = self.total = 0
-        self._references: dict[Path, np.ndarray] = {}
+        self._references: dict[Path, tuple[np.ndarray, np.ndarray | None]] = {}
         self.focus: str | None = None
         self.light: np.ndarray | None = None
 
@@ -149,32 +151,42 @@ class Sweep:
         result.classes = result.classes or classes
         self._report(f"{mf.label} on {backend.where}: accuracy", advance=False)
         t0 = time.perf_counter()
-        probs = model.predict_proba(images)
+        probs, scores = model.predict_scored(images)
         seconds = time.perf_counter() - t0
         report = evaluate(probs, labels, classes, n_confusions=config.n_confusions)
         agree = self._agreement(mf, backend, probs, indices)
-        result.accuracy.append(AccuracyResult(
+        acc = AccuracyResult(
             mf.name, mf.precision, model.provider, report, probs, seconds,
             runtime=backend.runtime, agreement=agree[0], max_abs_diff=agree[1],
-            indices=indices,
-        ))
+            indices=indices, scores=scores,
+        )
+        self._score_agreement(mf, backend, acc)
+        result.accuracy.append(acc)
         self._report(f"{mf.label} on {backend.where}: accuracy")
 
     def _first_reference(self, mf: ModelFile) -> AccuracyResult | None:
         return next((a for a in self.result.accuracy if a.runtime == REFERENCE
                      and (a.model, a.precision) == (mf.name, mf.precision)), None)
 
-    def reference(self, mf: ModelFile) -> np.ndarray:
-        """onnxruntime's probabilities for ``mf``: its first onnxruntime accuracy row (the
-        first provider, cpu first), or a cpu pass made for the comparison alone."""
+    def reference(self, mf: ModelFile) -> tuple[np.ndarray, np.ndarray | None]:
+        """onnxruntime's probabilities and score output (None: none) for ``mf``: its first
+        onnxruntime accuracy row (the first provider, cpu first), or a cpu pass made for the
+        comparison alone."""
         first = self._first_reference(mf)
         if first is not None:
-            return first.probs
+            return first.probs, first.scores
         key = mf.path.resolve()
         if key not in self._references:
             with self._open(mf, Backend(REFERENCE, "cpu")) as model:
-                self._references[key] = model.predict_proba(self.result.images)
+                self._references[key] = model.predict_scored(self.result.images)
         return self._references[key]
+
+    def _reference_rows(self, mf: ModelFile, n: int, indices: np.ndarray | None,
+                        ) -> tuple[np.ndarray, np.ndarray | None]:
+        probs, scores = self.reference(mf)
+        if indices is not None and len(probs) != n:  # --quick's subset
+            return probs[indices], None if scores is None else scores[indices]
+        return probs, scores
 
     def _agreement(self, mf: ModelFile, backend: Backend, probs: np.ndarray,
                    indices: np.ndarray | None) -> tuple[float, float]:
@@ -182,10 +194,27 @@ class Sweep:
 
         if backend.runtime == REFERENCE and self._first_reference(mf) is None:
             return 1.0, 0.0  # the first onnxruntime pass of a file is the reference
-        reference = self.reference(mf)
-        if indices is not None and len(reference) != len(probs):  # --quick's subset
-            reference = reference[indices]
-        return agreement(probs, reference)
+        return agreement(probs, self._reference_rows(mf, len(probs), indices)[0])
+
+    def _score_agreement(self, mf: ModelFile, backend: Backend, acc: AccuracyResult) -> None:
+        """``acc``'s score output against onnxruntime's (a note when out of tolerance)."""
+        from cifarkit.backends import SCORE_RTOL, score_agreement
+
+        if acc.scores is None:
+            return
+        if backend.runtime == REFERENCE and self._first_reference(mf) is None:
+            acc.score_max_abs_diff, acc.score_agrees = 0.0, True
+            return
+        reference = self._reference_rows(mf, len(acc.probs), acc.indices)[1]
+        if reference is None:
+            return
+        acc.score_max_abs_diff, acc.score_agrees = score_agreement(acc.scores, reference)
+        if not acc.score_agrees:
+            self.result.notes.append(
+                f"{mf.label} on {backend.where}: its score output differs from onnxruntime's "
+                f"by up to {acc.score_max_abs_diff:.3g} (more than {SCORE_RTOL:g} × (1 + "
+                "|score|) on some images): a threshold set on one runtime's scores does not "
+                "hold on the other")
 
 
 def _check_classes(

@@ -32,7 +32,8 @@ shares and accuracies as fractions 0–1.
 - ``corruptions`` (``--corruptions N``): [{``model``, ``precision``, ``clean``, ``mean``,
   ``drop``, ``mean_by_severity`` [5], ``accuracy`` {corruption: [5 severities]}}].
 - ``ood`` (``--ood DIR``): [{``model``, ``precision``, ``provider``, ``runtime``, ``score``
-  ("msp": the top probability, or the model's rule's score), ``threshold_source`` ("model":
+  (the score used: "msp", the top probability, or the model's rule's, e.g. "score": its
+  ``score`` output on both image sets), ``threshold_source`` ("model":
   the model's recorded ``unknown`` rule; "split": the threshold accepting 95 % of this run's
   split, set on the images it is judged on), ``n_in``, ``n_out``, ``auroc``,
   ``fpr_at_95_tpr``, ``threshold``, ``rejected_in``, ``rejected_out``}]; ``settings.ood``:
@@ -68,16 +69,20 @@ Runtimes (``--backend``, alias ``--runtime``): ``accuracy``, ``per_class``, ``co
 otherwise; join on ``model, precision, provider, runtime``); other runtimes run on the CPU
 (``provider`` ``"cpu"``).
 ``accuracy`` rows also carry ``agreement_top1`` and ``max_abs_diff`` (against onnxruntime's
-probabilities for the same file, first provider). ``latency`` rows have ``status``
-``"failed"`` (with the runtime's ``reason``) for a file a runtime cannot run. ``settings``:
-``runtimes_requested`` (null = onnxruntime only; ``onnxruntime:PROVIDER`` is recorded as
-``onnxruntime`` plus PROVIDER in ``providers_requested``), ``runtimes`` (benchmarked).
+probabilities for the same file, first provider), and for a model with a ``score`` output
+``score_max_abs_diff`` (max |Δscore| against onnxruntime's) and ``score_agrees`` (every image
+within ``backends.SCORE_RTOL`` × (1 + |score|)); both null without one. ``latency`` rows
+have ``status`` ``"failed"`` (with the runtime's ``reason``) for a file a runtime cannot run.
+``settings``: ``runtimes_requested`` (null = onnxruntime only; ``onnxruntime:PROVIDER`` is
+recorded as ``onnxruntime`` plus PROVIDER in ``providers_requested``), ``runtimes``
+(benchmarked).
 - ``runtimes``: [{``runtime``, ``version``, ``package``, ``status`` ("ok" | "unavailable"),
   ``reason``}].
 - ``runtime_failures``: [{``model``, ``precision``, ``runtime``, ``reason``}].
 - ``runtime_matrix``: [{``model``, ``precision``, ``runtime``, ``provider``, ``version``,
   ``status`` ("ok" | "unavailable" | "failed"), ``reason``, ``threads``, ``top1``,
-  ``agreement_top1``, ``max_abs_diff``, ``batch1_p50_ms``, ``best_batch_size``,
+  ``agreement_top1``, ``max_abs_diff``, ``score_max_abs_diff``, ``batch1_p50_ms``,
+  ``best_batch_size``,
   ``best_p50_ms``, ``best_images_per_s``}]: one row per file × runtime (× provider).
 """
 
@@ -218,7 +223,9 @@ def _add_accuracy(result: BenchResult, out: dict[str, Any]) -> None:
                "runtime": a.runtime}
         r = a.report
         out["accuracy"].append({**key, **r.summary(), "seconds": round(a.seconds, 4),
-                                "agreement_top1": a.agreement, "max_abs_diff": a.max_abs_diff})
+                                "agreement_top1": a.agreement, "max_abs_diff": a.max_abs_diff,
+                                "score_max_abs_diff": a.score_max_abs_diff,
+                                "score_agrees": a.score_agrees})
         for row in r.per_class:
             out["per_class"].append({
                 **key, "label": row["label"], "class": row["class"],
@@ -294,7 +301,8 @@ def _runtime_matrix(result: BenchResult, data: dict[str, Any]) -> list[dict[str,
                 "model": key[0], "precision": key[1], "runtime": key[2], "provider": key[3],
                 "version": result.runtime_versions.get(key[2]), "status": lat["status"],
                 "reason": lat["reason"], "threads": lat["threads"], "top1": None,
-                "agreement_top1": None, "max_abs_diff": None, "batch1_p50_ms": None,
+                "agreement_top1": None, "max_abs_diff": None, "score_max_abs_diff": None,
+                "batch1_p50_ms": None,
                 "best_batch_size": None, "best_p50_ms": None, "best_images_per_s": None,
             }
             index[key] = row
@@ -311,5 +319,6 @@ def _runtime_matrix(result: BenchResult, data: dict[str, Any]) -> list[dict[str,
         row = index.get((a["model"], a["precision"], a["runtime"], a["provider"]))
         if row is not None:
             row.update(top1=a["top1"], agreement_top1=a["agreement_top1"],
-                       max_abs_diff=a["max_abs_diff"])
+                       max_abs_diff=a["max_abs_diff"],
+                       score_max_abs_diff=a["score_max_abs_diff"])
     return rows

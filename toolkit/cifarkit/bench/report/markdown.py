@@ -214,21 +214,23 @@ def _ood(data: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     ood = data["settings"]["ood"]
-    body = [[r["model"], r["precision"], r["provider"], r["runtime"], f"{r['auroc']:.3f}",
+    body = [[r["model"], r["precision"], r["provider"], r["runtime"], r["score"],
+             f"{r['auroc']:.3f}",
              pct(r["fpr_at_95_tpr"]), f"{r['threshold']:.4g}", r["threshold_source"],
              pct(r["rejected_in"]), pct(r["rejected_out"])] for r in rows]
     skipped = f" ({len(ood['skipped'])} files could not be decoded)" if ood["skipped"] else ""
     return ["## Unknown inputs (--ood)", "",
             f"{ood['n_images']:,} images of other subjects from `{ood['source']}`{skipped} "
             f"against the {data['settings']['split']} split; score: the top probability "
-            "unless the model's rule names another. FPR@95: share of the other images "
+            "(`msp`) unless the model's rule names another (`score`: the model's score "
+            "output). FPR@95: share of the other images "
             "accepted when 95 % of the split's are. Rejected shares at the threshold: the "
             "model's recorded rule (source `model`), else the one accepting 95 % of the split "
             "(source `split`: set on the very images it is judged on, so 5 % of them are "
             "rejected by construction).", "",
-            *_table(["model", "precision", "provider", "runtime", "AUROC", "FPR@95",
+            *_table(["model", "precision", "provider", "runtime", "score", "AUROC", "FPR@95",
                      "threshold", "source", "rejected (split)", "rejected (other)"], body,
-                    "llllrrrlrr"), ""]
+                    "lllllrrrlrr"), ""]
 
 
 def _num(x: float | None) -> str:

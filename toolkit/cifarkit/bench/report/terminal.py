@@ -70,13 +70,13 @@ def _ood(data: dict[str, Any], multi: bool) -> Any:
                "split; rejected shares (rej.) at the model's threshold, else at 95 % of the "
                "split accepted (from: model | split)")
     where = multi or len({(r["provider"], r["runtime"]) for r in data["ood"]}) > 1
-    for col in ("model", *(["on"] if where else []), "AUROC", "FPR95", "thresh", "from",
-                "rej. in", "rej. out"):
-        t.add_column(col, justify="left" if col in ("model", "on", "from") else "right",
+    for col in ("model", *(["on"] if where else []), "score", "AUROC", "FPR95", "thresh",
+                "from", "rej. in", "rej. out"):
+        t.add_column(col, justify="left" if col in ("model", "on", "score", "from") else "right",
                      no_wrap=True, style="cyan" if col == "model" else None)
     for r in data["ood"]:
         on = [f"{r['runtime']}:{r['provider']}"] if where else []
-        t.add_row(f"{r['model']}:{r['precision']}", *on, f"{r['auroc']:.3f}",
+        t.add_row(f"{r['model']}:{r['precision']}", *on, r["score"], f"{r['auroc']:.3f}",
                   pct(r["fpr_at_95_tpr"]), f"{r['threshold']:.4g}", r["threshold_source"],
                   pct(r["rejected_in"]), pct(r["rejected_out"]))
     return t
