@@ -405,8 +405,8 @@ def test_matrix_compares_the_score_output(scored, images):
     md = runs_in_markdown(list(rows.values()))
     assert "; score " in md[2] and "(differs)" not in "".join(md)
     ref = np.array([0.0, 100.0])
-    assert score_agreement(ref + [0.0009, 0.1], ref) == pytest.approx((0.1, True))
-    assert score_agreement(ref + [0.002, 0.0], ref)[1] is False  # 1e-3 × (1 + 0)
+    assert score_agreement(ref + [0.009, 1.0], ref) == pytest.approx((1.0, True))
+    assert score_agreement(ref + [0.02, 0.0], ref)[1] is False  # 1e-2 × (1 + 0)
     rows["tract"].score_agrees = False
     assert "(differs)" in runs_in_markdown([rows["tract"]])[2]
 

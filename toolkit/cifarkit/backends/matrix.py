@@ -44,9 +44,12 @@ def agreement(probs: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     return agree, diff
 
 
-#: Scores are not probabilities: a Mahalanobis score runs to the hundreds, so two runtimes
-#: agree on an image when |Δscore| <= SCORE_RTOL · (1 + |onnxruntime's score|).
-SCORE_RTOL = 1e-3
+#: Scores are not probabilities: two runtimes agree on an image when |Δscore| <= SCORE_RTOL ·
+#: (1 + |onnxruntime's score|). 1 %: export's block score is a sum of standardised parts
+#: (held-out deviation ≈ 1.4), and its whitening magnifies float32 rounding: fp32 files
+#: differed by 1–3e-3 between runtimes (fastnet-relu), int8 files by 0.04–0.11 (each
+#: runtime's own int8 arithmetic; their probabilities differ too).
+SCORE_RTOL = 1e-2
 
 
 def score_agreement(score: np.ndarray, reference: np.ndarray) -> tuple[float, bool]:

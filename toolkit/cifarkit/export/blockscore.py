@@ -354,7 +354,12 @@ def append_score(proto: Any, blocks: list[Block], fits: list[BlockFit], logits: 
           enumerate(zip(blocks, fits, strict=True))]
     if logits in half:
         logits = b.node("Cast", [logits], "logits_float", to=onnx.TensorProto.FLOAT)
-    lse = b.reduce("ReduceLogSumExp", logits, [1], "energy", 0)
+    # logsumexp spelled out: OpenVINO 2026.4 ignores ReduceLogSumExp's axes attribute
+    # (opset 17) and reduces over the batch too.
+    top = b.reduce("ReduceMax", logits, [1], "logits_max", 1)
+    shifted = b.node("Exp", [b.node("Sub", [logits, top], "logits_shifted")], "logits_exp")
+    lse = b.node("Log", [b.reduce("ReduceSum", shifted, [1], "exp_sum", 0)], "log_sum")
+    lse = b.node("Add", [lse, b.reduce("ReduceMax", logits, [1], "logits_top", 0)], "energy")
     lse = b.node("Mul", [lse, b.const("energy_inv_scale", 1 / energy_fit[1])], "energy_scaled")
     zs.append(b.node("Add", [lse, b.const("energy_shift", -energy_fit[0] / energy_fit[1])],
                      "energy_z"))

@@ -103,7 +103,7 @@ def check_contract(proto: Any, where: str = "model",
                 metadata["class_names"] = json.dumps(list(classes))
             try:
                 info = contract.describe(metadata, [None, *in_dims[1:]], out_dims[1], True,
-                                         where)
+                                         where, has_score=len(names) == 2, outputs=names)
             except ModelError as exc:
                 problems.append(str(exc).removeprefix(f"{where}: "))
     ops = {(n.domain, n.op_type) for n in graph.node}
