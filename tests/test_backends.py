@@ -18,7 +18,9 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
                                 reason="jax not installed (pip install -e '.[jax]')")
 
 
-@pytest.mark.parametrize("arch", ["cnn-batchnorm", "fastnet-s"])
+# fastnet-s only (its custom layers are the harder round trip); cnn-batchnorm's took 33 s of
+# a suite at its 15-minute limit.
+@pytest.mark.parametrize("arch", ["fastnet-s"])
 def test_train_on_jax_then_load_under_tensorflow(arch, tmp_path):
     data = write_folders(tmp_path / "data", train_per_class=8, test_per_class=4)
     env = {**os.environ, "KERAS_BACKEND": "jax", "CUDA_VISIBLE_DEVICES": ""}
