@@ -131,3 +131,20 @@ def test_block_features_average_each_batch_views():
     assert blocks[0].views == 2 and blocks[0].channels == 3
     got = block_features(model, blocks, x, batch=3)[0]
     np.testing.assert_allclose(got, 1.5 * x.reshape(5, -1, 3).mean(axis=1), rtol=1e-5)
+
+
+def test_litert_conversion_drops_the_score_branch(scored):
+    """LiteRT files carry probabilities only: the graph handed to onnx2tf loses ``score``
+    and every node only it needed, and keeps the classifier whole."""
+    from cifarkit.export.litert import _probabilities_only, float_input_copy
+
+    _, ds, result = scored
+    fp32 = onnx.load(str(next(f.path for f in result.files if f.precision == "fp32")))
+    graph = float_input_copy(fp32)
+    _probabilities_only(graph.graph)
+    assert [o.name for o in graph.graph.output] == ["probabilities"]
+    assert not [n.name for n in graph.graph.node if n.name.startswith("unknown_score")]
+    sess = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(["probabilities"], {"images": ds.x_test[:20].astype(np.float32)})[0]
+    np.testing.assert_allclose(got, outputs(result.files[0].path, ds.x_test[:20],
+                                            ["probabilities"])[0], atol=1e-6)
