@@ -24,21 +24,10 @@ def without_score(path: Path) -> bytes:
     """The file's graph with only ``probabilities`` and the nodes it needs."""
     import onnx
 
+    from cifarkit.contract import probabilities_only
+
     model = onnx.load(str(path))
-    graph = model.graph
-    keep = [o for o in graph.output if o.name == "probabilities"]
-    del graph.output[:]
-    graph.output.extend(keep)
-    needed, nodes = {"probabilities"}, []
-    for node in reversed(list(graph.node)):
-        if any(o in needed for o in node.output):
-            nodes.append(node)
-            needed.update(node.input)
-    del graph.node[:]
-    graph.node.extend(reversed(nodes))
-    inits = [t for t in graph.initializer if t.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
+    probabilities_only(model.graph)
     return model.SerializeToString()
 
 

@@ -136,15 +136,17 @@ def test_block_features_average_each_batch_views():
 def test_litert_conversion_drops_the_score_branch(scored):
     """LiteRT files carry probabilities only: the graph handed to onnx2tf loses ``score``
     and every node only it needed, and keeps the classifier whole."""
-    from cifarkit.export.litert import _probabilities_only, float_input_copy
+    from cifarkit.contract import probabilities_only
+    from cifarkit.export.litert import float_input_copy
 
     _, ds, result = scored
     fp32 = onnx.load(str(next(f.path for f in result.files if f.precision == "fp32")))
     graph = float_input_copy(fp32)
-    _probabilities_only(graph.graph)
+    probabilities_only(graph.graph)
     assert [o.name for o in graph.graph.output] == ["probabilities"]
     assert not [n.name for n in graph.graph.node if n.name.startswith("unknown_score")]
     sess = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
     got = sess.run(["probabilities"], {"images": ds.x_test[:20].astype(np.float32)})[0]
     np.testing.assert_allclose(got, outputs(result.files[0].path, ds.x_test[:20],
                                             ["probabilities"])[0], atol=1e-6)
+

@@ -48,6 +48,32 @@ SCORE_OUTPUT = "score"
 SCORE_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))  # float16 is returned as float32
 
 
+def prune_dead(graph: Any) -> None:
+    """Drop, in place, the nodes and initializers of an ONNX ``GraphProto`` that no graph
+    output needs."""
+    needed = {o.name for o in graph.output}
+    keep = []
+    for node in reversed(list(graph.node)):
+        if any(o in needed for o in node.output):
+            keep.append(node)
+            needed.update(node.input)
+    del graph.node[:]
+    graph.node.extend(reversed(keep))
+    inits = [t for t in graph.initializer if t.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+
+
+def probabilities_only(graph: Any) -> None:
+    """Reduce an ONNX ``GraphProto``, in place, to its ``probabilities`` output and the nodes
+    that make it: a ``score`` output (export's unknown score) and its branch go."""
+    if len(graph.output) > 1:
+        keep = [o for o in graph.output if o.name == OUTPUT_NAME]
+        del graph.output[:]
+        graph.output.extend(keep)
+        prune_dead(graph)
+
+
 @dataclass(frozen=True)
 class UnknownRule:
     """Rows whose ``score`` is under ``threshold`` are "none of my classes"; the threshold

@@ -98,8 +98,8 @@ def _with_outputs(proto: Any, tensors: list[str]) -> Any:
     import onnx
 
     probe = onnx.ModelProto.FromString(proto.SerializeToString())
-    for t in tensors:
-        probe.graph.output.append(onnx.ValueInfoProto(name=t))
+    known = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(onnx.ValueInfoProto(name=t) for t in tensors if t not in known)
     return probe
 
 
@@ -139,7 +139,6 @@ def copy_stem(fp32: Any, proto: Any, stem: str) -> str:
 
     def rename(t: str) -> str:
         return t if t in ("", INPUT_NAME) else prefix + t
-
 
     order = {id(n): i for i, n in enumerate(fp32.graph.node)}
     copied: set[str] = set()
@@ -220,22 +219,18 @@ def run_tensors(proto: Any, tensors: list[str], x: np.ndarray, batch: int = 250,
     return [np.concatenate(p) for p in parts]
 
 
-def block_features(proto: Any, blocks: list[Block], x: np.ndarray,
-                   batch: int = 250) -> list[np.ndarray]:
+def block_features(proto: Any, blocks: list[Block], x: np.ndarray, batch: int = 250,
+                   extra: tuple[str, ...] = ()) -> list[np.ndarray]:
     """Each block's channel means ``[N, D]`` for uint8 images ``x``, views averaged (per
-    batch: TTA stacks each batch's ``[images; mirrors]``)."""
+    batch: TTA stacks each batch's ``[images; mirrors]``), then each ``extra`` tensor as is,
+    all from one pass."""
     def reduce(i: int, out: np.ndarray, n: int) -> np.ndarray:
+        if i >= len(blocks):
+            return out
         b = blocks[i]
         return out.astype(np.float32).mean(axis=b.spatial).reshape(b.views, n, -1).mean(axis=0)
 
-    return run_tensors(proto, [b.tensor for b in blocks], x, batch, reduce)
-
-
-def energies(proto: Any, logits: str, x: np.ndarray) -> np.ndarray:
-    """``logsumexp`` of the ``logits`` tensor per image (float64)."""
-    z = run_tensors(proto, [logits], x)[0].astype(np.float64)
-    top = z.max(axis=1)
-    return top + np.log(np.exp(z - top[:, None]).sum(axis=1))
+    return run_tensors(proto, [*(b.tensor for b in blocks), *extra], x, batch, reduce)
 
 
 # --- the fit -----------------------------------------------------------------------------------
@@ -376,11 +371,16 @@ def _batch_dim(proto: Any) -> str:
     return out.type.tensor_type.shape.dim[0].dim_param or "batch"
 
 
-def graph_scores(session: Any, x: np.ndarray, batch: int = 250) -> np.ndarray:
-    """The ``score`` output of a session for uint8 images, ``batch`` at a time."""
-    out = [session.run([SCORE_OUTPUT], {INPUT_NAME: x[s:s + batch]})[0]
-           for s in range(0, len(x), batch)]
-    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+def record_test_acceptance(record: dict[str, Any], session: Any, x: np.ndarray,
+                    batch: int = 250) -> np.ndarray:
+    """Record the share of ``x`` (the test images) the file's rule accepts; returns the
+    probabilities of the same pass."""
+    runs = [session.run([OUTPUT_NAME, SCORE_OUTPUT], {INPUT_NAME: x[s:s + batch]})
+            for s in range(0, len(x), batch)]
+    probs = np.concatenate([r[0] for r in runs]).astype(np.float32)
+    scores = np.concatenate([r[1] for r in runs])
+    record["test_accepted"] = float(np.mean(scores >= record["threshold"]))
+    return probs
 
 
 def check_scores(graph: np.ndarray, reference: np.ndarray, where: str,
@@ -403,7 +403,7 @@ def add_block_score(fp32: Any, proto: Any, held: HeldOut, n_classes: int,
     set the threshold accepting ``acceptance`` of the held-out images. Returns the card's
     record of it."""
     from cifarkit.backends.onnxruntime import cpu_session, session_proba
-    from cifarkit.measure.ood import threshold_for
+    from cifarkit.measure.ood import energy_score, threshold_for
 
     assert held.learnt is not None
     x_learnt, y_learnt = held.learnt
@@ -411,15 +411,15 @@ def add_block_score(fp32: Any, proto: Any, held: HeldOut, n_classes: int,
     stem = stem_name(fp32)
     blocks = find_blocks([stem], [copy_stem(fp32, proto, stem)], proto)
     logits = logits_name(proto)
-    f_held, e_held = block_features(proto, blocks, held.x), energies(proto, logits, held.x)
+    *f_held, z_held = block_features(proto, blocks, held.x, extra=(logits,))
+    e_held = energy_score(z_held)
     fits = fit_blocks(block_features(proto, blocks, x_learnt), y_learnt, f_held, n_classes)
     energy_fit = standardise(e_held)
     append_score(proto, blocks, fits, logits, energy_fit)
-    session = cpu_session(proto.SerializeToString())
-    scores = graph_scores(session, held.x)
+    after, scores = run_tensors(proto, [OUTPUT_NAME, SCORE_OUTPUT], held.x)
     diff = check_scores(scores, numpy_score(fits, f_held, e_held, energy_fit), where,
                         TOLERANCE.get(precision, TOLERANCE_DEFAULT))
-    moved = float(np.abs(session_proba(session, held.x) - before).max())
+    moved = float(np.abs(after - before).max())
     if moved > PROBABILITY_TOLERANCE:
         raise ExportError(f"{where}: adding the score changed the probabilities (max |Δ| "
                           f"{moved:.2e})")

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from cifarkit.contract import probabilities_only, prune_dead
 from cifarkit.errors import ExportError
 from cifarkit.export.convert import INPUT_NAME, OUTPUT_NAME, require
 
@@ -156,36 +157,11 @@ def gelu_to_op(proto: Any) -> int:
         producer[root.output[0]] = graph.node[index]
         replaced += 1
     if replaced:
-        _drop_dead(graph)
+        prune_dead(graph)
         for opset in proto.opset_import:
             if opset.domain in ("", "ai.onnx"):
                 opset.version = max(opset.version, 20)  # Gelu is an opset-20 op
     return replaced
-
-
-def _drop_dead(graph: Any) -> None:
-    needed = {o.name for o in graph.output}
-    keep = []
-    for node in reversed(list(graph.node)):
-        if any(o in needed for o in node.output):
-            keep.append(node)
-            needed.update(node.input)
-    del graph.node[:]
-    graph.node.extend(reversed(keep))
-    inits = [t for t in graph.initializer if t.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
-
-
-def _probabilities_only(graph: Any) -> None:
-    """Drop a ``score`` output (``export.blockscore``) and its nodes: LiteRT files carry
-    probabilities only (full-integer int8 would quantize the score's distances too coarsely
-    for the ONNX file's threshold)."""
-    if len(graph.output) > 1:
-        keep = [o for o in graph.output if o.name == OUTPUT_NAME]
-        del graph.output[:]
-        graph.output.extend(keep)
-        _drop_dead(graph)
 
 
 def _float_fn_from_onnx(proto: Any, workdir: str) -> Any:
@@ -197,7 +173,9 @@ def _float_fn_from_onnx(proto: Any, workdir: str) -> Any:
 
     tf = require("tensorflow", "tensorflow", "for --format tflite")
     graph = float_input_copy(proto)
-    _probabilities_only(graph.graph)
+    # LiteRT files carry probabilities only: full-integer int8 would quantize the score's
+    # distances too coarsely for the ONNX file's threshold.
+    probabilities_only(graph.graph)
     gelu_to_op(graph)
     src = os.path.join(workdir, "float.onnx")
     onnx.save(graph, src)

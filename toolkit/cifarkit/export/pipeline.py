@@ -37,7 +37,7 @@ from cifarkit.errors import ModelError, UsageError
 from cifarkit.export.blockscore import (
     LEARNT_IMAGES,
     add_block_score,
-    graph_scores,
+    record_test_acceptance,
 )
 from cifarkit.export.calibrate import (
     add_test_figures,
@@ -297,12 +297,6 @@ def _check_held_out_accuracy(st: ExportState) -> None:
                     f"{recorded:.2%} validation accuracy the training recorded")
 
 
-def onnx_copy(proto: Any) -> Any:
-    import onnx
-
-    return onnx.ModelProto.FromString(proto.SerializeToString())
-
-
 def _unknown_score(st: ExportState) -> None:
     """``--unknown-score blocks``: the block score as each graph's ``score`` output, and its
     threshold as the file's unknown rule (``export.blockscore``)."""
@@ -315,10 +309,11 @@ def _unknown_score(st: ExportState) -> None:
                          "images they were kept from (--data, --held-out); the notes say why "
                          "there are none, or use --unknown-score msp")
     st.step("unknown score")
-    fp32 = onnx_copy(st.protos["fp32"])  # the graph the int8 stem is copied from
+    # fp32 gains its score first; an int8 graph's stem is copied from the nodes before it.
     for p in st.protos:
-        st.block_scores[p] = add_block_score(fp32, st.protos[p], held, info.n_classes,
-                                             st.opts.unknown_acceptance, p, model_filename(p))
+        st.block_scores[p] = add_block_score(
+            st.protos["fp32"], st.protos[p], held, info.n_classes, st.opts.unknown_acceptance, p,
+            model_filename(p))
         st.sessions.pop(p, None)
         _check_graph(st, p)
 
@@ -334,15 +329,15 @@ def _measure(st: ExportState) -> None:
     st.evaluations = dict.fromkeys(st.protos)
     if images.labelled:
         for p in st.protos:
-            st.accuracies[p], probs = accuracy(st.session(p), images.x_test, images.y_test)
+            if p in st.block_scores:  # one pass: the probabilities and the rule's acceptance
+                probs = record_test_acceptance(st.block_scores[p], st.session(p), images.x_test)
+                st.accuracies[p] = float(np.mean(probs.argmax(axis=1) == images.y_test))
+            else:
+                st.accuracies[p], probs = accuracy(st.session(p), images.x_test, images.y_test)
             st.evaluations[p] = evaluation(probs, images.y_test, info.classes)
             if p in st.calibration:
                 add_test_figures(st.calibration[p], st.uncalibrated_test.pop(p), probs,
                                  images.y_test, p)
-            if p in st.block_scores:
-                record = st.block_scores[p]
-                scores = graph_scores(st.session(p), images.x_test)
-                record["test_accepted"] = float(np.mean(scores >= record["threshold"]))
     st.sessions.clear()  # free them before timing: latency opens its own, as users would
     if o.benchmark:
         blobs = {p: proto.SerializeToString() for p, proto in st.protos.items()}

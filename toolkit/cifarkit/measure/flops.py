@@ -337,26 +337,15 @@ def cpu_int8_peak(
 
 
 def _probabilities_only(path: str | os.PathLike[str]) -> bytes:
-    """The graph with only its ``probabilities`` output and the nodes that make it: a
-    ``score`` output (export's unknown score, a float side branch the counter cannot shape
-    after onnxruntime's fusions) is not what the peak is about."""
+    """The file's graph without a ``score`` output's branch (export's unknown score, a float
+    side branch the counter cannot shape after onnxruntime's fusions): not what the peak is
+    about."""
     import onnx
 
-    from cifarkit.contract import OUTPUT_NAME
+    from cifarkit.contract import probabilities_only
 
     model = onnx.load(os.fspath(path))
-    graph = model.graph
-    if len(graph.output) > 1:
-        keep = [o for o in graph.output if o.name == OUTPUT_NAME] or list(graph.output[:1])
-        del graph.output[:]
-        graph.output.extend(keep)
-        needed, nodes = {o.name for o in keep}, []
-        for node in reversed(list(graph.node)):
-            if any(o in needed for o in node.output):
-                nodes.append(node)
-                needed.update(node.input)
-        del graph.node[:]
-        graph.node.extend(reversed(nodes))
+    probabilities_only(model.graph)
     return model.SerializeToString()
 
 
