@@ -150,3 +150,14 @@ def test_litert_conversion_drops_the_score_branch(scored):
     np.testing.assert_allclose(got, outputs(result.files[0].path, ds.x_test[:20],
                                             ["probabilities"])[0], atol=1e-6)
 
+
+def test_a_scored_file_re_exports_with_a_fresh_score(scored, tmp_path):
+    """The shipped files' reproduce command exports their own fp32 file, score and all."""
+    _, ds, result = scored
+    fp32 = next(f.path for f in result.files if f.precision == "fp32")
+    again = export_model(fp32, tmp_path / "again", precisions=["fp32"], data=ds,
+                         parity_images=100, benchmark=False, unknown_score="blocks")
+    assert any("score output was taken out" in n for n in again.notes)
+    first = read_metadata(fp32)["unknown"]["threshold"]
+    assert read_metadata(again.files[0].path)["unknown"]["threshold"] == pytest.approx(first,
+                                                                                     rel=1e-4)

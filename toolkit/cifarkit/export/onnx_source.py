@@ -34,6 +34,8 @@ class OnnxSource:
     #: The temperature the file had folded in, taken out of ``proto`` and ``blob`` (export
     #: fits its own on the uncalibrated logits).
     removed_temperature: float | None = None
+    #: The file had a ``score`` output, taken out of ``proto`` and ``blob`` (refitted).
+    removed_score: bool = False
 
     @property
     def architecture(self) -> str | None:
@@ -54,6 +56,7 @@ def load_onnx_source(path: str | Path) -> OnnxSource:
     """Load an fp32 contract ONNX file (``ModelError`` for anything else)."""
     import onnx
 
+    from cifarkit.contract import probabilities_only
     from cifarkit.errors import ExportError
     from cifarkit.export.calibrate import unfold_temperature
     from cifarkit.export.check import check_contract
@@ -81,8 +84,12 @@ def load_onnx_source(path: str | Path) -> OnnxSource:
             f"{path} is a {precision} model: export from the fp32 file (model.fp32.onnx), "
             "which every other precision is derived from"
         )
+    # A score output (export.blockscore) goes: the export fits its own, and the score's
+    # reader of the logits would stop the temperature coming out.
+    removed_score = len(proto.graph.output) > 1
+    probabilities_only(proto.graph)
     removed = unfold_temperature(proto)
-    if removed is not None:  # the parity reference must be the uncalibrated graph too
+    if removed is not None or removed_score:  # the parity reference is this graph too
         blob = proto.SerializeToString()
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     sha = sha256_file(path)
@@ -97,7 +104,8 @@ def load_onnx_source(path: str | Path) -> OnnxSource:
         if any(f.get("sha256") == sha for f in files or [] if isinstance(f, dict)):
             card = candidate
     return OnnxSource(proto=proto, blob=blob, sha256=sha, opset=int(opset), metadata=meta,
-                      info=info, card=card, removed_temperature=removed)
+                      info=info, card=card, removed_temperature=removed,
+                      removed_score=removed_score)
 
 
 def at_opset(proto: Any, have: int, want: int, notes: list[str]) -> Any:

@@ -131,6 +131,9 @@ def _load_onnx(st: ExportState) -> None:
     st.reference_name = f"the source {st.src.model_path.name}"
     st.notes.append(f"re-exported from {st.src.model_path.name} (sha256 "
                     f"{st.source_sha[:16]}…, the same weights); parity is against that file")
+    if onnx_src.removed_score:
+        st.notes.append("the source's score output was taken out: each file's is fitted "
+                        "afresh (--unknown-score blocks) or left out")
     if onnx_src.removed_temperature is not None:
         st.notes.append(f"the source's folded temperature (T={onnx_src.removed_temperature:.4g})"
                         " was taken out: parity is against its uncalibrated probabilities and "
