@@ -235,9 +235,9 @@ def test_bad_arguments(small_data, tmp_path):
 @pytest.mark.realdata
 def test_real_data_short_training_beats_chance(real_data, tmp_path):
     # The default recipe's machinery (augmentation, warm-up + cosine, smoothing, best-epoch
-    # restore) on 4,000 real images. The BatchNorm-free CNN: BatchNorm's moving averages
+    # restore) on 2,000 real images. The BatchNorm-free CNN: BatchNorm's moving averages
     # need more steps than a test can afford before inference-mode accuracy means anything.
-    result = train("cnn", "default", data=real_data, limit=4000, epochs=4, batch_size=32,
+    result = train("cnn", "default", data=real_data, limit=2000, epochs=4, batch_size=32,
                    lr=0.02, out=tmp_path / "real")
     assert result.test_accuracy > 0.25, result.test_accuracy  # chance is 0.10
 
